@@ -1,0 +1,64 @@
+"""Benchmark: load ML-1M, build the protocol, sample one epoch of negatives.
+
+Run::
+
+  MONOSEM_DATA_DIR=../shared/data python -m experiments.bench_data
+
+Prints one JSON object. Target (issue 2): load + protocol <= 10 s on a
+2-core CPU. Without MONOSEM_DATA_DIR it measures the ML-1M-sized synthetic
+world instead and says so.
+"""
+
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+
+from monosem_jax.data import load_dataset, make_split, sample_negatives
+from monosem_jax.data import synthetic
+
+
+def main():
+  data_dir = os.environ.get('MONOSEM_DATA_DIR')
+  t0 = time.perf_counter()
+  if data_dir:
+    ds = load_dataset('ml-1m', data_dir, paper_parity=True)
+  else:
+    ds = synthetic.make_world(synthetic.WorldConfig.ml1m_scale())
+  t_load = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  split = make_split(ds, alpha=1.0, seed=42)
+  t_split = time.perf_counter() - t0
+  tables = split.sampler_tables()
+  users = jnp.asarray(split.train_users)
+  sample = jax.jit(sample_negatives)
+  t0 = time.perf_counter()
+  neg, ok = sample(tables, jax.random.PRNGKey(0), users)
+  neg.block_until_ready()
+  t_first = time.perf_counter() - t0
+  times = []
+  for epoch in range(1, 4):
+    t0 = time.perf_counter()
+    neg, ok = sample(tables, jax.random.PRNGKey(epoch), users)
+    neg.block_until_ready()
+    times.append(time.perf_counter() - t0)
+  print(json.dumps({
+      'dataset': ds.name if data_dir else 'synthetic (ML-1M scale; set MONOSEM_DATA_DIR for ML-1M)',
+      'n_users': ds.n_users, 'n_items': ds.n_items,
+      'n_interactions': ds.n_interactions, 'n_train': split.n_train,
+      'load_s': round(t_load, 3), 'protocol_s': round(t_split, 3),
+      'load_plus_protocol_s': round(t_load + t_split, 3),
+      'target_load_plus_protocol_s': 10.0,
+      'negatives_epoch_first_call_s': round(t_first, 3),
+      'negatives_epoch_s': round(min(times), 3),
+      'negatives_valid_fraction': float(ok.mean()),
+      'machine': f'{platform.machine()} {os.cpu_count()} cpus, {jax.devices()[0].platform}',
+      'jax': jax.__version__,
+  }, indent=1))
+
+
+if __name__ == '__main__':
+  main()

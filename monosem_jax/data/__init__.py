@@ -1,0 +1,13 @@
+"""Datasets: loaders, the common :class:`Dataset` type, protocol and synthetic world.
+
+Entry point: :func:`load_dataset`.
+"""
+
+from monosem_jax.data.dataset import DECADE_BUCKETS, DataError, Dataset
+from monosem_jax.data.loaders import DATASETS, load_dataset
+from monosem_jax.data.protocol import (SamplerTables, Split, make_split,
+                                       sample_negatives)
+
+__all__ = ['DECADE_BUCKETS', 'DATASETS', 'DataError', 'Dataset',
+           'SamplerTables', 'Split', 'load_dataset', 'make_split',
+           'sample_negatives']

@@ -1,0 +1,166 @@
+"""Every bad input gets a DataError that names the file, line or field."""
+
+import gzip
+import os
+import shutil
+
+import pytest
+
+from conftest import fixture_dir
+from monosem_jax.data import DataError, load_dataset, make_split
+from monosem_jax.data.protocol import filter_interactions
+
+
+def _ml1m_dir(tmp_path, ratings_text, movies=None):
+  (tmp_path / 'ratings.dat').write_text(ratings_text)
+  if movies is None:
+    shutil.copy(os.path.join(fixture_dir('ml-1m'), 'movies.dat'), tmp_path)
+  else:
+    (tmp_path / 'movies.dat').write_text(movies, encoding='latin-1')
+  return tmp_path
+
+
+def test_unknown_dataset_name():
+  with pytest.raises(DataError, match="unknown dataset 'ml-2m'.*ml-1m"):
+    load_dataset('ml-2m', '.')
+
+
+def test_data_dir_does_not_exist(tmp_path):
+  with pytest.raises(DataError, match='does not exist'):
+    load_dataset('ml-1m', tmp_path / 'nope')
+
+
+def test_no_data_dir_and_no_env(monkeypatch):
+  monkeypatch.delenv('MONOSEM_DATA_DIR', raising=False)
+  with pytest.raises(DataError, match='MONOSEM_DATA_DIR is not set'):
+    load_dataset('ml-1m')
+
+
+def test_missing_file(tmp_path):
+  with pytest.raises(DataError, match=r'ratings\.dat.*found in'):
+    load_dataset('ml-1m', tmp_path)
+  (tmp_path / 'ratings.dat').write_text('1::1::5::1\n')
+  with pytest.raises(DataError, match=r'movies\.dat'):
+    load_dataset('ml-1m', tmp_path)
+
+
+def test_wrong_separator(tmp_path):
+  d = _ml1m_dir(tmp_path, '1\t1\t5\t978300760\n2\t1\t4\t978300761\n')
+  with pytest.raises(DataError, match=r"ratings\.dat, line 1: found 1 fields "
+                     r"separated by '::'.*wrong separator"):
+    load_dataset('ml-1m', d)
+
+
+def test_non_integer_id(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n1::2::4::2\nx7::3::3::3\n')
+  with pytest.raises(DataError, match=r'ratings\.dat, line 3: field UserID is '
+                     r"not an integer: 'x7'"):
+    load_dataset('ml-1m', d)
+
+
+def test_inconsistent_field_count(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n1::2::4::2::9\n')
+  with pytest.raises(DataError, match=r'line 2: expected 4 fields'):
+    load_dataset('ml-1m', d)
+
+
+def test_unknown_movie_in_ratings(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::999::5::1\n')
+  with pytest.raises(DataError, match=r'MovieID 999 is not in .*movies\.dat'):
+    load_dataset('ml-1m', d)
+
+
+def test_unknown_genre(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n',
+                movies='1::A (1990)::Comedy\n2::B (1991)::Space Opera\n')
+  with pytest.raises(DataError, match=r"movies\.dat, line 2: unknown genre "
+                     r"'Space Opera'"):
+    load_dataset('ml-1m', d)
+
+
+def test_corrupt_gzip(tmp_path):
+  (tmp_path / 'ratings.dat.gz').write_bytes(b'\x1f\x8b' + b'garbage')
+  shutil.copy(os.path.join(fixture_dir('ml-1m'), 'movies.dat'), tmp_path)
+  with pytest.raises(DataError, match=r'ratings\.dat\.gz: corrupt gzip'):
+    load_dataset('ml-1m', tmp_path)
+
+
+def test_empty_file(tmp_path):
+  d = _ml1m_dir(tmp_path, '')
+  with pytest.raises(DataError, match=r'ratings\.dat: file is empty'):
+    load_dataset('ml-1m', d)
+
+
+def test_ml100k_genre_flag_count(tmp_path):
+  src = fixture_dir('ml-100k')
+  for f in ('u.data', 'u.user'):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  flags18 = '|'.join(['0'] * 18)
+  (tmp_path / 'u.item').write_text(f'1|T (1995)|01-Jan-1995||url|{flags18}\n')
+  with pytest.raises(DataError, match=r'u\.item, line 1: expected 19 genre '
+                     r'flags after 5 fields, found 18'):
+    load_dataset('ml-100k', tmp_path)
+
+
+def test_lastfm_header_wrong_separator(tmp_path):
+  src = fixture_dir('lastfm-2k')
+  for f in os.listdir(src):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  (tmp_path / 'user_artists.dat').write_text('userID,artistID,weight\n2,51,1\n')
+  with pytest.raises(DataError, match=r'user_artists\.dat, line 1: header has '
+                     r"1 fields separated by '\\t'"):
+    load_dataset('lastfm-2k', tmp_path)
+
+
+def test_lastfm_unknown_tag_id(tmp_path):
+  src = fixture_dir('lastfm-2k')
+  for f in os.listdir(src):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  with open(tmp_path / 'user_taggedartists.dat', 'a') as f:
+    f.write('2\t51\t777\t1\t1\t2009\r\n')
+  with pytest.raises(DataError, match=r'user_taggedartists\.dat, line 21: '
+                     r'tagID 777 is not in'):
+    load_dataset('lastfm-2k', tmp_path)
+
+
+def test_msd_missing_column(tmp_path):
+  (tmp_path / 'Music Info.csv').write_text('track_id,artist\nTR1,A\n')
+  (tmp_path / 'User Listening History.csv').write_text(
+      'track_id,user_id,playcount\nTR1,u,1\n')
+  with pytest.raises(DataError, match=r'Music Info\.csv: missing column\(s\) '
+                     r'tags, year'):
+    load_dataset('lastfm-msd', tmp_path)
+
+
+def test_msd_bad_playcount(tmp_path):
+  shutil.copy(os.path.join(fixture_dir('lastfm-msd'), 'Music Info.csv'), tmp_path)
+  (tmp_path / 'User Listening History.csv').write_text(
+      'track_id,user_id,playcount\nTR1,u,1\nTR2,u,lots\n')
+  with pytest.raises(DataError, match=r'History\.csv, line 3: field playcount'):
+    load_dataset('lastfm-msd', tmp_path)
+
+
+def test_unknown_option():
+  with pytest.raises(DataError, match=r"unknown option\(s\) top_k.*paper_parity"):
+    load_dataset('ml-1m', fixture_dir('ml-1m'), top_k=3)
+  with pytest.raises(DataError, match=r"unknown option\(s\) n_user\b"):
+    load_dataset('synthetic', n_user=3)
+
+
+def test_empty_after_filtering():
+  ds = load_dataset('ml-1m', fixture_dir('ml-1m'))
+  with pytest.raises(DataError, match='no interactions left after filtering'):
+    filter_interactions(ds, min_user_positives=100)
+
+
+def test_bad_split_options():
+  ds = load_dataset('synthetic', n_users=50, n_items=40)
+  with pytest.raises(DataError, match='sae_test_fraction'):
+    make_split(ds, sae_test_fraction=1.5)
+  with pytest.raises(DataError, match='too_few'):
+    make_split(ds, too_few='ignore')
+
+
+def test_bad_world_config():
+  with pytest.raises(DataError, match=r'WorldConfig\.n_items=0'):
+    load_dataset('synthetic', n_items=0)
