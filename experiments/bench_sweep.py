@@ -1,0 +1,153 @@
+r"""Benchmark: SAE config-steps per second, vmapped sweep vs sequential runs.
+
+Workloads (issue 4, item 7), on synthetic embeddings of the paper's shapes:
+
+* MF:  d=20, dictionary 64, 256 users x 256 items per step (score-matrix loss
+  through the exact Gram form; ``--mf_pred_impl direct`` for the B x B form);
+* NCF: d=20, dictionary 22, 256 positive pairs per step through a frozen
+  2d-64-32-16-1 MLP.
+
+For each C in ``--configs`` one epoch of ``--steps`` steps trains C configs
+in one jitted, vmapped, scanned program (compile excluded; best of
+``--repeats``). "Sequential" trains configs one at a time with the C = 1
+program (its throughput does not depend on C; measured on ``--seq_configs``
+configs). Output: one JSON document (stdout, and ``--out`` if given).
+
+CPU default (2 cores: about a minute or two)::
+
+  python -m experiments.bench_sweep
+
+GPU sizes::
+
+  python -m experiments.bench_sweep --configs=1,2,4,8,16,32,64,128,256,512,1024 \
+      --steps=50 --repeats=3 --seq_configs=8 --out=bench_sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+
+from monosem_jax.recommenders import ncf
+from monosem_jax.sweep.engine import SweepData, init_sweep, run_epoch
+from monosem_jax.sweep.spec import SweepParams, SweepSpec
+
+
+def _workload(model: str, steps: int, d: int, mf_pred_impl: str):
+  rng = np.random.default_rng(0)
+  n_items = 3706
+  n_users = 256 * steps
+  if model == 'mf':
+    spec = SweepSpec(model='mf', d=d, max_latents=64, batch_users=256,
+                     batch_items=256, steps_per_epoch=steps,
+                     mf_pred_impl=mf_pred_impl)
+    data = SweepData.mf(rng.normal(size=(n_users, d)) / d,
+                        rng.normal(size=(n_items, d)) / d, np.arange(n_users))
+  else:
+    spec = SweepSpec(model='ncf', d=d, max_latents=22, batch_pairs=256,
+                     steps_per_epoch=steps)
+    p = ncf.init(jax.random.PRNGKey(0), n_users, n_items, d)
+    n_pos = 256 * steps
+    data = SweepData.ncf(p['user_emb'], p['item_emb'], np.arange(n_users),
+                         p['mlp'], rng.integers(0, n_users, n_pos),
+                         rng.integers(0, n_items, n_pos))
+  return spec, data
+
+
+def _params(spec: SweepSpec, c: int) -> SweepParams:
+  """C distinct configs: spread lambda_pred, lr and seeds."""
+  i = np.arange(c)
+  return SweepParams.from_list(
+      [dict(lambda_pred=float(j % 5), lr=1e-3 * (1 + j % 3), seed=int(j))
+       for j in i], spec)
+
+
+def _time_epochs(spec, params, data, repeats):
+  state = init_sweep(spec, params, jax.random.PRNGKey(0))
+  t0 = time.perf_counter()
+  state, h = run_epoch(spec, params, state, data)
+  jax.block_until_ready(state)
+  first = time.perf_counter() - t0
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    state, h = run_epoch(spec, params, state, data)
+    jax.block_until_ready((state, h))
+    best = min(best, time.perf_counter() - t0)
+  return first, best, bool(np.all(np.asarray(state.finite)))
+
+
+def bench(model, configs, steps, repeats, seq_configs, d=20,
+          mf_pred_impl='gram'):
+  spec, data = _workload(model, steps, d, mf_pred_impl)
+  rows = []
+  for c in configs:
+    first, best, finite = _time_epochs(spec, _params(spec, c), data, repeats)
+    rows.append(dict(C=c, epoch_s=best, compile_and_first_epoch_s=first,
+                     config_steps_per_s=c * steps / best, all_finite=finite))
+    print(f'[{model}] C={c:5d}  {c * steps / best:12.1f} config-steps/s',
+          file=sys.stderr, flush=True)
+  # sequential: C=1 program, one config after another
+  allp = _params(spec, seq_configs)
+  state_compile = None
+  t_total = 0.0
+  for j in range(seq_configs):
+    p1 = allp.take([j])
+    st = init_sweep(spec, p1, jax.random.PRNGKey(0))
+    if state_compile is None:        # compile once, outside the timing
+      jax.block_until_ready(run_epoch(spec, p1, st, data))
+      state_compile = True
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+      st, h = run_epoch(spec, p1, st, data)
+    jax.block_until_ready(st)
+    t_total += time.perf_counter() - t0
+  seq = seq_configs * repeats * steps / t_total
+  for r in rows:
+    r['speedup_vs_sequential'] = r['config_steps_per_s'] / seq
+  return dict(model=model, d=d, max_latents=spec.max_latents,
+              batch=('256 users x 256 items' if model == 'mf'
+                     else '256 positive pairs'),
+              mf_pred_impl=mf_pred_impl if model == 'mf' else None,
+              steps_per_epoch=steps, repeats=repeats,
+              sequential=dict(configs_measured=seq_configs,
+                              config_steps_per_s=seq),
+              vmapped=rows)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  ap.add_argument('--models', default='mf,ncf')
+  ap.add_argument('--configs', default='1,4,16,64')
+  ap.add_argument('--steps', type=int, default=8)
+  ap.add_argument('--repeats', type=int, default=2)
+  ap.add_argument('--seq_configs', type=int, default=3)
+  ap.add_argument('--d', type=int, default=20)
+  ap.add_argument('--mf_pred_impl', default='gram', choices=('gram', 'direct'))
+  ap.add_argument('--out', default=None)
+  a = ap.parse_args(argv)
+  configs = [int(c) for c in a.configs.split(',')]
+  dev = jax.devices()[0]
+  out = dict(
+      benchmark='sweep config-steps/s, vmapped vs sequential',
+      jax=jax.__version__, backend=jax.default_backend(),
+      device=getattr(dev, 'device_kind', str(dev)),
+      device_count=jax.device_count(), host=platform.node(),
+      results=[bench(m, configs, a.steps, a.repeats, a.seq_configs, a.d,
+                     a.mf_pred_impl) for m in a.models.split(',')])
+  text = json.dumps(out, indent=1)
+  print(text)
+  if a.out:
+    with open(a.out, 'w') as f:
+      f.write(text)
+  return out
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,10 @@
+"""Sparse autoencoders (PAPER.md §4) and their losses (§5) as pure functions.
+
+``model``: init / encode / decode / activations / Matryoshka prefixes.
+``losses``: embedding MSE, MF and NCF prediction-aware losses, L1, KL.
+"""
+
+from monosem_jax.sae import losses, model
+from monosem_jax.sae.model import SAEConfig
+
+__all__ = ['SAEConfig', 'losses', 'model']

@@ -1,0 +1,336 @@
+"""Sparse autoencoders as pure functions over a params pytree (PAPER.md §4).
+
+One SAE explains a recommender's user *and* item embeddings with shared
+weights. Everything that changes shapes or code paths lives in the static,
+hashable :class:`SAEConfig`; everything trainable lives in a params dict::
+
+  {'W':     (n, d)   encoder rows; also the tied decoder (x_hat = z @ W),
+   'b_lat': (n,)     latent (encoder) bias,
+   'b_pre': (d,)     pre-bias, only when cfg.pre_bias (subtracted before the
+                     encoder, added back after the decoder),
+   'W_dec': (n, d)   only when not cfg.tied}
+
+Forward pass for one sample ``x`` (d,):
+
+  1. optional per-sample normalisation (MF-SAE): mu = mean(x),
+     sigma = std(x, ddof=1), x_n = (x - mu) / (sigma + 1e-5);
+  2. h = W (x_n - b_pre) + b_lat                           (n,)
+  3. z = act(h) * mask                                     (n,)
+     act: 'relu'; 'topk' (per-sample k largest, then ReLU);
+     'batchtopk' (k * batch largest over the whole batch, then ReLU).
+     ``mask = arange(n) < dict_size`` switches off latents beyond a config's
+     dictionary size: they have zero activation and zero gradient.
+  4. x_hat = (z @ W_dec + b_pre) * sigma + mu   (W_dec = W when tied;
+     the sample's own mu, sigma; without normalisation just z @ W_dec + b_pre).
+
+Matryoshka: ``cfg.prefixes = (m_1 < ... < m_P)``; z is computed once and
+x_hat^(m) decodes it with units >= m zeroed. :func:`forward` always returns a
+``(P, ..., d)`` stack of reconstructions whose last entry is the full one
+(``P = 1`` without Matryoshka).
+
+Initialisation (PAPER.md §4): W ~ U(+-1/sqrt(d)) (PyTorch ``nn.Linear``
+default), biases zero, an untied decoder starts equal to W. Each row of W is
+drawn from ``fold_in(key, row)``, so the first m rows of a size-M init equal a
+size-m init ("prefix-stable"): a size-m config inside a size-M sweep starts
+exactly like a size-m SAE alone.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> cfg = SAEConfig.mf(d=4, n_latents=6)
+  >>> p = init(jax.random.PRNGKey(0), cfg)
+  >>> x = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+  >>> z, x_hats = forward(p, x, cfg)
+  >>> z.shape, x_hats.shape
+  ((3, 6), (1, 3, 4))
+  >>> decode(p, encode(p, x, cfg), cfg, stats=normalize(x)[1]).shape
+  (3, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict
+NORM_EPS = 1e-5
+ACTIVATIONS = ('relu', 'topk', 'batchtopk')
+
+
+@dataclasses.dataclass(frozen=True)
+class SAEConfig:
+  """Static SAE architecture (hashable; closed over by jit).
+
+  Attributes:
+    d: embedding width.
+    n_latents: number of latents n (the sweep maximum M).
+    tied: decoder is W (True) or a separate ``W_dec``.
+    normalize: per-sample normalise / denormalise (MF-SAE).
+    pre_bias: learn ``b_pre`` (centring) subtracted before encoding and added
+      after decoding.
+    activation: 'relu' | 'topk' | 'batchtopk'.
+    k_max: static upper bound on k for the TopK activations (per-config k is
+      applied by a rank mask, ``1 <= k <= k_max``).
+    prefixes: Matryoshka prefix sizes, strictly increasing, each <= n_latents;
+      () for a plain SAE.
+  """
+  d: int
+  n_latents: int
+  tied: bool = True
+  normalize: bool = False
+  pre_bias: bool = False
+  activation: str = 'relu'
+  k_max: int = 0
+  prefixes: tuple[int, ...] = ()
+
+  def __post_init__(self):
+    object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
+    if self.d < 1 or self.n_latents < 1:
+      raise ValueError(f'SAEConfig: d={self.d} and n_latents={self.n_latents} '
+                       'must be >= 1')
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f'SAEConfig.activation={self.activation!r}: expected one '
+                       f'of {ACTIVATIONS}')
+    if self.activation != 'relu' and not 1 <= self.k_max <= self.n_latents:
+      raise ValueError(f'SAEConfig.k_max={self.k_max}: activation '
+                       f'{self.activation!r} needs 1 <= k_max <= n_latents='
+                       f'{self.n_latents}')
+    p = self.prefixes
+    if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
+              or p[-1] > self.n_latents):
+      raise ValueError(f'SAEConfig.prefixes={p}: must be strictly increasing '
+                       f'sizes in [1, n_latents={self.n_latents}]')
+
+  @classmethod
+  def mf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
+    """MF-SAE of PAPER.md §4: normalised, pre-bias, tied."""
+    return cls(d=d, n_latents=n_latents, normalize=True, pre_bias=True, **kw)
+
+  @classmethod
+  def ncf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
+    """NCF-SAE of PAPER.md §4: raw inputs, no pre-bias, tied."""
+    return cls(d=d, n_latents=n_latents, normalize=False, pre_bias=False, **kw)
+
+  @property
+  def prefix_sizes(self) -> tuple[int, ...]:
+    """The reconstruction prefixes; ``(n_latents,)`` without Matryoshka."""
+    if not self.prefixes:
+      return (self.n_latents,)
+    return self.prefixes if self.prefixes[-1] == self.n_latents else (
+        *self.prefixes, self.n_latents)
+
+
+class NormStats(NamedTuple):
+  """Per-sample statistics ``mu, sigma``: ``(..., 1)`` each."""
+  mu: jax.Array
+  sigma: jax.Array
+
+
+def init(key: jax.Array, cfg: SAEConfig, dtype=jnp.float32) -> Params:
+  """Initial params: W ~ U(+-1/sqrt(d)) row-wise from ``fold_in(key, j)``.
+
+  Args:
+    key: PRNG key.
+    cfg: the architecture.
+
+  Returns:
+    The params dict (see module docstring).
+  """
+  bound = 1.0 / np.sqrt(cfg.d)
+  rows = jnp.arange(cfg.n_latents)
+  w = jax.vmap(lambda j: jax.random.uniform(
+      jax.random.fold_in(key, j), (cfg.d,), dtype, -bound, bound))(rows)
+  params = {'W': w, 'b_lat': jnp.zeros((cfg.n_latents,), dtype)}
+  if cfg.pre_bias:
+    params['b_pre'] = jnp.zeros((cfg.d,), dtype)
+  if not cfg.tied:
+    params['W_dec'] = w
+  return params
+
+
+def latent_mask(dict_size: jax.Array | int, n_latents: int) -> jax.Array:
+  """``(n,)`` bool, True for the first ``dict_size`` latents."""
+  return jnp.arange(n_latents) < dict_size
+
+
+def normalize(x: jax.Array, eps: float = NORM_EPS
+              ) -> tuple[jax.Array, NormStats]:
+  """Per-sample normalisation of ``x`` ``(..., d)`` (PAPER.md §4).
+
+  Returns:
+    ``x_n = (x - mu) / (sigma + eps)`` and ``NormStats(mu, sigma)`` with
+    ``mu = mean(x)``, ``sigma = std(x, ddof=1)`` over the last axis.
+  """
+  mu = jnp.mean(x, -1, keepdims=True)
+  sigma = jnp.std(x, -1, keepdims=True, ddof=1)
+  return (x - mu) / (sigma + eps), NormStats(mu, sigma)
+
+
+def prepare(x: jax.Array, cfg: SAEConfig
+            ) -> tuple[jax.Array, NormStats | None]:
+  """The encoder input and stats: normalised when ``cfg.normalize``.
+
+  It does not depend on the params, so a sweep computes it once per batch for
+  all configs.
+  """
+  if cfg.normalize:
+    return normalize(x)
+  return x, None
+
+
+def pre_activation(params: Params, x_in: jax.Array, cfg: SAEConfig
+                   ) -> jax.Array:
+  """``h = W (x_in - b_pre) + b_lat``: ``(..., d) -> (..., n)``.
+
+  Written as ``x_in W^T - b_pre W^T + b_lat`` so that, under ``vmap`` over
+  configs with a shared ``x_in``, the first product is one large matmul of
+  the batch against all configs' encoders.
+  """
+  h = x_in @ params['W'].T + params['b_lat']
+  if cfg.pre_bias:
+    h = h - params['W'] @ params['b_pre']
+  return h
+
+
+def _rank_select(scores: jax.Array, k: jax.Array, k_max: int) -> jax.Array:
+  """Bool mask of the ``k`` largest entries of each row of ``scores`` (R, n).
+
+  ``k`` may be traced (per-config); ``k_max`` is static. Ties go to the lower
+  index (``lax.top_k`` order).
+  """
+  _, idx = jax.lax.top_k(scores, k_max)
+  keep = jnp.arange(k_max) < k
+  rows = jnp.arange(scores.shape[0])[:, None]
+  sel = jnp.zeros(scores.shape, bool)
+  return sel.at[rows, idx].set(jnp.broadcast_to(keep, idx.shape))
+
+
+def activate(h: jax.Array, cfg: SAEConfig, k: jax.Array | int | None = None,
+             mask: jax.Array | None = None) -> jax.Array:
+  """Sparse activation ``z`` of pre-activations ``h`` ``(..., n)``.
+
+  Args:
+    h: pre-activations.
+    cfg: gives the kind and the static ``k_max``.
+    k: per-sample active count for 'topk'; per-sample *average* for
+      'batchtopk' (``k * batch`` units over the whole batch). Ignored by
+      'relu'. Defaults to ``cfg.k_max``.
+    mask: ``(n,)`` bool latent mask; masked latents are never selected and
+      output exactly 0 with zero gradient.
+
+  Returns:
+    ``z`` with the shape of ``h``, non-negative.
+  """
+  if mask is not None:
+    h_sel = jnp.where(mask, h, -jnp.inf)
+  else:
+    h_sel = h
+  if cfg.activation == 'relu':
+    z = jax.nn.relu(h)
+  else:
+    k = cfg.k_max if k is None else k
+    n = h.shape[-1]
+    if cfg.activation == 'topk':
+      rows = h_sel.reshape(-1, n)
+      sel = _rank_select(rows, k, cfg.k_max).reshape(h.shape)
+    else:  # batchtopk
+      flat = h_sel.reshape(1, -1)
+      batch = flat.shape[1] // n
+      sel = _rank_select(flat, k * batch, cfg.k_max * batch).reshape(h.shape)
+    z = jnp.where(sel, jax.nn.relu(h), 0.0)
+  if mask is not None:
+    z = jnp.where(mask, z, 0.0)
+  return z
+
+
+def decoder_weights(params: Params, cfg: SAEConfig) -> jax.Array:
+  """``(n, d)`` decoder matrix (W when tied)."""
+  return params['W'] if cfg.tied else params['W_dec']
+
+
+def _finish(params, y, cfg, stats):
+  if cfg.pre_bias:
+    y = y + params['b_pre']
+  if cfg.normalize:
+    if stats is None:
+      raise ValueError('decode: cfg.normalize needs the samples\' NormStats')
+    y = y * stats.sigma + stats.mu
+  return y
+
+
+def decode(params: Params, z: jax.Array, cfg: SAEConfig,
+           stats: NormStats | None = None) -> jax.Array:
+  """``x_hat = (z @ W_dec + b_pre) * sigma + mu``: ``(..., n) -> (..., d)``.
+
+  Args:
+    stats: the samples' own :class:`NormStats` (required iff
+      ``cfg.normalize``; PAPER.md §6 edits decode with the edited vector's own
+      mu and sigma).
+  """
+  return _finish(params, z @ decoder_weights(params, cfg), cfg, stats)
+
+
+def decode_prefixes(params: Params, z: jax.Array, cfg: SAEConfig,
+                    stats: NormStats | None = None) -> jax.Array:
+  """Matryoshka reconstructions ``(P, ..., d)`` for ``cfg.prefix_sizes``.
+
+  Entry p decodes z with latents >= prefix_sizes[p] zeroed; the last entry is
+  the full reconstruction. Computed as a cumulative sum of block
+  contributions, so the cost is that of one full decode.
+  """
+  w = decoder_weights(params, cfg)
+  bounds = (0, *cfg.prefix_sizes)
+  parts = [z[..., a:b] @ w[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+  y = jnp.cumsum(jnp.stack(parts), axis=0)
+  return _finish(params, y, cfg, stats)
+
+
+def encode_prepared(params: Params, x_in: jax.Array, cfg: SAEConfig,
+                    k=None, mask=None) -> jax.Array:
+  """Latents from an already :func:`prepare`-d input."""
+  return activate(pre_activation(params, x_in, cfg), cfg, k, mask)
+
+
+def encode(params: Params, x: jax.Array, cfg: SAEConfig, k=None,
+           mask=None) -> jax.Array:
+  """Latents ``z`` ``(..., n)`` of raw embeddings ``x`` ``(..., d)``."""
+  return encode_prepared(params, prepare(x, cfg)[0], cfg, k, mask)
+
+
+def forward_prepared(params: Params, x_in: jax.Array,
+                     stats: NormStats | None, cfg: SAEConfig, k=None,
+                     mask=None) -> tuple[jax.Array, jax.Array]:
+  """:func:`forward` on a prepared input: ``(z, x_hats (P, ..., d))``."""
+  z = encode_prepared(params, x_in, cfg, k, mask)
+  return z, decode_prefixes(params, z, cfg, stats)
+
+
+def forward(params: Params, x: jax.Array, cfg: SAEConfig, k=None,
+            mask=None) -> tuple[jax.Array, jax.Array]:
+  """Encode and decode raw embeddings ``x`` ``(..., d)``.
+
+  Returns:
+    ``z`` ``(..., n)`` and the Matryoshka stack ``x_hats`` ``(P, ..., d)``
+    (``x_hats[-1]`` is the full reconstruction; ``P = 1`` without prefixes).
+  """
+  x_in, stats = prepare(x, cfg)
+  return forward_prepared(params, x_in, stats, cfg, k, mask)
+
+
+def reconstruct(params: Params, x: jax.Array, cfg: SAEConfig, k=None,
+                mask=None) -> jax.Array:
+  """Full reconstruction ``(..., d)``."""
+  return forward(params, x, cfg, k, mask)[1][-1]
+
+
+def trim(params: Params, dict_size: int) -> dict[str, Any]:
+  """Params of the first ``dict_size`` latents (a size-m SAE's params)."""
+  out = dict(params)
+  out['W'] = params['W'][:dict_size]
+  out['b_lat'] = params['b_lat'][:dict_size]
+  if 'W_dec' in params:
+    out['W_dec'] = params['W_dec'][:dict_size]
+  return out

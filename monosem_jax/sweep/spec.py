@@ -1,0 +1,361 @@
+"""What a sweep is: a static :class:`SweepSpec` plus per-config :class:`SweepParams`.
+
+* :class:`SweepSpec` (frozen, hashable; one compile per value) holds
+  everything that changes shapes or code paths: recommender kind, width ``d``,
+  the maximum dictionary size ``max_latents`` (M), activation and ``k_max``,
+  Matryoshka prefixes, batch sizes, steps per epoch, epochs.
+* :class:`SweepParams` is a pytree of ``(C,)`` arrays, one entry per config:
+  ``lambda_pred, lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size,
+  k``. They are traced, so every combination trains in one program.
+
+Unspecified hyper-parameters take the paper's defaults (PAPER.md §5, ML-1M):
+
+  ====== ========== =========== ========= ========= ===== ====== ====
+  model  lambda_emb lambda_pred lambda_l1 lambda_kl rho   lr     seed
+  ====== ========== =========== ========= ========= ===== ====== ====
+  mf     0.1        1           0         0.01      0.05  1e-3   42
+  ncf    2          10 (BCE)    0         0.07      0.05  1e-3   42
+  ====== ========== =========== ========= ========= ===== ====== ====
+
+``dict_size`` defaults to the spec's ``max_latents`` (22 without a spec) and
+``k`` to the spec's ``k_max`` (0, unused, for ReLU).
+
+Example:
+  >>> spec = SweepSpec(model='mf', d=20, max_latents=64)
+  >>> params = SweepParams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
+  ...                           dict_size=[22, 64])
+  >>> params.num_configs
+  10
+  >>> params.config(3)['lambda_pred'], params.config(3)['dict_size']
+  (1.0, 64)
+  >>> validate(spec, params)        # raises SweepConfigError when invalid
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
+
+MODELS = ('mf', 'ncf')
+FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
+                'lr')
+INT_FIELDS = ('seed', 'dict_size', 'k')
+FIELDS = FLOAT_FIELDS + INT_FIELDS
+
+PAPER_DEFAULTS = {
+    'mf': dict(lambda_pred=1.0, lambda_emb=0.1, lambda_kl=0.01, rho=0.05,
+               lambda_l1=0.0, lr=1e-3, seed=42, dict_size=22, k=0),
+    'ncf': dict(lambda_pred=10.0, lambda_emb=2.0, lambda_kl=0.07, rho=0.05,
+                lambda_l1=0.0, lr=1e-3, seed=42, dict_size=22, k=0),
+}
+
+
+class SweepConfigError(ValueError):
+  """An invalid spec or hyper-parameter; the message names field and config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+  """Static description of a sweep (closed over by jit; hashable).
+
+  Attributes:
+    model: 'mf' | 'ncf' (which frozen scorer the prediction loss uses).
+    d: embedding width.
+    max_latents: M, the largest dictionary size; latents beyond a config's
+      ``dict_size`` are masked.
+    activation: 'relu' | 'topk' | 'batchtopk'.
+    k_max: static bound on per-config ``k`` (TopK kinds only).
+    prefixes: Matryoshka prefix sizes (increasing, <= M); () for none.
+    tied: tied decoder.
+    normalize: per-sample normalisation; None -> True for mf, False for ncf.
+    pre_bias: learn a pre-bias; None -> True for mf, False for ncf.
+    pred_loss: mf: 'mse' (logit-matrix MSE); ncf: 'bce' | 'mse'; None ->
+      'mse' for mf, 'bce' for ncf.
+    ncf_pairs: 'positive' (observed positive pairs of SAE-train users, ML-1M)
+      or 'random' (a user batch zipped with an item batch, Last.FM).
+    batch_users, batch_items: MF batch sizes (users x items score matrix).
+    batch_pairs: NCF pairs per step.
+    steps_per_epoch: 0 -> one pass over the SAE-train users (MF; NCF random)
+      or the positive pairs (NCF positive), dropping the last partial batch;
+      otherwise that many steps (the index streams then cycle with fresh
+      permutations).
+    epochs: default epoch count for :func:`~monosem_jax.sweep.engine.train_sweep`.
+    mf_pred_impl: 'gram' (exact d x d Gram form) | 'direct' (Bu x Bi matrix).
+  """
+  model: str = 'mf'
+  d: int = 20
+  max_latents: int = 22
+  activation: str = 'relu'
+  k_max: int = 0
+  prefixes: tuple[int, ...] = ()
+  tied: bool = True
+  normalize: bool | None = None
+  pre_bias: bool | None = None
+  pred_loss: str | None = None
+  ncf_pairs: str = 'positive'
+  batch_users: int = 256
+  batch_items: int = 256
+  batch_pairs: int = 256
+  steps_per_epoch: int = 0
+  epochs: int = 18
+  mf_pred_impl: str = 'gram'
+
+  def __post_init__(self):
+    errors = []
+    if self.model not in MODELS:
+      errors.append(f'SweepSpec.model={self.model!r}: expected one of {MODELS}')
+    mf = self.model == 'mf'
+    for name, default in (('normalize', mf), ('pre_bias', mf),
+                          ('pred_loss', 'mse' if mf else 'bce')):
+      if getattr(self, name) is None:
+        object.__setattr__(self, name, default)
+    object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
+    for name in ('d', 'max_latents', 'batch_users', 'batch_items',
+                 'batch_pairs', 'epochs'):
+      v = getattr(self, name)
+      if not isinstance(v, (int, np.integer)) or v < 1:
+        errors.append(f'SweepSpec.{name}={v!r}: must be an integer >= 1')
+    if self.steps_per_epoch < 0:
+      errors.append(f'SweepSpec.steps_per_epoch={self.steps_per_epoch}: must '
+                    'be >= 0 (0 = one pass over the data)')
+    if self.activation not in ACTIVATIONS:
+      errors.append(f'SweepSpec.activation={self.activation!r}: expected one '
+                    f'of {ACTIVATIONS}')
+    elif self.activation != 'relu' and not 1 <= self.k_max <= self.max_latents:
+      errors.append(f'SweepSpec.k_max={self.k_max}: activation '
+                    f'{self.activation!r} needs 1 <= k_max <= max_latents='
+                    f'{self.max_latents}')
+    p = self.prefixes
+    if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
+              or p[-1] > self.max_latents):
+      errors.append(f'SweepSpec.prefixes={p}: must be strictly increasing '
+                    f'sizes in [1, max_latents={self.max_latents}]')
+    allowed = ('mse',) if mf else ('bce', 'mse')
+    if self.pred_loss not in allowed:
+      errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: model '
+                    f'{self.model!r} allows {allowed}')
+    if self.ncf_pairs not in ('positive', 'random'):
+      errors.append(f'SweepSpec.ncf_pairs={self.ncf_pairs!r}: expected '
+                    "'positive' | 'random'")
+    if self.mf_pred_impl not in ('gram', 'direct'):
+      errors.append(f'SweepSpec.mf_pred_impl={self.mf_pred_impl!r}: expected '
+                    "'gram' | 'direct'")
+    if errors:
+      raise SweepConfigError('invalid SweepSpec:\n  ' + '\n  '.join(errors))
+
+  @property
+  def sae(self) -> SAEConfig:
+    """The static SAE architecture of every config (n = max_latents)."""
+    return SAEConfig(d=self.d, n_latents=self.max_latents, tied=self.tied,
+                     normalize=self.normalize, pre_bias=self.pre_bias,
+                     activation=self.activation, k_max=self.k_max,
+                     prefixes=self.prefixes)
+
+  def to_json_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['prefixes'] = list(self.prefixes)
+    return d
+
+  @classmethod
+  def from_json_dict(cls, d: Mapping[str, Any]) -> 'SweepSpec':
+    d = dict(d)
+    d['prefixes'] = tuple(d.get('prefixes', ()))
+    return cls(**d)
+
+
+def _defaults(defaults) -> dict:
+  if isinstance(defaults, SweepSpec):
+    out = dict(PAPER_DEFAULTS[defaults.model])
+    out['dict_size'] = defaults.max_latents
+    out['k'] = defaults.k_max if defaults.activation != 'relu' else 0
+    return out
+  if isinstance(defaults, str):
+    if defaults not in PAPER_DEFAULTS:
+      raise SweepConfigError(f'SweepParams defaults={defaults!r}: expected '
+                             f'one of {MODELS}, a SweepSpec or a dict')
+    return dict(PAPER_DEFAULTS[defaults])
+  return {**PAPER_DEFAULTS['mf'], **dict(defaults)}
+
+
+def _check_names(names):
+  bad = [n for n in names if n not in FIELDS]
+  if bad:
+    raise SweepConfigError(f'SweepParams: unknown hyper-parameter(s) {bad}; '
+                           f'known: {list(FIELDS)}')
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SweepParams:
+  """Per-config hyper-parameters: every field is a ``(C,)`` array.
+
+  Floats (float32): lambda_pred, lambda_emb, lambda_kl, rho, lambda_l1, lr.
+  Ints (int32): seed (SAE init), dict_size (active latents m_c <= M),
+  k (TopK k; 0 / ignored for ReLU).
+  """
+  lambda_pred: Any
+  lambda_emb: Any
+  lambda_kl: Any
+  rho: Any
+  lambda_l1: Any
+  lr: Any
+  seed: Any
+  dict_size: Any
+  k: Any
+
+  # ---- construction -------------------------------------------------------
+  @classmethod
+  def from_list(cls, configs: Sequence[Mapping[str, Any]],
+                defaults: 'str | SweepSpec | Mapping' = 'mf') -> 'SweepParams':
+    """One config per mapping; missing fields take ``defaults``.
+
+    Args:
+      configs: e.g. ``[{'lambda_pred': 1.0}, {'lambda_pred': 5.0, 'seed': 0}]``.
+      defaults: 'mf' | 'ncf' (paper defaults), a SweepSpec (paper defaults of
+        its model, ``dict_size = max_latents``, ``k = k_max``) or a dict.
+    """
+    if not configs:
+      raise SweepConfigError('SweepParams.from_list: empty config list')
+    base = _defaults(defaults)
+    for c in configs:
+      _check_names(c)
+    cols = {f: [c.get(f, base[f]) for c in configs] for f in FIELDS}
+    return cls._from_columns(cols)
+
+  @classmethod
+  def grid(cls, defaults: 'str | SweepSpec | Mapping' = 'mf',
+           **axes: Sequence[Any]) -> 'SweepParams':
+    """Cartesian product of the given axes (last axis fastest).
+
+    Example: ``SweepParams.grid('ncf', lambda_pred=[0, 10], seed=[0, 1])``
+    gives 4 configs (0,0), (0,1), (10,0), (10,1).
+    """
+    _check_names(axes)
+    names = list(axes)
+    values = [list(np.atleast_1d(np.asarray(axes[n])).tolist()) for n in names]
+    combos = [dict(zip(names, c)) for c in itertools.product(*values)]
+    return cls.from_list(combos or [{}], defaults)
+
+  @classmethod
+  def _from_columns(cls, cols: Mapping[str, Sequence[Any]]) -> 'SweepParams':
+    out = {}
+    for f in FIELDS:
+      raw = np.asarray(cols[f])
+      if f in INT_FIELDS:
+        if raw.dtype.kind == 'f' and not np.all(np.isfinite(raw) &
+                                                (raw == np.round(raw))):
+          raise SweepConfigError(f'SweepParams.{f}: values {raw.tolist()} '
+                                 'must be integers')
+        out[f] = raw.astype(np.int64).astype(np.int32) if raw.size else raw
+      else:
+        out[f] = raw.astype(np.float32)
+    return cls(**out)
+
+  # ---- views --------------------------------------------------------------
+  @property
+  def num_configs(self) -> int:
+    return int(np.shape(self.lr)[0])
+
+  def config(self, i: int) -> dict:
+    """Config ``i`` as a dict of Python scalars."""
+    out = {}
+    for f in FIELDS:
+      v = np.asarray(getattr(self, f))[i]
+      # str() of a float32 is its shortest repr: 0.1, not 0.10000000149.
+      out[f] = int(v) if f in INT_FIELDS else float(str(v))
+    return out
+
+  def configs(self) -> list[dict]:
+    return [self.config(i) for i in range(self.num_configs)]
+
+  def to_json_dict(self) -> dict:
+    return {f: np.asarray(getattr(self, f)).tolist() for f in FIELDS}
+
+  @classmethod
+  def from_json_dict(cls, d: Mapping[str, Sequence[Any]]) -> 'SweepParams':
+    return cls._from_columns({f: d[f] for f in FIELDS})
+
+  def numpy(self) -> 'SweepParams':
+    """Host copy with numpy leaves."""
+    return SweepParams(**{f: np.asarray(getattr(self, f)) for f in FIELDS})
+
+  def take(self, idx) -> 'SweepParams':
+    """Subset / reorder configs by an index array (numpy)."""
+    idx = np.asarray(idx)
+    return SweepParams(**{f: np.asarray(getattr(self, f))[idx]
+                          for f in FIELDS})
+
+  def pad_to(self, n: int) -> 'SweepParams':
+    """Pads to ``n`` configs by repeating the last config."""
+    c = self.num_configs
+    if n < c:
+      raise SweepConfigError(f'SweepParams.pad_to({n}) < num_configs {c}')
+    return self.take(np.concatenate([np.arange(c), np.full(n - c, c - 1)]))
+
+
+def validate(spec: SweepSpec, params: SweepParams) -> None:
+  """Rejects invalid hyper-parameters before anything compiles.
+
+  Checks every field has shape ``(C,)`` with the same C >= 1, floats finite,
+  ``0 < rho < 1``, weights >= 0, lr > 0, seed >= 0,
+  ``1 <= dict_size <= spec.max_latents``, ``k <= dict_size`` and, for TopK
+  activations, ``1 <= k <= spec.k_max``.
+
+  Raises:
+    SweepConfigError: listing every violation as
+      ``SweepParams.<field>[<config>] = <value>: <rule>``.
+  """
+  errors: list[str] = []
+  arrays = {f: np.asarray(getattr(params, f)) for f in FIELDS}
+  shapes = {f: a.shape for f, a in arrays.items()}
+  c = shapes['lr'][0] if len(shapes['lr']) == 1 else None
+  if c is None or c < 1 or any(s != (c,) for s in shapes.values()):
+    raise SweepConfigError(f'SweepParams: every field must be a (C,) array with '
+                           f'the same C >= 1; got shapes {shapes}')
+
+  def bad(field, cond, rule):
+    for i in np.flatnonzero(cond)[:20]:
+      errors.append(f'SweepParams.{field}[{i}] = {arrays[field][i].item()!r}: '
+                    f'{rule}')
+
+  for f in FLOAT_FIELDS:
+    bad(f, ~np.isfinite(arrays[f]), f'{f} must be finite')
+  rho = arrays['rho']
+  bad('rho', ~((rho > 0) & (rho < 1)), 'rho must lie in the open interval (0, 1)')
+  for f in ('lambda_pred', 'lambda_emb', 'lambda_kl', 'lambda_l1'):
+    bad(f, arrays[f] < 0, f'{f} is a loss weight and must be >= 0')
+  bad('lr', ~(arrays['lr'] > 0), 'the learning rate must be > 0')
+  bad('seed', arrays['seed'] < 0, 'seed must be >= 0')
+  m = arrays['dict_size']
+  bad('dict_size', (m < 1) | (m > spec.max_latents),
+      f'dictionary size must be in [1, spec.max_latents={spec.max_latents}]')
+  k = arrays['k']
+  bad('k', k > m, 'k must not exceed the config\'s dict_size '
+      '(SweepParams.dict_size)')
+  if spec.activation == 'relu':
+    bad('k', k < 0, 'k must be >= 0 (it is ignored by the relu activation)')
+  else:
+    bad('k', (k < 1) | (k > spec.k_max),
+        f'activation {spec.activation!r} needs 1 <= k <= spec.k_max={spec.k_max}')
+  if errors:
+    raise SweepConfigError(f'invalid sweep hyper-parameters ({len(errors)} '
+                           'problem(s)):\n  ' + '\n  '.join(errors))
+
+
+def dumps(spec: SweepSpec, params: SweepParams) -> str:
+  """JSON text holding the spec and every config."""
+  return json.dumps({'spec': spec.to_json_dict(),
+                     'params': params.to_json_dict()}, indent=1)
+
+
+def loads(text: str) -> tuple[SweepSpec, SweepParams]:
+  d = json.loads(text)
+  return SweepSpec.from_json_dict(d['spec']), SweepParams.from_json_dict(
+      d['params'])

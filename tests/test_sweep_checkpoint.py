@@ -1,0 +1,107 @@
+"""Checkpoints: resume is bitwise identical; load_config; sweep.json safety."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from monosem_jax.sae import model
+from monosem_jax.sweep import checkpoint as ckpt
+from monosem_jax.sweep.engine import SweepData, train_sweep
+from monosem_jax.sweep.spec import SweepParams, SweepSpec
+
+SPEC = SweepSpec(model='mf', d=5, max_latents=8, batch_users=12,
+                 batch_items=12, epochs=4)
+
+
+@pytest.fixture(scope='module')
+def data():
+  rng = np.random.default_rng(0)
+  return SweepData.mf(rng.normal(size=(40, 5)) * 0.3,
+                      rng.normal(size=(30, 5)) * 0.3, np.arange(36))
+
+
+@pytest.fixture(scope='module')
+def params():
+  return SweepParams.from_list([dict(dict_size=3, seed=1),
+                                dict(lambda_pred=5.0, seed=2),
+                                dict(lr=1e30, seed=3)], SPEC)   # diverges
+
+
+class Interrupt(Exception):
+  pass
+
+
+def _assert_same(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_is_bitwise_identical(tmp_path, data, params):
+  key = jax.random.PRNGKey(5)
+  full, hist_full = train_sweep(SPEC, params, data, key,
+                                workdir=str(tmp_path / 'full'),
+                                checkpoint_every=2)
+
+  def stop_at_3(epoch, state, hist):
+    if epoch == 3:
+      raise Interrupt()
+
+  work = str(tmp_path / 'cut')
+  with pytest.raises(Interrupt):
+    train_sweep(SPEC, params, data, key, workdir=work, checkpoint_every=2,
+                callback=stop_at_3)
+  mgr = ckpt.make_manager(work)
+  assert mgr.latest_step() == 2          # epoch 3 was never checkpointed
+  mgr.close()
+  resumed, hist_res = train_sweep(SPEC, params, data, key, workdir=work,
+                                  checkpoint_every=2)
+  _assert_same(full, resumed)
+  assert len(hist_full) == len(hist_res) == 4
+  for a, b in zip(hist_full, hist_res):
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  # the diverged config is reported as such and survives the round trip
+  assert np.asarray(resumed.finite).tolist() == [True, True, False]
+  # nothing half-written is left behind
+  leftovers = [f for f in os.listdir(work) if f.startswith('.sweep.json.')]
+  assert not leftovers
+  assert sorted(os.listdir(os.path.join(work, ckpt.CKPT_DIR))) == ['2', '4']
+
+
+def test_load_config_and_restore(tmp_path, data, params):
+  work = str(tmp_path / 'w')
+  state, hist = train_sweep(SPEC, params, data, jax.random.PRNGKey(5),
+                            epochs=2, workdir=work)
+  sae0, hp0 = ckpt.load_config(work, 0)
+  assert sae0['W'].shape == (3, 5) and sae0['b_lat'].shape == (3,)
+  np.testing.assert_array_equal(sae0['W'], np.asarray(state.sae['W'])[0, :3])
+  np.testing.assert_array_equal(sae0['b_pre'], np.asarray(state.sae['b_pre'])[0])
+  assert hp0['dict_size'] == 3 and hp0['seed'] == 1 and hp0['finite']
+  assert hp0['epoch'] == 2 and hp0['lambda_emb'] == 0.1
+  # the trimmed params are a working size-3 SAE
+  cfg = model.SAEConfig(**hp0['sae_config'])
+  x = np.asarray(data.item_emb)
+  full = model.reconstruct(jax.tree.map(lambda a: a[0], state.sae), x,
+                           SPEC.sae, mask=model.latent_mask(3, 8))
+  np.testing.assert_allclose(model.reconstruct(sae0, x, cfg), full, rtol=1e-5,
+                             atol=1e-6)
+  _, hp2 = ckpt.load_config(work, 2)
+  assert not hp2['finite'] and hp2['diverged_step'] >= 0
+  spec, p2, st2, hist2 = ckpt.restore_sweep(work)
+  assert spec == SPEC and p2.configs() == params.configs()
+  _assert_same(state, st2)
+  with pytest.raises(IndexError):
+    ckpt.load_config(work, 3)
+
+
+def test_workdir_of_another_sweep_is_refused(tmp_path, data, params):
+  work = str(tmp_path / 'w')
+  train_sweep(SPEC, params, data, epochs=1, workdir=work)
+  other = SweepParams.from_list([dict(seed=9)], SPEC)
+  with pytest.raises(ValueError, match='different sweep'):
+    train_sweep(SPEC, other, data, epochs=1, workdir=work)

@@ -1,0 +1,296 @@
+"""Sweep engine: vmapped == sequential, masking, NaN isolation, validation."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from monosem_jax.recommenders import ncf
+from monosem_jax.sae import losses, model
+from monosem_jax.sweep import engine
+from monosem_jax.sweep.engine import (SweepData, evaluate_configs, init_sweep,
+                                      run_epoch)
+from monosem_jax.sweep.spec import (SweepConfigError, SweepParams, SweepSpec,
+                                    validate)
+
+D = 6
+
+
+@pytest.fixture(scope='module')
+def mf_data():
+  rng = np.random.default_rng(0)
+  u = rng.normal(size=(60, D)).astype(np.float32) * 0.3
+  i = rng.normal(size=(40, D)).astype(np.float32) * 0.3
+  return SweepData.mf(u, i, np.arange(48))
+
+
+@pytest.fixture(scope='module')
+def ncf_data():
+  p = ncf.init(jax.random.PRNGKey(1), 60, 40, D)
+  rng = np.random.default_rng(1)
+  pu, pi = rng.integers(0, 60, 500), rng.integers(0, 40, 500)
+  pu, pi = engine.positive_pairs_of(pu, pi, np.arange(48))
+  return SweepData.ncf(p['user_emb'], p['item_emb'], np.arange(48), p['mlp'],
+                       pu, pi)
+
+
+MF_SPEC = SweepSpec(model='mf', d=D, max_latents=10, batch_users=16,
+                    batch_items=16)
+NCF_SPEC = SweepSpec(model='ncf', d=D, max_latents=10, batch_pairs=32,
+                     steps_per_epoch=4)
+
+
+def _train(spec, params, data, epochs=2, key=0):
+  state = init_sweep(spec, params, jax.random.PRNGKey(key))
+  hist = None
+  for _ in range(epochs):
+    state, hist = run_epoch(spec, params, state, data)
+  return state, hist
+
+
+def _mixed_params(spec):
+  return SweepParams.from_list([
+      dict(lambda_pred=0.0, lr=1e-3, seed=0, dict_size=10),
+      dict(lambda_pred=5.0, lr=1e-2, seed=1, dict_size=4, rho=0.2),
+      dict(lambda_emb=1.0, lambda_l1=0.1, lambda_kl=0.5, seed=2, dict_size=7),
+  ], spec)
+
+
+@pytest.mark.parametrize('which', ['mf', 'ncf'])
+def test_vmapped_equals_separate_runs(which, mf_data, ncf_data):
+  spec, data = (MF_SPEC, mf_data) if which == 'mf' else (NCF_SPEC, ncf_data)
+  params = _mixed_params(spec)
+  state, hist = _train(spec, params, data)
+  assert int(state.step) == 2 * engine.steps_per_epoch(spec, data)
+  assert int(state.epoch) == 2
+  for c in range(params.num_configs):
+    s1, h1 = _train(spec, params.take([c]), data)
+    for a, b in zip(jax.tree.leaves(s1.sae), jax.tree.leaves(state.sae)):
+      np.testing.assert_allclose(a[0], b[c], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h1['loss'][0], hist['loss'][c], rtol=1e-5)
+  assert np.all(np.asarray(state.finite))
+
+
+def test_same_seed_same_result_bitwise(mf_data):
+  params = _mixed_params(MF_SPEC)
+  a, ha = _train(MF_SPEC, params, mf_data)
+  b, hb = _train(MF_SPEC, params, mf_data)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  np.testing.assert_array_equal(ha['loss'], hb['loss'])
+
+
+@pytest.mark.parametrize('activation', ['relu', 'topk'])
+def test_masking_equivalence(activation, mf_data):
+  """A size-m config in a size-M sweep trains like a size-m SAE alone."""
+  kw = dict(activation=activation, k_max=3) if activation == 'topk' else {}
+  big = dataclasses.replace(MF_SPEC, max_latents=10, **kw)
+  small = dataclasses.replace(MF_SPEC, max_latents=4, **kw)
+  k = 3 if activation == 'topk' else 0
+  pb = SweepParams.from_list([dict(dict_size=4, k=k, lambda_l1=0.05, seed=5),
+                              dict(dict_size=10, k=k, seed=5)], big)
+  ps = SweepParams.from_list([dict(dict_size=4, k=k, lambda_l1=0.05, seed=5)],
+                             small)
+  sb, hb = _train(big, pb, mf_data)
+  ss, hs = _train(small, ps, mf_data)
+  np.testing.assert_allclose(sb.sae['W'][0, :4], ss.sae['W'][0], rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(sb.sae['b_lat'][0, :4], ss.sae['b_lat'][0],
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sb.sae['b_pre'][0], ss.sae['b_pre'][0], rtol=1e-5,
+                             atol=1e-6)
+  for key in ('loss', 'kl', 'l1', 'l0'):
+    np.testing.assert_allclose(hb[key][0], hs[key][0], rtol=1e-5)
+  # masked latents never moved: zero gradient, Adam untouched
+  init = init_sweep(big, pb)
+  np.testing.assert_array_equal(sb.sae['W'][0, 4:], init.sae['W'][0, 4:])
+  assert not np.any(np.asarray(sb.opt['mu']['W'])[0, 4:])
+
+
+def test_recommender_params_unchanged_and_no_gradient(ncf_data):
+  before = jax.tree.map(np.array, ncf_data)
+  params = _mixed_params(NCF_SPEC)
+  _train(NCF_SPEC, params, ncf_data, epochs=1)
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(ncf_data)):
+    np.testing.assert_array_equal(a, b)
+  # the objective has zero gradient w.r.t. every recommender quantity
+  ix = jax.tree.map(lambda a: a[0], engine.epoch_indices(
+      NCF_SPEC, ncf_data, jax.random.PRNGKey(0)))
+  state = init_sweep(NCF_SPEC, params)
+  sae0 = jax.tree.map(lambda a: a[0], state.sae)
+  hp0 = jax.tree.map(lambda a: jnp.asarray(a)[0], params)
+
+  def f(d):
+    batch = engine._shared_batch(NCF_SPEC, d, ix)
+    return engine.config_objective(sae0, hp0, batch, NCF_SPEC)[0]
+
+  g = jax.grad(f, allow_int=True)(ncf_data)
+  for leaf in jax.tree.leaves((g.user_emb, g.item_emb, g.mlp)):
+    assert not np.any(np.asarray(leaf))
+
+
+def test_nan_config_is_frozen_and_isolated(mf_data):
+  good = _mixed_params(MF_SPEC)
+  bad = SweepParams.from_list(good.configs() + [dict(lr=1e30, seed=9)],
+                              MF_SPEC)
+  s_good, h_good = _train(MF_SPEC, good, mf_data)
+  s_bad, h_bad = _train(MF_SPEC, bad, mf_data)
+  fin = np.asarray(s_bad.finite)
+  assert fin.tolist() == [True, True, True, False]
+  assert 0 <= int(s_bad.diverged_step[3]) < int(s_bad.step)
+  assert not bool(h_bad['finite'][3]) and int(h_bad['nonfinite_steps'][3]) > 0
+  for leaf in jax.tree.leaves((s_bad.sae, s_bad.opt)):
+    assert np.all(np.isfinite(np.asarray(leaf)[3]))     # last finite state
+  for a, b in zip(jax.tree.leaves(s_good.sae), jax.tree.leaves(s_bad.sae)):
+    np.testing.assert_allclose(a, np.asarray(b)[:3], rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(np.asarray(s_bad.diverged_step)[:3], -1)
+
+
+def test_frozen_config_stays_frozen(mf_data):
+  params = SweepParams.from_list([dict(seed=1), dict(lr=1e30, seed=2)], MF_SPEC)
+  state = init_sweep(MF_SPEC, params)
+  state, _ = run_epoch(MF_SPEC, params, state, mf_data)
+  assert not bool(state.finite[1])
+  frozen = jax.tree.map(lambda a: np.asarray(a)[1], state.sae)
+  state, h = run_epoch(MF_SPEC, params, state, mf_data)
+  for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(state.sae)):
+    np.testing.assert_array_equal(a, np.asarray(b)[1])
+  assert bool(state.finite[0])
+
+
+@pytest.mark.parametrize('field,value,needle', [
+    ('rho', 1.0, r'SweepParams.rho\[1\] = 1.0: rho must lie in the open interval'),
+    ('rho', 0.0, r'rho\[1\]'),
+    ('dict_size', 0, r'SweepParams.dict_size\[1\] = 0: dictionary size must be in \[1, spec.max_latents=10\]'),
+    ('dict_size', 11, r'dict_size\[1\] = 11'),
+    ('lambda_kl', -0.1, r'SweepParams.lambda_kl\[1\] = -0.1\d*: lambda_kl is a loss weight'),
+    ('lambda_pred', -1.0, r'lambda_pred\[1\]'),
+    ('lr', 0.0, r'lr\[1\] = 0.0: the learning rate must be > 0'),
+    ('k', 11, r'SweepParams.k\[1\] = 11: k must not exceed the config'),
+    ('lambda_emb', float('nan'), r'lambda_emb\[1\] = nan: lambda_emb must be finite'),
+])
+def test_invalid_configs_rejected_before_compiling(field, value, needle):
+  params = SweepParams.from_list([{}, {field: value}], MF_SPEC)
+  with pytest.raises(SweepConfigError, match=needle):
+    init_sweep(MF_SPEC, params)
+
+
+def test_invalid_topk_and_spec_messages():
+  spec = dataclasses.replace(MF_SPEC, activation='topk', k_max=3)
+  params = SweepParams.from_list([dict(k=2), dict(k=4), dict(k=0)], spec)
+  with pytest.raises(SweepConfigError) as e:
+    validate(spec, params)
+  assert 'k[1] = 4' in str(e.value) and 'k[2] = 0' in str(e.value)
+  assert '2 problem(s)' in str(e.value)
+  with pytest.raises(SweepConfigError, match='SweepSpec.k_max=0'):
+    SweepSpec(activation='topk')
+  with pytest.raises(SweepConfigError, match='SweepSpec.pred_loss'):
+    SweepSpec(model='mf', pred_loss='bce')
+  with pytest.raises(SweepConfigError, match='SweepSpec.model'):
+    SweepSpec(model='gmf')
+  with pytest.raises(SweepConfigError, match='unknown hyper-parameter'):
+    SweepParams.grid(lamda_pred=[1.0])
+
+
+def test_grid_and_defaults():
+  p = SweepParams.grid('ncf', lambda_pred=[0, 10], seed=[0, 1])
+  assert p.num_configs == 4
+  assert [c['lambda_pred'] for c in p.configs()] == [0, 0, 10, 10]
+  assert [c['seed'] for c in p.configs()] == [0, 1, 0, 1]
+  c = p.config(0)
+  assert (c['lambda_emb'], c['lambda_kl'], c['rho'], c['lr']) == (2.0, 0.07,
+                                                                  0.05, 0.001)
+  m = SweepParams.grid('mf').config(0)
+  assert (m['lambda_emb'], m['lambda_pred'], m['lambda_kl'], m['dict_size'],
+          m['seed']) == (0.1, 1.0, 0.01, 22, 42)
+  assert p.pad_to(6).num_configs == 6
+
+
+def test_batches_follow_the_paper(mf_data, ncf_data):
+  ix = engine.epoch_indices(MF_SPEC, mf_data, jax.random.PRNGKey(3))
+  u, i = np.asarray(ix['u']), np.asarray(ix['i'])
+  assert u.shape == (3, 16) and i.shape == (3, 16)       # 48 // 16 steps
+  assert len(set(u.ravel())) == u.size and u.max() < 48  # one pass, train only
+  spec = dataclasses.replace(MF_SPEC, steps_per_epoch=7)  # items cycle
+  i = np.asarray(engine.epoch_indices(spec, mf_data, jax.random.PRNGKey(3))['i'])
+  assert sorted(i.ravel()[:40]) == list(range(40))
+  ixn = engine.epoch_indices(NCF_SPEC, ncf_data, jax.random.PRNGKey(3))
+  pairs = set(zip(np.asarray(ncf_data.pos_users).tolist(),
+                  np.asarray(ncf_data.pos_items).tolist()))
+  got = zip(np.asarray(ixn['u']).ravel().tolist(),
+            np.asarray(ixn['i']).ravel().tolist())
+  assert all(p in pairs for p in got)
+  with pytest.raises(SweepConfigError, match='do not fill one batch'):
+    engine.steps_per_epoch(dataclasses.replace(MF_SPEC, batch_users=64), mf_data)
+
+
+def test_topk_matryoshka_sweep_runs(mf_data):
+  spec = dataclasses.replace(MF_SPEC, activation='topk', k_max=4,
+                             prefixes=(2, 5, 10))
+  params = SweepParams.from_list([dict(k=1), dict(k=4, dict_size=6)], spec)
+  state, hist = _train(spec, params, mf_data, epochs=1)
+  assert np.all(np.asarray(hist['l0']) <= np.array([1, 4]) + 1e-6)
+  # the embedding term is the sum over the prefixes (3 terms >= full one)
+  m = evaluate_configs(state, spec, params, mf_data.user_emb[48:],
+                       mf_data.item_emb)
+  assert m['fve_prefix_items'].shape == (2, 3)
+  assert np.all(np.diff(m['fve_prefix_items'][1]) >= -1e-6)   # more = better
+  np.testing.assert_allclose(m['fve_prefix_items'][:, -1], m['fve_items'])
+
+
+def test_evaluate_configs_matches_direct_computation(mf_data, ncf_data):
+  params = _mixed_params(MF_SPEC)
+  state, _ = _train(MF_SPEC, params, mf_data, epochs=1)
+  U, I = np.asarray(mf_data.user_emb[48:]), np.asarray(mf_data.item_emb)
+  m = evaluate_configs(state, MF_SPEC, params, U, I)
+  m_chunked = evaluate_configs(state, MF_SPEC, params, U, I, config_chunk=2)
+  cfg = MF_SPEC.sae
+  for c in range(3):
+    sae = jax.tree.map(lambda a: a[c], state.sae)
+    hp = params.config(c)
+    mask = model.latent_mask(hp['dict_size'], 10)
+    zu, uh = model.forward(sae, U, cfg, mask=mask)
+    zi, ih = model.forward(sae, I, cfg, mask=mask)
+    zu, zi, uh, ih = (np.asarray(a, np.float64) for a in (zu, zi, uh[-1], ih[-1]))
+    np.testing.assert_allclose(m['l0_users'][c], (zu > 0).sum(1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(m['l0_items'][c], (zi > 0).sum(1).mean(), rtol=1e-6)
+    fired = (zu > 0).any(0) | (zi > 0).any(0)
+    np.testing.assert_allclose(m['dead_frac'][c],
+                               np.sum(~fired[:hp['dict_size']]) / hp['dict_size'])
+    fve = 1 - ((I - ih) ** 2).sum() / ((I - I.mean(0)) ** 2).sum()
+    np.testing.assert_allclose(m['fve_items'][c], fve, rtol=1e-4)
+    ref = np.mean((uh @ ih.T - U.astype(np.float64) @ I.T) ** 2)
+    np.testing.assert_allclose(m['score_mse'][c], ref, rtol=1e-3)
+  for k in m:
+    np.testing.assert_allclose(m[k], m_chunked[k], rtol=1e-5)
+  # NCF: the score matrix through the frozen MLP
+  pn = _mixed_params(NCF_SPEC)
+  sn, _ = _train(NCF_SPEC, pn, ncf_data, epochs=1)
+  Un, In = ncf_data.user_emb[48:], ncf_data.item_emb
+  mn = evaluate_configs(sn, NCF_SPEC, pn, Un, In, mlp=ncf_data.mlp,
+                        user_chunk=5)
+  sae = jax.tree.map(lambda a: a[1], sn.sae)
+  mask = model.latent_mask(4, 10)
+  uh = model.reconstruct(sae, Un, NCF_SPEC.sae, mask=mask)
+  ih = model.reconstruct(sae, In, NCF_SPEC.sae, mask=mask)
+  ref = np.mean((ncf.matrix_logits(ncf_data.mlp, uh, ih)
+                 - ncf.matrix_logits(ncf_data.mlp, Un, In)) ** 2)
+  np.testing.assert_allclose(mn['score_mse'][1], ref, rtol=1e-4)
+  assert mn['finite'].all() and (mn['diverged_step'] == -1).all()
+
+
+def test_adam_matches_optax_scale_by_adam():
+  import optax
+  rng = np.random.default_rng(0)
+  params = {'w': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)}
+  tx = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
+  ost, mine = tx.init(params), engine.adam_init(params)
+  pows = jnp.ones((2,), jnp.float32)
+  for t in range(5):
+    g = {'w': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)}
+    ref, ost = tx.update(g, ost)
+    pows = pows * jnp.array([0.9, 0.999], jnp.float32)
+    upd, mine = engine.adam_direction(g, mine, pows)
+    np.testing.assert_allclose(upd['w'], ref['w'], rtol=1e-5, atol=1e-7)
