@@ -1,0 +1,51 @@
+"""Recommenders: logistic MF and MLP-only NCF as pure functions (PAPER.md §3).
+
+Modules:
+  mf, ncf    init / logits as pure functions over params pytrees; the frozen
+             scorers take arbitrary (e.g. reconstructed) embeddings.
+  train      jitted epochs (lax.scan, on-device negatives), checkpointed runs.
+  metrics    full-catalogue ranking metrics and the popularity baseline.
+  artifact   RecommenderArtifact: the frozen model the SAE stage loads.
+
+This package imports only the model and metric modules eagerly; import
+``monosem_jax.recommenders.train`` / ``.artifact`` for the rest.
+
+Example:
+  >>> import jax
+  >>> m = get_model('mf')
+  >>> p = m.init(jax.random.PRNGKey(0), n_users=3, n_items=4, dim=2)
+  >>> probabilities(m.user_item_logits(p, jax.numpy.array([0]))).shape
+  (1, 4)
+"""
+
+from __future__ import annotations
+
+import types
+
+import jax
+
+from monosem_jax.recommenders import metrics, mf, ncf
+
+MODELS: dict[str, types.ModuleType] = {'mf': mf, 'ncf': ncf}
+
+#: Params entries indexed by user / by item (the rest is dense).
+USER_TABLES = ('user_emb', 'user_bias')
+ITEM_TABLES = ('item_emb', 'item_bias')
+
+
+def get_model(kind: str) -> types.ModuleType:
+  """The model module (``mf`` or ``ncf``) of a kind name."""
+  try:
+    return MODELS[kind]
+  except KeyError:
+    raise ValueError(f'unknown recommender kind {kind!r}; known: '
+                     f'{", ".join(MODELS)}') from None
+
+
+def probabilities(logits: jax.Array) -> jax.Array:
+  """Scores as probabilities: one sigmoid of the logits."""
+  return jax.nn.sigmoid(logits)
+
+
+__all__ = ['ITEM_TABLES', 'MODELS', 'USER_TABLES', 'get_model', 'metrics',
+           'mf', 'ncf', 'probabilities']

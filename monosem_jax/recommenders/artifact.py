@@ -1,0 +1,287 @@
+"""The frozen recommender the SAE stage loads (``WORKDIR/frozen/``).
+
+A :class:`RecommenderArtifact` holds the model kind, its params (numpy), the
+protocol split it was trained on and metadata. On disk::
+
+  frozen/
+    params.npz   params flattened to '/'-joined keys ('user_emb', 'mlp/0/w')
+    split.npz    Split.arrays()
+    meta.json    {'format': 1, 'kind': ..., 'meta': {...}}
+
+:meth:`RecommenderArtifact.save` writes a temporary sibling folder and renames
+it into place, so a reader never sees a half-written artifact.
+
+The frozen scorers take arbitrary (e.g. SAE-reconstructed) embeddings:
+
+  >>> import jax, jax.numpy as jnp, numpy as np
+  >>> from monosem_jax.recommenders import mf
+  >>> from monosem_jax.data import protocol, synthetic
+  >>> split = protocol.make_split(synthetic.make_world(
+  ...     synthetic.WorldConfig(n_users=30, n_items=20)), seed=0)
+  >>> p = jax.device_get(mf.init(jax.random.PRNGKey(0), 30, 20, 4))
+  >>> art = RecommenderArtifact('mf', p, split, {'dataset': 'synthetic'})
+  >>> f = matrix_logits_fn(art)
+  >>> f(art.user_emb[:2], art.item_emb, items=jnp.arange(20)).shape
+  (2, 20)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from monosem_jax.recommenders import get_model, mf, ncf
+
+FORMAT = 1
+_FILES = ('params.npz', 'split.npz', 'meta.json')
+
+
+class ArtifactError(ValueError):
+  """A missing or corrupt artifact folder (the message names the path)."""
+
+
+def flatten_params(params) -> dict[str, np.ndarray]:
+  """Nested dicts/lists of arrays -> ``{'a/0/b': array}``."""
+  out = {}
+
+  def rec(prefix, x):
+    if isinstance(x, dict):
+      for k, v in x.items():
+        if '/' in str(k):
+          raise ValueError(f'param key {k!r} contains "/"')
+        rec(f'{prefix}{k}/', v)
+    elif isinstance(x, (list, tuple)):
+      for i, v in enumerate(x):
+        rec(f'{prefix}{i}/', v)
+    else:
+      out[prefix[:-1]] = np.asarray(x)
+
+  rec('', params)
+  return out
+
+
+def unflatten_params(flat: dict[str, np.ndarray]):
+  """Inverse of :func:`flatten_params` (all-digit keys become lists)."""
+  tree: dict = {}
+  for key, value in flat.items():
+    node = tree
+    parts = key.split('/')
+    for p in parts[:-1]:
+      node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+  def listify(x):
+    if not isinstance(x, dict):
+      return x
+    x = {k: listify(v) for k, v in x.items()}
+    if x and all(k.isdigit() for k in x):
+      return [x[str(i)] for i in range(len(x))]
+    return x
+
+  return listify(tree)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecommenderArtifact:
+  """A trained, frozen recommender.
+
+  Attributes:
+    kind: ``'mf'`` or ``'ncf'``.
+    params: numpy params pytree (see :mod:`mf` / :mod:`ncf`).
+    split: the :class:`monosem_jax.data.protocol.Split` it was trained on.
+    meta: JSON-able metadata: ``dataset`` name, ``config``, ``metrics``...
+  """
+
+  kind: str
+  params: dict
+  split: Any
+  meta: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    get_model(self.kind)
+
+  @property
+  def user_emb(self) -> np.ndarray:
+    return np.asarray(self.params['user_emb'])
+
+  @property
+  def item_emb(self) -> np.ndarray:
+    return np.asarray(self.params['item_emb'])
+
+  @property
+  def n_users(self) -> int:
+    return self.user_emb.shape[0]
+
+  @property
+  def n_items(self) -> int:
+    return self.item_emb.shape[0]
+
+  @property
+  def dim(self) -> int:
+    return self.user_emb.shape[1]
+
+  def user_item_logits(self, users) -> jax.Array:
+    """``(B, n_items)`` logits of user indices (the trained model itself)."""
+    return get_model(self.kind).user_item_logits(
+        jax.tree.map(jnp.asarray, self.params), jnp.asarray(users))
+
+  def save(self, directory: str) -> str:
+    """Writes the artifact atomically to ``directory`` (replacing it)."""
+    directory = os.path.abspath(os.fspath(directory))
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-',
+                           dir=parent)
+    try:
+      with open(os.path.join(tmp, 'params.npz'), 'wb') as f:
+        np.savez(f, **flatten_params(jax.device_get(self.params)))
+      with open(os.path.join(tmp, 'split.npz'), 'wb') as f:
+        np.savez(f, **self.split.arrays())
+      with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+        json.dump({'format': FORMAT, 'kind': self.kind,
+                   'meta': _jsonable(self.meta)}, f, indent=2)
+      for name in _FILES:
+        with open(os.path.join(tmp, name), 'rb') as f:
+          os.fsync(f.fileno())
+      old = None
+      if os.path.exists(directory):
+        old = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.old-',
+                               dir=parent)
+        os.rmdir(old)
+        os.replace(directory, old)
+      os.replace(tmp, directory)
+      if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
+    return directory
+
+  @classmethod
+  def load(cls, directory: str) -> 'RecommenderArtifact':
+    """Reads an artifact written by :meth:`save`.
+
+    Raises:
+      ArtifactError: the folder or one of its files is missing or corrupt;
+        the message names the path.
+    """
+    from monosem_jax.data.protocol import Split  # pylint: disable=import-outside-toplevel
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+      raise ArtifactError(f'no recommender artifact at {directory!r} (not a '
+                          'folder; train one with experiments/'
+                          'train_recommender.py, it writes WORKDIR/frozen)')
+    for name in _FILES:
+      if not os.path.isfile(os.path.join(directory, name)):
+        raise ArtifactError(f'corrupt recommender artifact {directory!r}: '
+                            f'{name} is missing')
+    path = os.path.join(directory, 'meta.json')
+    try:
+      with open(path) as f:
+        head = json.load(f)
+      kind, meta = head['kind'], head['meta']
+      if head.get('format') != FORMAT:
+        raise ArtifactError(f'{path}: format {head.get("format")!r}, '
+                            f'expected {FORMAT}')
+      path = os.path.join(directory, 'params.npz')
+      with np.load(path) as z:
+        params = unflatten_params({k: z[k] for k in z.files})
+      path = os.path.join(directory, 'split.npz')
+      with np.load(path) as z:
+        split = Split.from_arrays({k: z[k] for k in z.files})
+      art = cls(kind=kind, params=params, split=split, meta=meta)
+      for k in ('user_emb', 'item_emb'):
+        if k not in params:
+          raise KeyError(k)
+      if art.n_users != split.n_users or art.n_items != split.n_items:
+        raise ArtifactError(
+            f'corrupt recommender artifact {directory!r}: params are '
+            f'{art.n_users}x{art.n_items}, split is '
+            f'{split.n_users}x{split.n_items}')
+    except ArtifactError:
+      raise
+    except Exception as e:  # zip, json, key errors: name the file.
+      raise ArtifactError(f'corrupt recommender artifact: cannot read '
+                          f'{path!r}: {type(e).__name__}: {e}') from e
+    return art
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  if isinstance(x, np.generic):
+    return x.item()
+  return x
+
+
+def _bias(table, idx):
+  return 0.0 if idx is None else table[idx]
+
+
+def pair_logits_fn(artifact: RecommenderArtifact) -> Callable:
+  """A jittable frozen scorer of paired embeddings.
+
+  ``f(user_vecs (..., d), item_vecs (..., d), users=None, items=None) ->
+  (...)`` logits. MF: ``<u, i>`` (+ ``b_u``, ``b_i``); NCF: the frozen MLP
+  (+ biases if the model has them). A bias is added only when the
+  corresponding index array (same leading shape) is given; the params are
+  closed over and receive no gradient.
+  """
+  frozen = jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a)),
+                        get_model(artifact.kind).frozen_scorer(artifact.params))
+  ub = frozen.get('user_bias')
+  ib = frozen.get('item_bias')
+
+  if artifact.kind == 'mf':
+    def f(user_vecs, item_vecs, users=None, items=None):
+      return mf.embedding_logits(user_vecs, item_vecs,
+                                 0.0 if ub is None else _bias(ub, users),
+                                 0.0 if ib is None else _bias(ib, items))
+  else:
+    def f(user_vecs, item_vecs, users=None, items=None):
+      out = ncf.mlp_logits(frozen['mlp'], user_vecs, item_vecs)
+      if ub is not None and users is not None:
+        out = out + ub[users]
+      if ib is not None and items is not None:
+        out = out + ib[items]
+      return out
+  return f
+
+
+def matrix_logits_fn(artifact: RecommenderArtifact) -> Callable:
+  """A jittable frozen scorer of every user vector against every item vector.
+
+  ``f(user_vecs (U, d), item_vecs (I, d), users=None, items=None) -> (U, I)``
+  logits; ``users`` ``(U,)`` / ``items`` ``(I,)`` add the biases as in
+  :func:`pair_logits_fn` (pass ``items=jnp.arange(n_items)`` when ranking
+  the whole catalogue so the item biases count).
+  """
+  frozen = jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a)),
+                        get_model(artifact.kind).frozen_scorer(artifact.params))
+  ub = frozen.get('user_bias')
+  ib = frozen.get('item_bias')
+
+  def biases(users, items):
+    return (0.0 if ub is None or users is None else ub[users],
+            0.0 if ib is None or items is None else ib[items])
+
+  if artifact.kind == 'mf':
+    def f(user_vecs, item_vecs, users=None, items=None):
+      return mf.matrix_logits(user_vecs, item_vecs, *biases(users, items))
+  else:
+    def f(user_vecs, item_vecs, users=None, items=None):
+      return ncf.matrix_logits(frozen['mlp'], user_vecs, item_vecs,
+                               *biases(users, items))
+  return f

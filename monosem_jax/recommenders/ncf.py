@@ -1,0 +1,137 @@
+"""MLP-only neural collaborative filtering as pure functions (PAPER.md §3).
+
+logit(u, i) = MLP([e_u ; e_i]) (+ b_u + b_i when biases are on); one sigmoid
+gives the probability. MLP: 2d -> 64 -> 32 -> 16 -> 1 with ReLU between.
+
+Params pytree::
+
+  {'user_emb': (n_users, d), 'item_emb': (n_items, d),
+   'mlp': [{'w': (2d, 64), 'b': (64,)}, ..., {'w': (16, 1), 'b': (1,)}],
+   # only when use_bias:
+   'user_bias': (n_users,), 'item_bias': (n_items,)}
+
+The frozen scorer :func:`mlp_logits` takes arbitrary embedding vectors, so the
+SAE stage can feed it reconstructions.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> p = init(jax.random.PRNGKey(0), n_users=3, n_items=4, dim=2)
+  >>> mlp_logits(p['mlp'], jnp.ones((5, 2)), jnp.zeros((5, 2))).shape
+  (5,)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+Params = dict
+DEFAULT_HIDDEN = (64, 32, 16)
+
+
+def init(key: jax.Array, n_users: int, n_items: int, dim: int,
+         hidden: Sequence[int] = DEFAULT_HIDDEN, use_bias: bool = False,
+         dtype=jnp.float32) -> Params:
+  """Embeddings ~ N(0, 0.1^2); linear layers U(+-1/sqrt(fan_in)) (PyTorch default)."""
+  keys = jax.random.split(key, 2 + 2 * (len(hidden) + 1))
+  params = {
+      'user_emb': 0.1 * jax.random.normal(keys[0], (n_users, dim), dtype),
+      'item_emb': 0.1 * jax.random.normal(keys[1], (n_items, dim), dtype),
+  }
+  sizes = [2 * dim, *hidden, 1]
+  layers = []
+  for j, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    bound = 1.0 / jnp.sqrt(fan_in)
+    layers.append({
+        'w': jax.random.uniform(keys[2 + 2 * j], (fan_in, fan_out), dtype,
+                                -bound, bound),
+        'b': jax.random.uniform(keys[3 + 2 * j], (fan_out,), dtype,
+                                -bound, bound),
+    })
+  params['mlp'] = layers
+  if use_bias:
+    params['user_bias'] = jnp.zeros((n_users,), dtype)
+    params['item_bias'] = jnp.zeros((n_items,), dtype)
+  return params
+
+
+def mlp_logits(mlp: Sequence[dict], user_vecs: jax.Array,
+               item_vecs: jax.Array) -> jax.Array:
+  """Frozen-scorer logits of paired embedding vectors.
+
+  Args:
+    mlp: the ``params['mlp']`` list.
+    user_vecs: ``(..., d)``; item_vecs: ``(..., d)`` (same leading shape).
+
+  Returns:
+    ``(...)`` logits, without the optional biases.
+  """
+  h = jnp.concatenate([user_vecs, item_vecs], -1)
+  for layer in mlp[:-1]:
+    h = jax.nn.relu(h @ layer['w'] + layer['b'])
+  return (h @ mlp[-1]['w'] + mlp[-1]['b'])[..., 0]
+
+
+def _bias(params: Params, name: str, idx):
+  return params[name][idx] if name in params else 0.0
+
+
+def pair_logits(params: Params, users: jax.Array, items: jax.Array) -> jax.Array:
+  """``(B,)`` logits of (user index, item index) pairs."""
+  return (mlp_logits(params['mlp'], params['user_emb'][users],
+                     params['item_emb'][items])
+          + _bias(params, 'user_bias', users) + _bias(params, 'item_bias', items))
+
+
+def matrix_logits(mlp: Sequence[dict], user_vecs: jax.Array,
+                  item_vecs: jax.Array, user_bias: jax.Array | float = 0.0,
+                  item_bias: jax.Array | float = 0.0) -> jax.Array:
+  """``(U, I)`` logits of every user vector against every item vector.
+
+  The first layer is split, ``W1 [u; i] = W1_u u + W1_i i``, so the
+  ``U x I x 2d`` concatenation never exists.
+  """
+  d = user_vecs.shape[-1]
+  w1, b1 = mlp[0]['w'], mlp[0]['b']
+  h = jax.nn.relu((user_vecs @ w1[:d])[:, None, :] + (item_vecs @ w1[d:])[None]
+                  + b1)
+  for layer in mlp[1:-1]:
+    h = jax.nn.relu(h @ layer['w'] + layer['b'])
+  out = (h @ mlp[-1]['w'] + mlp[-1]['b'])[..., 0]
+  return out + jnp.reshape(user_bias, (-1, 1) if jnp.ndim(user_bias) else ()) + item_bias
+
+
+def user_item_logits(params: Params, users: jax.Array) -> jax.Array:
+  """``(B, n_items)`` logits of a block of user indices against all items."""
+  ub = params['user_bias'][users] if 'user_bias' in params else 0.0
+  ib = params.get('item_bias', 0.0)
+  return matrix_logits(params['mlp'], params['user_emb'][users],
+                       params['item_emb'], ub, ib)
+
+
+def embeddings(params: Params) -> tuple[jax.Array, jax.Array]:
+  """The (user, item) embedding tables the SAE explains."""
+  return params['user_emb'], params['item_emb']
+
+
+def rows_logits(dense: Params, rows: Params) -> jax.Array:
+  """``(B,)`` logits of gathered rows (used by the sparse training step).
+
+  Args:
+    dense: ``{'mlp': [...]}``, the non-table params.
+    rows: ``{'user_emb': (B, d), 'item_emb': (B, d)}`` plus ``'user_bias'``
+      and ``'item_bias'`` ``(B,)`` when the model has biases.
+  """
+  return (mlp_logits(dense['mlp'], rows['user_emb'], rows['item_emb'])
+          + rows.get('user_bias', 0.0) + rows.get('item_bias', 0.0))
+
+
+def frozen_scorer(params: Params) -> Params:
+  """The part of the params a frozen scorer needs besides the embeddings."""
+  out = {'mlp': params['mlp']}
+  for k in ('user_bias', 'item_bias'):
+    if k in params:
+      out[k] = params[k]
+  return out
