@@ -1,0 +1,31 @@
+"""Trains a grid of SAEs on a frozen recommender, all configs at once.
+
+  python -m experiments.sweep \\
+      --config=experiments/configs/sweep.py:ml-1m,mf --workdir=runs/ml1m_mf_sweep
+
+Writes WORKDIR/sweep.json (spec + per-config hyper-parameters),
+WORKDIR/checkpoints/ (orbax, every ``checkpoint_every`` epochs; rerunning the
+same command resumes) and WORKDIR/sweep_results.csv. Config i's SAE is
+``monosem_jax.sweep.checkpoint.load_config(WORKDIR, i)``.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from monosem_jax.sweep.runner import run_sweep
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).',
+    lock_config=False)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  run_sweep(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

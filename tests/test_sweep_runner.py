@@ -1,0 +1,86 @@
+"""End to end: recommender workdir -> sweep -> sweep_results.csv -> load_config."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.configs import recommender as rec_configs
+from experiments.configs import sweep as sweep_configs
+from monosem_jax.recommenders import train
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import RESULTS_CSV, run_sweep
+
+
+def _train_recommender(workdir, model):
+  cfg = rec_configs.get_config(f'synthetic,{model}')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 2
+  train.run(cfg, str(workdir), log=lambda _: None)
+  return str(workdir)
+
+
+def _sweep_config(rec_dir, model, **grid):
+  cfg = sweep_configs.get_config(f'synthetic,{model}')
+  cfg.recommender_workdir = rec_dir
+  cfg.epochs = 2
+  cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
+  cfg.spec.steps_per_epoch = 3
+  cfg.grid = grid
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def mf_dir(tmp_path_factory):
+  return _train_recommender(tmp_path_factory.mktemp('rec_mf'), 'mf')
+
+
+def test_mf_sweep_writes_results_and_resumes(mf_dir, tmp_path):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0, 1e30],
+                      dict_size=[8, 16])
+  logs = []
+  table = run_sweep(cfg, str(tmp_path), log=logs.append)
+  assert len(table) == 6
+  on_disk = pd.read_csv(tmp_path / RESULTS_CSV)
+  assert list(on_disk.columns) == list(table.columns)
+  for col in ('lambda_pred', 'dict_size', 'final_loss', 'l0_items',
+              'dead_frac', 'fve', 'score_mse', 'status'):
+    assert col in on_disk.columns
+  # lambda_pred = 1e30 blows up (frozen as diverged); the others train fine.
+  assert (on_disk.status[on_disk.lambda_pred > 1e20] == 'diverged').all()
+  assert (on_disk.status[on_disk.lambda_pred < 1e20] == 'ok').all()
+  ok = on_disk[on_disk.status == 'ok']
+  assert ok.l0_items.between(0, 16).all() and ok.fve.notna().all()
+  assert any('config-steps/s' in line for line in logs)
+  # Rerunning the same command resumes from the last checkpoint: same table.
+  again = run_sweep(cfg, str(tmp_path), log=lambda _: None)
+  pd.testing.assert_frame_equal(again, table)
+  # Config i's params and hyper-parameters, trimmed to its dictionary size.
+  i = int(table.index[(table.dict_size == 16) & (table.lambda_pred == 0)][0])
+  sae, hp = checkpoint.load_config(str(tmp_path), i)
+  assert hp['dict_size'] == 16 and hp['lambda_pred'] == 0.0
+  assert sae['W'].shape == (16, 16)  # (dict_size, d=16 on synthetic)
+
+
+def test_workdir_of_another_sweep_is_refused(mf_dir, tmp_path):
+  run_sweep(_sweep_config(mf_dir, 'mf', lambda_pred=[0.0]), str(tmp_path),
+            log=lambda _: None)
+  with pytest.raises(ValueError, match='different sweep'):
+    run_sweep(_sweep_config(mf_dir, 'mf', lambda_pred=[5.0]), str(tmp_path),
+              log=lambda _: None)
+
+
+def test_ncf_sweep(tmp_path):
+  rec = _train_recommender(tmp_path / 'rec', 'ncf')
+  cfg = _sweep_config(rec, 'ncf', lambda_pred=[0.0, 10.0], rho=[0.05, 0.1])
+  table = run_sweep(cfg, str(tmp_path / 'sweep'), log=lambda _: None)
+  assert len(table) == 4 and (table.status == 'ok').all()
+  assert np.isfinite(table.score_mse).all()
+
+
+def test_missing_recommender_workdir(tmp_path):
+  cfg = _sweep_config(str(tmp_path / 'nope'), 'mf', lambda_pred=[0.0])
+  with pytest.raises(Exception, match='nope'):
+    run_sweep(cfg, str(tmp_path / 'sweep'), log=lambda _: None)
