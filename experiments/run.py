@@ -4,32 +4,50 @@ Run (no downloads, no files needed)::
 
   python -m experiments.run --workdir=runs/quickstart
 
-Stages: build the synthetic planted-concept world and its protocol split,
-and print their statistics. Later stages (recommender, SAE sweep, analysis)
-plug in here as they land. Use ``--config.world.n_users=...`` to resize.
+1. builds the synthetic planted-concept world and its protocol split and
+   prints their statistics;
+2. trains an MF recommender on it and freezes it (``WORKDIR/recommender``);
+3. trains a grid of SAEs on the frozen embeddings in one vmapped program
+   (``WORKDIR/sweep``: ``sweep_results.csv``, ``sweep_results.png``,
+   orbax checkpoints).
+
+Rerunning resumes from the checkpoints. Resize with e.g.
+``--config.recommender.dataset.options.n_users=3000``; see
+``experiments/configs/quickstart.py``.
 """
 
 import json
+import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from monosem_jax.data import make_split, synthetic
+from monosem_jax.recommenders import train
+from monosem_jax.sweep.runner import run_sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'experiments/configs/quickstart.py',
-    'Quickstart config (get_config in that file).')
+    'Quickstart config (get_config in that file).', lock_config=False)
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart',
                                'Where outputs are written.')
 
 
+def log(msg: str) -> None:
+  print(msg, flush=True)
+
+
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines out
   cfg = _CONFIG.value
+  workdir = _WORKDIR.value
   t0 = time.perf_counter()
-  world = synthetic.make_world(synthetic.WorldConfig(**cfg.world))
-  split = make_split(world, **cfg.protocol)
+  log('== 1/3 synthetic world')
+  world = synthetic.make_world(
+      synthetic.WorldConfig(**cfg.recommender.dataset.options))
+  split = make_split(world, **{k: v for k, v in cfg.recommender.split.items()})
   stats = world.summary()
   stats['split'] = {
       'n_train_positives': split.n_train,
@@ -38,8 +56,18 @@ def main(argv):
       'n_sae_train_users': len(split.sae_train_users),
       'n_sae_test_users': len(split.sae_test_users),
   }
-  stats['elapsed_s'] = round(time.perf_counter() - t0, 3)
-  print(json.dumps(stats, indent=1))
+  log(json.dumps(stats, indent=1))
+  log(f'== 2/3 recommender ({cfg.recommender.model.kind})')
+  rec_dir = os.path.join(workdir, 'recommender')
+  train.run(cfg.recommender, rec_dir, log=log)
+  log('== 3/3 SAE sweep')
+  cfg.sweep.recommender_workdir = rec_dir
+  table = run_sweep(cfg.sweep, os.path.join(workdir, 'sweep'), log=log)
+  best = table[table.status == 'ok'].sort_values('score_mse').head(3)
+  log('lowest score-matrix MSE:\n' + best[
+      ['lambda_pred', 'dict_size', 'score_mse', 'fve', 'l0_items',
+       'dead_frac']].to_string(index=False))
+  log(f'done in {time.perf_counter() - t0:.1f}s; outputs under {workdir}')
 
 
 if __name__ == '__main__':

@@ -1,26 +1,42 @@
-"""Quickstart: the embedded synthetic world end to end on a laptop CPU.
+"""Quickstart: the whole pipeline on the embedded synthetic world.
 
-Run::
+Run (no downloads, no files)::
 
-  python -m experiments.run --config=experiments/configs/quickstart.py
+  python -m experiments.run --workdir=runs/quickstart
 
-Expected runtime: a few seconds on 2 CPU cores. ``get_config('ml1m')`` gives
-an ML-1M-sized synthetic world instead.
+Stages: synthetic planted-concept world -> MF recommender (trained, frozen)
+-> a 20-config SAE sweep (lambda_pred x dictionary size, vmapped) ->
+``sweep_results.csv`` and ``sweep_results.png``. Expected runtime: well under
+a minute on 2 CPU cores. ``get_config('ncf')`` uses an NCF recommender;
+``get_config('ml1m')`` an ML-1M-sized synthetic world (a few minutes).
 """
 
 import ml_collections
 
+from experiments.configs import recommender, sweep
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  args = set(a for a in arg.split(',') if a)
+  unknown = args - {'mf', 'ncf', 'ml1m'}
+  if unknown:
+    raise ValueError(f'quickstart config: unknown arg(s) {sorted(unknown)}; '
+                     "use any of 'mf', 'ncf', 'ml1m' (comma-separated)")
+  model = 'ncf' if 'ncf' in args else 'mf'
   c = ml_collections.ConfigDict()
-  c.world = ml_collections.ConfigDict(dict(
-      n_users=1000, n_items=600, n_concepts=8, seed=0))
-  if arg == 'ml1m':
-    c.world.update(n_users=6040, n_items=3706, n_concepts=18,
-                   mean_positives=120.0)
-  elif arg:
-    raise ValueError(f"quickstart config: unknown arg {arg!r}; use '' or 'ml1m'")
-  c.protocol = ml_collections.ConfigDict(dict(
-      n_holdout=5, n_test_negatives=5, sae_test_fraction=0.2, alpha=1.0,
-      seed=42))
+  c.recommender = recommender.get_config(f'synthetic,{model}')
+  world = c.recommender.dataset.options
+  world.n_users, world.n_items, world.seed = 1000, 600, 0
+  if 'ml1m' in args:
+    world.n_users, world.n_items = 6040, 3706
+    world.n_concepts, world.mean_positives = 18, 120.0
+  c.sweep = sweep.get_config(f'synthetic,{model}')
+  c.sweep.epochs = 18
+  c.sweep.spec.batch_users = 64
+  c.sweep.spec.batch_items = 256
+  c.sweep.spec.batch_pairs = 256
+  if model == 'ncf':
+    c.sweep.spec.steps_per_epoch = 20
+  c.sweep.grid = ml_collections.ConfigDict(dict(
+      lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0), dict_size=(16, 22, 32, 48)))
   return c
