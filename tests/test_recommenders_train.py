@@ -58,15 +58,15 @@ def test_epoch_batches_cover_positives_and_valid_negatives(split):
     assert i not in split.forbidden_items[ind[u]:ind[u + 1]]
 
 
-def test_sample_epoch_negatives_heavy_users():
+def test_sample_negatives_heavy_users_compacted_rounds():
   # Users that own most of the catalogue need many redraws.
   ds = synthetic.make_world(synthetic.WorldConfig(
       n_users=40, n_items=30, min_positives=20, mean_positives=25, seed=1))
   split = protocol.make_split(ds, seed=0, n_holdout=1, n_test_negatives=1)
   tables = split.sampler_tables()
   users = jnp.asarray(np.repeat(np.arange(split.n_users), 50))
-  items, ok = train.sample_epoch_negatives(tables, jax.random.PRNGKey(0),
-                                           users, first_rounds=1)
+  items, ok = protocol.sample_negatives(tables, jax.random.PRNGKey(0),
+                                       users, full_rounds=1)
   assert bool(ok.all())
   assert not bool(protocol.is_forbidden(tables, users, items).any())
 

@@ -411,21 +411,26 @@ def is_forbidden(tables: SamplerTables, users: jax.Array,
 
 
 def sample_negatives(tables: SamplerTables, key: jax.Array, users: jax.Array,
-                     max_rounds: int = 32) -> tuple[jax.Array, jax.Array]:
+                     full_rounds: int = 3, max_rounds: int = 64
+                     ) -> tuple[jax.Array, jax.Array]:
   """Draws one negative item per entry of ``users`` (jittable).
 
   Items come from ``p(i) ∝ exp(alpha * s_i)`` restricted to the items the
-  user may get (rejection sampling: forbidden draws are redrawn, up to
-  ``max_rounds`` times, in a ``lax.while_loop`` that stops as soon as all are
-  valid).
+  user may get, by rejection sampling: a forbidden draw is redrawn
+  independently until it is allowed, which leaves exactly that law.
+  The first ``full_rounds`` redraw rounds run over all ``B`` entries; after
+  that only the still-rejected entries are redrawn, gathered into a buffer of
+  ``max(1024, B // 32)`` (heavy users, with half the catalogue forbidden,
+  would otherwise force ~20 full-size rounds).
 
   Args:
     tables: from :meth:`Split.sampler_tables`.
     key: PRNG key.
     users: ``(B,)`` int32 user indices (e.g. ``split.train_users`` for a 1:1
       epoch of negatives).
-    max_rounds: cap on redraws; a user whose forbidden set covers nearly all
-      the catalogue could exhaust it.
+    full_rounds: redraw rounds over all entries.
+    max_rounds: cap on the compacted redraw passes; a user whose forbidden
+      set covers nearly all the catalogue could exhaust it.
 
   Returns:
     ``(items (B,) int32, valid (B,) bool)``; ``valid`` is False only where
@@ -433,26 +438,38 @@ def sample_negatives(tables: SamplerTables, key: jax.Array, users: jax.Array,
     the whole catalogue (weight such rows 0).
   """
   n_items = tables.cdf.shape[0]
+  n = users.shape[0]
+  cap = int(min(n, max(1024, n // 32)))
 
-  def draw(k):
-    u = jax.random.uniform(k, users.shape, jnp.float32)
+  def draw(k, shape):
+    u = jax.random.uniform(k, shape, jnp.float32)
     return jnp.minimum(jnp.searchsorted(tables.cdf, u, side='right'),
                        n_items - 1).astype(jnp.int32)
 
+  def full_round(r, carry):
+    items, bad = carry
+    new = draw(jax.random.fold_in(key, r), users.shape)
+    items = jnp.where(bad, new, items)
+    return items, is_forbidden(tables, users, items)
+
+  items = draw(jax.random.fold_in(key, 0), users.shape)
+  bad = is_forbidden(tables, users, items)
+  items, bad = jax.lax.fori_loop(1, full_rounds + 1, full_round, (items, bad))
+
   def cond(carry):
-    _, _, bad, r = carry
+    _, bad, r = carry
     return bad.any() & (r < max_rounds)
 
-  def body(carry):
-    key, items, bad, r = carry
-    key, sub = jax.random.split(key)
-    new = draw(sub)
-    items = jnp.where(bad, new, items)
-    bad = is_forbidden(tables, users, items)
-    return key, items, bad, r + 1
+  def compact_round(carry):
+    items, bad, r = carry
+    idx = jnp.nonzero(bad, size=cap, fill_value=n)[0]
+    sub_users = users.at[idx].get(mode='fill', fill_value=0)
+    new = draw(jax.random.fold_in(key, full_rounds + 1 + r), (cap,))
+    still = is_forbidden(tables, sub_users, new)
+    items = items.at[idx].set(jnp.where(still, items.at[idx].get(
+        mode='fill', fill_value=0), new), mode='drop')
+    bad = bad.at[idx].set(still, mode='drop')
+    return items, bad, r + 1
 
-  key, sub = jax.random.split(key)
-  items = draw(sub)
-  bad = is_forbidden(tables, users, items)
-  _, items, bad, _ = jax.lax.while_loop(cond, body, (key, items, bad, 0))
+  items, bad, _ = jax.lax.while_loop(cond, compact_round, (items, bad, 0))
   return items, ~bad

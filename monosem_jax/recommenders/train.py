@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from monosem_jax.data import loaders, protocol
 from monosem_jax.recommenders import ITEM_TABLES, USER_TABLES, get_model
 from monosem_jax.recommenders import metrics as metrics_lib
 
@@ -320,45 +321,6 @@ def feistel_permutation(key: jax.Array, n: int, rounds: int = 6) -> jax.Array:
   return x.astype(jnp.int32)
 
 
-def sample_epoch_negatives(sampler_tables, key: jax.Array, users: jax.Array,
-                           first_rounds: int = 3, max_passes: int = 16,
-                           ) -> tuple[jax.Array, jax.Array]:
-  """One negative per entry of ``users``, like ``protocol.sample_negatives``.
-
-  Same distribution (rejection sampling from ``p(i) ∝ exp(alpha s_i)`` over
-  the allowed items), but after ``first_rounds`` full-size rounds only the
-  still-rejected entries are redrawn, compacted into a buffer of
-  ``max(1024, n/32)``: heavy users (half the catalogue forbidden) no longer
-  force ~20 rounds over all ``n`` draws.
-
-  Returns:
-    ``(items (n,) int32, valid (n,) bool)``.
-  """
-  from monosem_jax.data import protocol  # pylint: disable=import-outside-toplevel
-  n = users.shape[0]
-  cap = int(min(n, max(1024, n // 32)))
-  k0, k1 = jax.random.split(key)
-  items, ok = protocol.sample_negatives(sampler_tables, k0, users,
-                                        max_rounds=first_rounds)
-
-  def cond(c):
-    _, ok, p = c
-    return (~ok).any() & (p < max_passes)
-
-  def body(c):
-    items, ok, p = c
-    idx = jnp.nonzero(~ok, size=cap, fill_value=n)[0]
-    sub_users = users.at[idx].get(mode='fill', fill_value=0)
-    new, v = protocol.sample_negatives(sampler_tables,
-                                       jax.random.fold_in(k1, p), sub_users)
-    items = items.at[idx].set(new, mode='drop')
-    ok = ok.at[idx].set(v, mode='drop')
-    return items, ok, p + 1
-
-  items, ok, _ = jax.lax.while_loop(cond, body, (items, ok, 0))
-  return items, ok
-
-
 def epoch_batches(cfg: TrainConfig, key: jax.Array, pos_users: jax.Array,
                   pos_items: jax.Array, sampler_tables) -> tuple:
   """The shuffled, padded batches of one epoch: ``(n_batches, B)`` arrays.
@@ -367,7 +329,7 @@ def epoch_batches(cfg: TrainConfig, key: jax.Array, pos_users: jax.Array,
   on the padding of the last batch.
   """
   k_neg, k_perm = jax.random.split(key)
-  neg, valid = sample_epoch_negatives(sampler_tables, k_neg, pos_users)
+  neg, valid = protocol.sample_negatives(sampler_tables, k_neg, pos_users)
   n = pos_users.shape[0]
   users = jnp.concatenate([pos_users, pos_users])
   items = jnp.concatenate([pos_items, neg])
@@ -468,23 +430,6 @@ def fit(cfg: TrainConfig, split, state: TrainState | None = None,
 # Data for a run.
 
 
-def filter_min_counts(dataset, min_item_users: int = 0,
-                      min_user_items: int = 0, max_rounds: int = 100):
-  """Iteratively drops items with < ``min_item_users`` users and users with
-  < ``min_user_items`` items until stable (PAPER.md §2.3, HetRec)."""
-  for _ in range(max_rounds):
-    if dataset.n_interactions == 0:
-      break
-    ipop = np.bincount(dataset.items, minlength=dataset.n_items)
-    udeg = np.bincount(dataset.users, minlength=dataset.n_users)
-    keep = (ipop[dataset.items] >= min_item_users) & (
-        udeg[dataset.users] >= min_user_items)
-    if keep.all():
-      return dataset
-    dataset = dataset.select(keep)
-  return dataset
-
-
 def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
   """Loads, filters and splits a dataset. Returns ``(dataset, split)``.
 
@@ -493,7 +438,6 @@ def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
       ``options`` (loader keywords), ``min_item_users``, ``min_user_items``.
     split_cfg: keywords of :func:`monosem_jax.data.protocol.make_split`.
   """
-  from monosem_jax.data import loaders, protocol  # pylint: disable=import-outside-toplevel
   d = dict(dataset_cfg)
   name = d.pop('name')
   data_dir = d.pop('data_dir', None) or None
@@ -504,7 +448,8 @@ def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
     raise ValueError(f'dataset config: unknown key(s) {", ".join(sorted(d))}')
   ds = loaders.load_dataset(name, data_dir, **options)
   if min_item_users or min_user_items:
-    ds = filter_min_counts(ds, min_item_users, min_user_items)
+    ds = protocol.filter_interactions(ds, min_item_users=min_item_users,
+                                      min_user_positives=min_user_items)
   split = protocol.make_split(ds, **dict(split_cfg))
   return ds, split
 
