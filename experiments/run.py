@@ -40,7 +40,8 @@ def log(msg: str) -> None:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines out
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   cfg = _CONFIG.value
   workdir = _WORKDIR.value
   t0 = time.perf_counter()

@@ -9,7 +9,7 @@ same command resumes) and WORKDIR/sweep_results.csv. Config i's SAE is
 ``monosem_jax.sweep.checkpoint.load_config(WORKDIR, i)``.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from monosem_jax.sweep.runner import run_sweep
@@ -24,6 +24,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   run_sweep(_CONFIG.value, _WORKDIR.value)
 
 
