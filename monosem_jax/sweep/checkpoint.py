@@ -135,18 +135,9 @@ def restore_sweep(workdir: str, step: int | None = None):
   return spec, params, state, histories
 
 
-def load_config(workdir: str, i: int, step: int | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Config ``i`` of a checkpointed sweep.
-
-  Returns:
-    ``(sae_params, hparams)``: numpy SAE params trimmed to the config's
-    dictionary size (``W`` ``(dict_size, d)``, ...), and its hyper-parameters
-    plus ``finite``, ``diverged_step``, ``epoch`` and the static SAE
-    architecture fields (``sae_config``: kwargs of
-    :class:`~monosem_jax.sae.model.SAEConfig` with ``n_latents = dict_size``).
-  """
-  spec, params, state, _ = restore_sweep(workdir, step)
+def config_from_state(spec: SweepSpec, params: SweepParams, state, i: int
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Config ``i`` of a (restored) sweep; see :func:`load_config`."""
   if not 0 <= i < params.num_configs:
     raise IndexError(f'config {i} not in [0, {params.num_configs})')
   sae = jax.tree.map(lambda x: np.asarray(x)[i], state.sae)
@@ -163,3 +154,20 @@ def load_config(workdir: str, i: int, step: int | None = None
                             k_max=min(cfg.k_max, hp['dict_size']),
                             prefixes=prefixes))
   return sae, hp
+
+
+def load_config(workdir: str, i: int, step: int | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Config ``i`` of a checkpointed sweep.
+
+  Returns:
+    ``(sae_params, hparams)``: numpy SAE params trimmed to the config's
+    dictionary size (``W`` ``(dict_size, d)``, ...), and its hyper-parameters
+    plus ``finite``, ``diverged_step``, ``epoch`` and the static SAE
+    architecture fields (``sae_config``: kwargs of
+    :class:`~monosem_jax.sae.model.SAEConfig` with ``n_latents = dict_size``).
+    To read many configs, :func:`restore_sweep` once and call
+    :func:`config_from_state`.
+  """
+  spec, params, state, _ = restore_sweep(workdir, step)
+  return config_from_state(spec, params, state, i)
