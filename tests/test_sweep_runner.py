@@ -55,8 +55,11 @@ def test_mf_sweep_writes_results_and_resumes(mf_dir, tmp_path):
   assert ok.l0_items.between(0, 16).all() and ok.fve.notna().all()
   assert any('config-steps/s' in line for line in logs)
   # Rerunning the same command resumes from the last checkpoint: same table.
-  again = run_sweep(cfg, str(tmp_path), log=lambda _: None)
+  again_logs = []
+  again = run_sweep(cfg, str(tmp_path), log=again_logs.append)
   pd.testing.assert_frame_equal(again, table)
+  assert any('resuming from the checkpoint of epoch 2' in line
+             for line in again_logs)
   # Config i's params and hyper-parameters, trimmed to its dictionary size.
   i = int(table.index[(table.dict_size == 16) & (table.lambda_pred == 0)][0])
   sae, hp = checkpoint.load_config(str(tmp_path), i)

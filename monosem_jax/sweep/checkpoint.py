@@ -79,6 +79,14 @@ def make_manager(workdir: str, max_to_keep: int | None = 2
                                options=options, item_names=('state', 'meta'))
 
 
+def saved_epochs(workdir: str) -> list[int]:
+  """The epochs that have a finished checkpoint under ``workdir`` (sorted)."""
+  directory = os.path.join(workdir, CKPT_DIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
 def _leaf_dict(state) -> dict[str, Any]:
   return {f'leaf_{j:04d}': x for j, x in enumerate(jax.tree.leaves(state))}
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.recommenders.artifact import RecommenderArtifact
-from monosem_jax.sweep import sharding
+from monosem_jax.sweep import checkpoint, sharding
 from monosem_jax.sweep.engine import (SweepData, evaluate_configs,
                                       positive_pairs_of, steps_per_epoch,
                                       train_sweep)
@@ -151,6 +151,9 @@ def run_sweep(config, workdir: str,
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.d}, M={spec.max_latents}, {epochs} epochs x '
       f'{steps} steps')
+  done = checkpoint.saved_epochs(workdir)
+  if done:
+    log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
   clock = {'t': time.perf_counter()}
 
   def progress(epoch, state, hist):
