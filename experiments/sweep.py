@@ -7,8 +7,13 @@ Writes WORKDIR/sweep.json (spec + per-config hyper-parameters),
 WORKDIR/checkpoints/ (orbax, every ``checkpoint_every`` epochs; rerunning the
 same command resumes) and WORKDIR/sweep_results.csv. Config i's SAE is
 ``monosem_jax.sweep.checkpoint.load_config(WORKDIR, i)``.
+
+With several devices the configs are sharded over all of them. On a TPU pod
+slice (or several GPU hosts) run the same command on every host with
+``--distributed``.
 """
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -18,12 +23,18 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).',
     lock_config=False)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False,
+    'Call jax.distributed.initialize() first (TPU pod slices, multi-host GPU): '
+    'run the same command on every host.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   run_sweep(_CONFIG.value, _WORKDIR.value)
