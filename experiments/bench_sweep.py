@@ -35,8 +35,40 @@ import jax
 import numpy as np
 
 from monosem_jax.recommenders import ncf
-from monosem_jax.sweep.engine import SweepData, init_sweep, run_epoch
+from monosem_jax.sweep.engine import (SweepData, epoch_indices, init_sweep,
+                                      run_epoch, sweep_step)
 from monosem_jax.sweep.spec import SweepParams, SweepSpec
+
+
+#: Dense peak FLOP/s by device kind: (float32 on CUDA cores, TF32 tensor
+#: cores); JAX's default float32 matmul precision on these GPUs uses TF32.
+PEAK_FLOPS = {'H100': (67e12, 494.7e12), 'H200': (67e12, 494.7e12),
+              'A100': (19.5e12, 156e12)}
+
+
+def device_peak(kind: str):
+  for name, peak in PEAK_FLOPS.items():
+    if name in kind:
+      return {'fp32': peak[0], 'tf32': peak[1]}
+  return None  # unknown (e.g. a CPU): report achieved FLOP/s only
+
+
+def flops_per_config_step(spec, params, data) -> float | None:
+  """XLA's FLOP count of one sweep step, divided by the number of configs.
+
+  Measured on the un-scanned step (XLA counts a loop body once, so the
+  epoch program would under-report).
+  """
+  state = init_sweep(spec, params, jax.random.PRNGKey(0))
+  ix = jax.tree.map(lambda a: a[0],
+                    epoch_indices(spec, data, jax.random.PRNGKey(1)))
+  compiled = jax.jit(sweep_step, static_argnums=0).lower(
+      spec, params, state, data, ix).compile()
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  flops = (cost or {}).get('flops')
+  return None if not flops else float(flops) / params.num_configs
 
 
 def _workload(model: str, steps: int, d: int, mf_pred_impl: str):
@@ -86,12 +118,22 @@ def _time_epochs(spec, params, data, repeats):
 def bench(model, configs, steps, repeats, seq_configs, d=20,
           mf_pred_impl='gram'):
   spec, data = _workload(model, steps, d, mf_pred_impl)
+  peak = device_peak(getattr(jax.devices()[0], 'device_kind', ''))
   rows = []
   for c in configs:
-    first, best, finite = _time_epochs(spec, _params(spec, c), data, repeats)
-    rows.append(dict(C=c, epoch_s=best, compile_and_first_epoch_s=first,
-                     config_steps_per_s=c * steps / best, all_finite=finite))
-    print(f'[{model}] C={c:5d}  {c * steps / best:12.1f} config-steps/s',
+    params = _params(spec, c)
+    first, best, finite = _time_epochs(spec, params, data, repeats)
+    rate = c * steps / best
+    fpcs = flops_per_config_step(spec, params, data)
+    row = dict(C=c, epoch_s=best, compile_and_first_epoch_s=first,
+               config_steps_per_s=rate, all_finite=finite,
+               flops_per_config_step=fpcs,
+               achieved_flops_per_s=None if fpcs is None else fpcs * rate)
+    if peak and fpcs:
+      row['fraction_of_peak'] = {k: fpcs * rate / v for k, v in peak.items()}
+    rows.append(row)
+    print(f'[{model}] C={c:5d}  {rate:12.1f} config-steps/s'
+          + (f'  {fpcs * rate / 1e9:8.2f} GFLOP/s' if fpcs else ''),
           file=sys.stderr, flush=True)
   # sequential: C=1 program, one config after another
   allp = _params(spec, seq_configs)
@@ -139,6 +181,7 @@ def main(argv=None):
       jax=jax.__version__, backend=jax.default_backend(),
       device=getattr(dev, 'device_kind', str(dev)),
       device_count=jax.device_count(), host=platform.node(),
+      device_peak_flops=device_peak(getattr(dev, 'device_kind', '')),
       results=[bench(m, configs, a.steps, a.repeats, a.seq_configs, a.d,
                      a.mf_pred_impl) for m in a.models.split(',')])
   text = json.dumps(out, indent=1)
