@@ -229,7 +229,7 @@ def test_batches_follow_the_paper(mf_data, ncf_data):
 def test_topk_matryoshka_sweep_runs(mf_data):
   spec = dataclasses.replace(MF_SPEC, activation='topk', k_max=4,
                              prefixes=(2, 5, 10))
-  params = SweepParams.from_list([dict(k=1), dict(k=4, dict_size=6)], spec)
+  params = SweepParams.from_list([dict(k=1), dict(k=4, seed=1)], spec)
   state, hist = _train(spec, params, mf_data, epochs=1)
   assert np.all(np.asarray(hist['l0']) <= np.array([1, 4]) + 1e-6)
   # the embedding term is the sum over the prefixes (3 terms >= full one)
@@ -294,3 +294,12 @@ def test_adam_matches_optax_scale_by_adam():
     pows = pows * jnp.array([0.9, 0.999], jnp.float32)
     upd, mine = engine.adam_direction(g, mine, pows)
     np.testing.assert_allclose(upd['w'], ref['w'], rtol=1e-5, atol=1e-7)
+
+
+def test_matryoshka_needs_full_dict_size():
+  spec = SweepSpec(model='mf', d=4, max_latents=16, prefixes=(4, 8, 16))
+  validate(spec, SweepParams.grid(spec, lambda_pred=[0.0, 1.0]))  # fine
+  with pytest.raises(SweepConfigError,
+                     match=r'dict_size\[0\] = 8: Matryoshka sweeps need '
+                     r'dict_size = 16'):
+    validate(spec, SweepParams.grid(spec, dict_size=[8, 16]))

@@ -336,6 +336,13 @@ def validate(spec: SweepSpec, params: SweepParams) -> None:
   m = arrays['dict_size']
   bad('dict_size', (m < 1) | (m > spec.max_latents),
       f'dictionary size must be in [1, spec.max_latents={spec.max_latents}]')
+  if spec.prefixes:
+    # Prefixes at or beyond a smaller dict_size would all repeat the full
+    # reconstruction and count it several times in the embedding loss.
+    full = spec.sae.prefix_sizes[-1]
+    bad('dict_size', m != full,
+        f'Matryoshka sweeps need dict_size = {full} (the last prefix); '
+        'sweep the prefixes with separate specs')
   k = arrays['k']
   bad('k', k > m, 'k must not exceed the config\'s dict_size '
       '(SweepParams.dict_size)')
