@@ -175,10 +175,14 @@ def run_sweep(config, workdir: str,
       mesh=mesh, callback=progress)
   split = artifact.split
   mlp = artifact.params.get('mlp') if spec.model == 'ncf' else None
+  chunk = config.get('eval_config_chunk')
+  if chunk is None and mlp is not None:
+    # The NCF score matrices pass a (128 users x items x 64) hidden layer
+    # per config: bound it to ~1 GB at a time.
+    chunk = max(1, int(1e9 // (128 * artifact.n_items * 64 * 4)))
   metrics = evaluate_configs(state, spec, params,
                              artifact.user_emb[split.sae_test_users],
-                             artifact.item_emb, mlp=mlp,
-                             config_chunk=config.get('eval_config_chunk'))
+                             artifact.item_emb, mlp=mlp, config_chunk=chunk)
   table = results_table(params, histories, metrics, n)
   write_csv_atomic(table, os.path.join(workdir, RESULTS_CSV))
   from monosem_jax.analysis.sweep_figures import plot_sweep  # matplotlib: lazy
