@@ -30,6 +30,8 @@ import os
 
 import ml_collections
 
+from experiments.configs import parse_dataset_model
+
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
 MODELS = ('mf', 'ncf')
 
@@ -55,11 +57,7 @@ def _dataset(name: str) -> ml_collections.ConfigDict:
 
 def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   """``arg`` = ``'DATASET,MODEL'``."""
-  parts = [p.strip() for p in (arg or 'ml-1m,mf').split(',')]
-  if len(parts) != 2 or parts[0] not in DATASETS or parts[1] not in MODELS:
-    raise ValueError(f'config argument {arg!r}: expected DATASET,MODEL with '
-                     f'DATASET in {DATASETS} and MODEL in {MODELS}')
-  dataset, model = parts
+  dataset, model = parse_dataset_model(arg, DATASETS, MODELS)
   lastfm = dataset.startswith('lastfm')
 
   c = ml_collections.ConfigDict()

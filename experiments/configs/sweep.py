@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import parse_dataset_model
+
 DATASETS = ('synthetic', 'ml-1m', 'lastfm-2k')
 MODELS = ('mf', 'ncf')
 
 
 def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
-  parts = [p.strip() for p in (arg or 'ml-1m,mf').split(',')]
-  if len(parts) != 2 or parts[0] not in DATASETS or parts[1] not in MODELS:
-    raise ValueError(f'config argument {arg!r}: expected DATASET,MODEL with '
-                     f'DATASET in {DATASETS} and MODEL in {MODELS}')
-  dataset, model = parts
+  dataset, model = parse_dataset_model(arg, DATASETS, MODELS)
   lastfm = dataset == 'lastfm-2k'
   c = ml_collections.ConfigDict()
   c.recommender_workdir = f'runs/{dataset.replace("-", "")}_{model}'
