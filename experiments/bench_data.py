@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from monosem_jax.data import load_dataset, make_split, sample_negatives
+from monosem_jax.data.protocol import sample_negatives_unique
 from monosem_jax.data import synthetic
 
 
@@ -45,6 +46,14 @@ def main():
     neg, ok = sample(tables, jax.random.PRNGKey(epoch), users)
     neg.block_until_ready()
     times.append(time.perf_counter() - t0)
+  unique = jax.jit(sample_negatives_unique)
+  jax.block_until_ready(unique(tables, jax.random.PRNGKey(0), users))
+  t_unique = []
+  for epoch in range(1, 4):
+    t0 = time.perf_counter()
+    uneg, uok = unique(tables, jax.random.PRNGKey(epoch), users)
+    uneg.block_until_ready()
+    t_unique.append(time.perf_counter() - t0)
   print(json.dumps({
       'dataset': ds.name if data_dir else 'synthetic (ML-1M scale; set MONOSEM_DATA_DIR for ML-1M)',
       'n_users': ds.n_users, 'n_items': ds.n_items,
@@ -55,6 +64,8 @@ def main():
       'negatives_epoch_first_call_s': round(t_first, 3),
       'negatives_epoch_s': round(min(times), 3),
       'negatives_valid_fraction': float(ok.mean()),
+      'negatives_without_replacement_epoch_s': round(min(t_unique), 3),
+      'negatives_without_replacement_invalid': int((~uok).sum()),
       'machine': f'{platform.machine()} {os.cpu_count()} cpus, {jax.devices()[0].platform}',
       'jax': jax.__version__,
   }, indent=1))

@@ -176,3 +176,71 @@ def test_starved_user_gets_invalid_negatives():
   _, ok = sample_negatives(split.sampler_tables(), jax.random.PRNGKey(0),
                            jnp.asarray(split.train_users))
   np.testing.assert_array_equal(np.asarray(ok), split.train_users == 1)
+
+
+def test_unique_negatives_are_distinct_per_user(world):
+  split = make_split(world, seed=2)
+  tables = split.sampler_tables()
+  users = jnp.asarray(split.train_users)
+  neg, ok = jax.jit(protocol.sample_negatives_unique)(
+      tables, jax.random.PRNGKey(0), users)
+  neg, ok = np.asarray(neg), np.asarray(ok)
+  assert ok.mean() > 0.99
+  pairs = split.train_users[ok].astype(np.int64) * world.n_items + neg[ok]
+  assert len(np.unique(pairs)) == ok.sum()  # no repeats within a user
+  forbidden = (_pairs(world.users, world.items, world.n_items)
+               | _pairs(split.test_neg_users, split.test_neg_items, world.n_items))
+  assert not set(pairs.tolist()) & forbidden
+  # The plain sampler does repeat items within a user on this small world.
+  plain, _ = protocol.sample_negatives(tables, jax.random.PRNGKey(0), users)
+  plain_pairs = split.train_users.astype(np.int64) * world.n_items + np.asarray(plain)
+  assert len(np.unique(plain_pairs)) < len(plain_pairs)
+
+
+def test_unique_negatives_follow_successive_sampling():
+  # One user, two negatives from 8 allowed items with very unequal weights:
+  # P({i, j}) = p_i p_j / (1 - p_i) + p_j p_i / (1 - p_j).
+  pop = np.array([1, 2, 4, 8, 16, 32, 64, 3, 5, 40])
+  ds = _one_user_world(pop, positives=[2, 5])
+  alpha = 10.0
+  split = make_split(ds, n_holdout=0, n_test_negatives=0, alpha=alpha,
+                     seed=0, sae_test_fraction=0.0)
+  tables = split.sampler_tables()
+  reps = 20_000
+  keys = jax.random.split(jax.random.PRNGKey(0), reps)
+  draw = jax.jit(jax.vmap(lambda k: protocol.sample_negatives_unique(
+      tables, k, jnp.zeros((2,), jnp.int32))))
+  neg, ok = draw(keys)
+  neg = np.sort(np.asarray(neg), axis=1)
+  assert bool(np.asarray(ok).all()) and (neg[:, 0] != neg[:, 1]).all()
+  allowed = np.setdiff1d(np.arange(len(pop)), [2, 5])
+  share = ds.item_popularity / ds.item_popularity.sum()
+  p = np.exp(alpha * share[allowed])
+  p /= p.sum()
+  pairs = [(a, b) for x, a in enumerate(allowed) for b in allowed[x + 1:]]
+  prob = {}
+  for a, b in pairs:
+    pa, pb = p[allowed == a][0], p[allowed == b][0]
+    prob[(a, b)] = pa * pb / (1 - pa) + pb * pa / (1 - pb)
+  observed = np.array([np.sum((neg[:, 0] == a) & (neg[:, 1] == b))
+                       for a, b in pairs])
+  expected = reps * np.array([prob[q] for q in pairs])
+  _, pval = stats.chisquare(observed, expected)
+  assert pval > 1e-4, (observed, expected)
+  # Power: the law of two independent draws conditioned on being distinct
+  # (p_i p_j, renormalised) is rejected.
+  naive = np.array([p[allowed == a][0] * p[allowed == b][0] for a, b in pairs])
+  _, p_naive = stats.chisquare(observed, reps * naive / naive.sum())
+  assert p_naive < 1e-6
+
+
+def test_first_occurrence_dense_and_sorted_paths_agree():
+  rng = np.random.default_rng(0)
+  u = jnp.asarray(rng.integers(0, 7, 500), jnp.int32)
+  i = jnp.asarray(rng.integers(0, 9, 500), jnp.int32)
+  dense = np.asarray(protocol._first_occurrence(u, i, (7, 9)))
+  by_sort = np.asarray(protocol._first_occurrence(u, i))
+  np.testing.assert_array_equal(dense, by_sort)
+  key = np.asarray(u) * 9 + np.asarray(i)
+  _, first_idx = np.unique(key, return_index=True)
+  assert sorted(np.flatnonzero(dense).tolist()) == sorted(first_idx.tolist())

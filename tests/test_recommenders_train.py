@@ -41,18 +41,23 @@ def test_epoch_batches_cover_positives_and_valid_negatives(split):
   users, items, labels, weights = map(lambda a: np.asarray(a).ravel(),
                                       (users, items, labels, weights))
   n = split.n_train
-  assert users.size == -(-2 * n // 64) * 64 and int(n_bad) == 0
-  assert weights.sum() == 2 * n                     # padding has weight 0
+  n_bad = int(n_bad)
+  # Negatives are distinct per user (PAPER.md §2.4); on this dense toy world
+  # a few users need nearly all their allowed items, and the rare entries
+  # left without a fresh item get weight 0.
+  assert users.size == -(-2 * n // 64) * 64 and n_bad < 0.05 * n
+  assert weights.sum() == 2 * n - n_bad             # padding has weight 0
   pos = (labels == 1) & (weights > 0)
   got = sorted(zip(users[pos].tolist(), items[pos].tolist()))
   assert got == sorted(zip(split.train_users.tolist(),
                            split.train_items.tolist()))
   neg = (labels == 0) & (weights > 0)
-  assert neg.sum() == n
-  # One negative per positive, per user; never a forbidden item.
-  np.testing.assert_array_equal(np.bincount(users[neg], minlength=split.n_users),
-                                np.bincount(split.train_users,
-                                            minlength=split.n_users))
+  assert neg.sum() == n - n_bad
+  # At most one negative per positive, per user, all distinct; never a
+  # forbidden item.
+  assert (np.bincount(users[neg], minlength=split.n_users)
+          <= np.bincount(split.train_users, minlength=split.n_users)).all()
+  assert len(set(zip(users[neg].tolist(), items[neg].tolist()))) == neg.sum()
   ind = split.forbidden_indptr
   for u, i in zip(users[neg], items[neg]):
     assert i not in split.forbidden_items[ind[u]:ind[u + 1]]

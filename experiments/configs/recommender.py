@@ -81,6 +81,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.train.seed = 0
   c.train.batch_size = 256
   c.train.shuffle = 'feistel'
+  c.train.unique_negatives = True  # PAPER.md §2.4: without replacement per user
   if model == 'mf':
     c.train.optimizer = 'sgd'
     c.train.learning_rate = 0.05

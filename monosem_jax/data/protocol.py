@@ -354,16 +354,20 @@ class SamplerTables:
     indptr: ``(n_users + 1,)`` int32 CSR pointer of forbidden items.
     items: ``(nnz,)`` int32 forbidden items, sorted within each user.
     cdf: ``(n_items,)`` float32 cumulative sampling distribution.
+    bits: ``(n_users, ceil(n_items / 32))`` uint32 bitmap of the same
+      forbidden sets (bit ``i % 32`` of word ``i // 32``), for
+      :func:`sample_negatives_unique`.
     n_search: binary-search depth, ``ceil(log2(max_row + 1))``.
   """
 
   indptr: jax.Array
   items: jax.Array
   cdf: jax.Array
+  bits: jax.Array
   n_search: int
 
   def tree_flatten(self):
-    return (self.indptr, self.items, self.cdf), self.n_search
+    return (self.indptr, self.items, self.cdf, self.bits), self.n_search
 
   @classmethod
   def tree_unflatten(cls, n_search, children):
@@ -378,10 +382,17 @@ def make_sampler_tables(indptr: np.ndarray, items: np.ndarray,
   cdf = np.cumsum(p / p.sum())
   cdf[-1] = 1.0
   max_row = int(np.diff(indptr).max(initial=0))
+  n_users, n_items = len(indptr) - 1, len(logits)
+  rows = np.repeat(np.arange(n_users), np.diff(indptr))
+  items = np.asarray(items, np.int64)
+  bits = np.zeros((n_users, (n_items + 31) // 32), np.uint32)
+  np.bitwise_or.at(bits, (rows, items >> 5),
+                   np.left_shift(np.uint32(1), (items & 31).astype(np.uint32)))
   return SamplerTables(
       indptr=jnp.asarray(indptr, jnp.int32),
       items=jnp.asarray(items, jnp.int32),
       cdf=jnp.asarray(cdf, jnp.float32),
+      bits=jnp.asarray(bits),
       n_search=max(1, int(math.ceil(math.log2(max_row + 1)))))
 
 
@@ -472,4 +483,110 @@ def sample_negatives(tables: SamplerTables, key: jax.Array, users: jax.Array,
     return items, bad, r + 1
 
   items, bad, _ = jax.lax.while_loop(cond, compact_round, (items, bad, 0))
+  return items, ~bad
+
+
+def _bit_is_set(bits: jax.Array, users: jax.Array, items: jax.Array) -> jax.Array:
+  word = bits[users, items >> 5]
+  return ((word >> (items & 31).astype(jnp.uint32)) & 1) == 1
+
+
+_DENSE_CLAIM_LIMIT = 2**26  # users x items cells for the scatter-min path
+
+
+def _first_occurrence(users: jax.Array, items: jax.Array,
+                      shape: tuple[int, int] | None = None) -> jax.Array:
+  """True for the first (lowest-index) entry of each distinct (user, item).
+
+  With ``shape = (n_users, n_items)`` small enough, a scatter-min of entry
+  indices into a dense claim table (one pass, no sort); otherwise a stable
+  sort.
+  """
+  n = users.shape[0]
+  if shape is not None and shape[0] * shape[1] <= _DENSE_CLAIM_LIMIT:
+    cell = users * shape[1] + items
+    claim = jnp.full((shape[0] * shape[1],), n, jnp.int32).at[cell].min(
+        jnp.arange(n, dtype=jnp.int32))
+    return claim[cell] == jnp.arange(n, dtype=jnp.int32)
+  order = jnp.lexsort((items, users))  # stable: ties keep index order
+  su, si = users[order], items[order]
+  repeat = jnp.concatenate([jnp.zeros((1,), bool),
+                            (su[1:] == su[:-1]) & (si[1:] == si[:-1])])
+  return jnp.zeros(users.shape, bool).at[order].set(~repeat)
+
+
+def sample_negatives_unique(tables: SamplerTables, key: jax.Array,
+                            users: jax.Array, max_rounds: int = 8,
+                            per_round: int = 8
+                            ) -> tuple[jax.Array, jax.Array]:
+  """Like :func:`sample_negatives`, but without replacement within a user.
+
+  Each user gets as many distinct negatives as it has entries in ``users``,
+  distributed exactly as successive sampling without replacement from
+  ``p(i) ∝ exp(alpha * s_i)`` over its allowed items (PAPER.md §2.4). It
+  uses the identity "successive sampling = the first n distinct values of
+  an i.i.d. stream": entries draw i.i.d. values in rounds (stream order =
+  round, then entry index, then draw); a value already taken by an earlier
+  entry of the same user, or forbidden, is skipped. Round 0 gives every
+  entry one draw and is deduplicated by one sort; later rounds give only the
+  pending entries (compacted to ``max(1024, B // 32)``) ``per_round`` draws
+  each, checked against a per-user bitmap of taken items.
+
+  Args:
+    tables: from :meth:`Split.sampler_tables`.
+    key: PRNG key.
+    users: ``(B,)`` int32 user indices, any order.
+    max_rounds: cap on redraw rounds.
+    per_round: draws per pending entry in each redraw round.
+
+  Returns:
+    ``(items (B,) int32, valid (B,) bool)``; within a user the valid items
+    are distinct. ``valid`` is False where a user ran out of rounds (only
+    users whose entries nearly exhaust their allowed items; weight 0).
+  """
+  n = users.shape[0]
+  n_items = tables.cdf.shape[0]
+  cap = int(min(n, max(1024, n // 32)))
+  k0, k1 = jax.random.split(key)
+  items, ok = sample_negatives(tables, k0, users)
+  bad = ~(ok & _first_occurrence(users, items, (tables.bits.shape[0], n_items)))
+  one = jnp.uint32(1)
+
+  def mark(taken, u, i, accept):
+    # Accepted (user, item) pairs are distinct and not yet set: add == or.
+    return taken.at[u, i >> 5].add(
+        jnp.where(accept, one << (i & 31).astype(jnp.uint32), jnp.uint32(0)))
+
+  taken = mark(tables.bits, users, items, ~bad)
+
+  def cond(carry):
+    _, bad, _, r = carry
+    return bad.any() & (r < max_rounds)
+
+  def body(carry):
+    items, bad, taken, r = carry
+    idx = jnp.nonzero(bad, size=cap, fill_value=n)[0]
+    slot = idx < n
+    su = users.at[idx].get(mode='fill', fill_value=0)
+    # Each pending entry reads up to `per_round` fresh draws and takes the
+    # first one that is not taken yet.
+    u01 = jax.random.uniform(jax.random.fold_in(k1, r), (cap, per_round),
+                             jnp.float32)
+    cands = jnp.minimum(jnp.searchsorted(tables.cdf, u01, side='right'),
+                        n_items - 1).astype(jnp.int32)
+    free = ~_bit_is_set(taken, su[:, None], cands)
+    pick = jnp.argmax(free, axis=1)
+    cand = jnp.take_along_axis(cands, pick[:, None], axis=1)[:, 0]
+    found = slot & free.any(axis=1)
+    # Among this round's picks of one user, the lowest entry index wins.
+    first = _first_occurrence(jnp.where(found, su, -1),
+                              jnp.where(found, cand, -1 - jnp.arange(cap)))
+    accept = found & first
+    items = items.at[idx].set(
+        jnp.where(accept, cand, items.at[idx].get(mode='fill', fill_value=0)),
+        mode='drop')
+    bad = bad.at[idx].set(~accept, mode='drop')
+    return items, bad, mark(taken, su, cand, accept), r + 1
+
+  items, bad, _, _ = jax.lax.while_loop(cond, body, (items, bad, taken, 0))
   return items, ~bad

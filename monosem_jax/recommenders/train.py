@@ -79,6 +79,10 @@ class TrainConfig:
     shuffle: ``'feistel'`` (default): a keyed Feistel-network permutation
       (:func:`feistel_permutation`, elementwise, ~15x faster than sorting on
       CPU); ``'sort'``: ``jax.random.permutation`` (uniform, sort-based).
+    unique_negatives: True (default, PAPER.md §2.4): each user's negatives
+      of an epoch are distinct (successive sampling without replacement,
+      :func:`~monosem_jax.data.protocol.sample_negatives_unique`); False:
+      independent draws per positive (faster; repeats possible).
   """
 
   kind: str = 'mf'
@@ -93,6 +97,7 @@ class TrainConfig:
   reduction: str = 'sum'
   seed: int = 0
   shuffle: str = 'feistel'
+  unique_negatives: bool = True
 
   def __post_init__(self):
     get_model(self.kind)
@@ -329,7 +334,9 @@ def epoch_batches(cfg: TrainConfig, key: jax.Array, pos_users: jax.Array,
   on the padding of the last batch.
   """
   k_neg, k_perm = jax.random.split(key)
-  neg, valid = protocol.sample_negatives(sampler_tables, k_neg, pos_users)
+  sample = (protocol.sample_negatives_unique if cfg.unique_negatives
+            else protocol.sample_negatives)
+  neg, valid = sample(sampler_tables, k_neg, pos_users)
   n = pos_users.shape[0]
   users = jnp.concatenate([pos_users, pos_users])
   items = jnp.concatenate([pos_items, neg])
