@@ -1,6 +1,5 @@
 """Every bad input gets a DataError that names the file, line or field."""
 
-import gzip
 import os
 import shutil
 

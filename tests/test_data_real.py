@@ -1,6 +1,5 @@
 """Real-data checks; they skip with a reason unless MONOSEM_DATA_DIR is set."""
 
-import numpy as np
 import pytest
 
 from monosem_jax.data import DECADE_BUCKETS, load_dataset, make_split

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from monosem_jax.recommenders import ncf
-from monosem_jax.sae import losses, model
+from monosem_jax.sae import model
 from monosem_jax.sweep import engine
 from monosem_jax.sweep.engine import (SweepData, evaluate_configs, init_sweep,
                                       run_epoch)

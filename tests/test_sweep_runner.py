@@ -1,6 +1,5 @@
 """End to end: recommender workdir -> sweep -> sweep_results.csv -> load_config."""
 
-import os
 
 import numpy as np
 import pandas as pd
