@@ -163,3 +163,58 @@ def test_bad_split_options():
 def test_bad_world_config():
   with pytest.raises(DataError, match=r'WorldConfig\.n_items=0'):
     load_dataset('synthetic', n_items=0)
+
+
+# ---- issue 7: silent data losses and unclear failures ---------------------
+
+def _lastfm_copy(tmp_path):
+  src = fixture_dir('lastfm-2k')
+  for f in os.listdir(src):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  return tmp_path
+
+
+def test_lastfm_without_header_keeps_first_interaction(tmp_path):
+  d = _lastfm_copy(tmp_path)
+  full = load_dataset('lastfm-2k', d)
+  path = d / 'user_artists.dat'
+  path.write_bytes(path.read_bytes().split(b'\n', 1)[1])  # drop the header
+  with pytest.warns(UserWarning, match=r'user_artists\.dat: no header line'):
+    headless = load_dataset('lastfm-2k', d)
+  assert headless.n_interactions == full.n_interactions
+  assert headless.users.tolist() == full.users.tolist()
+  assert headless.items.tolist() == full.items.tolist()
+
+
+def test_lastfm_header_naming_other_columns_is_refused(tmp_path):
+  d = _lastfm_copy(tmp_path)
+  path = d / 'user_artists.dat'
+  path.write_bytes(b'userID\tfriendID\tweight\r\n' +
+                   path.read_bytes().split(b'\n', 1)[1])
+  with pytest.raises(DataError, match=r"user_artists\.dat, line 1: header "
+                     r"'userID\\tfriendID\\tweight' does not name the expected "
+                     r"columns 'userID\\tartistID\\tweight'"):
+    load_dataset('lastfm-2k', d)
+
+
+def test_headerless_tagged_artists_reports_true_line(tmp_path):
+  d = _lastfm_copy(tmp_path)
+  path = d / 'user_taggedartists.dat'
+  path.write_bytes(path.read_bytes().split(b'\n', 1)[1] +
+                   b'2\t51\t777\t1\t1\t2009\r\n')
+  with pytest.warns(UserWarning), pytest.raises(
+      DataError, match=r'user_taggedartists\.dat, line 20: tagID 777'):
+    load_dataset('lastfm-2k', d)
+
+
+def test_old_mac_line_endings(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\r1::2::4::2\r')
+  with pytest.raises(DataError, match=r'ratings\.dat: old Mac line endings'):
+    load_dataset('ml-1m', d)
+
+
+def test_id_beyond_int64(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n100000000000000000000000::2::4::2\n')
+  with pytest.raises(DataError, match=r'ratings\.dat, line 2: field UserID = '
+                     r'100000000000000000000000 is outside the 64-bit'):
+    load_dataset('ml-1m', d)

@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 from monosem_jax.data.dataset import DataError
 
 _UNIT_SEP = '\x1f'
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
 
 
 def _show(sep: str) -> str:
@@ -62,7 +64,12 @@ def read_text(path: str, encodings: Sequence[str] = ('utf-8', 'latin-1')) -> str
     raise DataError(f'{path}: not decodable as any of {", ".join(encodings)}')
   if text.startswith('\ufeff'):
     text = text[1:]
-  return text.replace('\r\n', '\n')
+  text = text.replace('\r\n', '\n')
+  if '\r' in text and '\n' not in text.rstrip('\n'):
+    raise DataError(
+        f'{path}: old Mac line endings (CR only, no LF): every line would '
+        "read as one; convert them, e.g. tr '\\r' '\\n' < FILE > FILE.new")
+  return text
 
 
 def _diagnose(path: str, text: str, sep: str, n_fields: int,
@@ -83,10 +90,27 @@ def _diagnose(path: str, text: str, sep: str, n_fields: int,
     for name in int_cols:
       value = fields[list(names).index(name)].strip()
       try:
-        int(value)
+        number = int(value)
       except ValueError:
         raise DataError(f'{path}, line {lineno}: field {name} is not an '
                         f'integer: {value!r}') from None
+      if not _INT64_MIN <= number <= _INT64_MAX:
+        raise DataError(f'{path}, line {lineno}: field {name} = {value} is '
+                        'outside the 64-bit integer range') from None
+
+
+def _looks_like_data(fields: Sequence[str], names: Sequence[str],
+                     int_cols: Sequence[str]) -> bool:
+  """Whether a would-be header line is a record (its integer fields parse)."""
+  checked = [i for i, n in enumerate(names[:len(fields)]) if n in int_cols]
+  if not checked:
+    return False
+  for i in checked:
+    try:
+      int(fields[i].strip())
+    except ValueError:
+      return False
+  return True
 
 
 def parse_table(path: str, text: str, sep: str, names: Sequence[str],
@@ -100,12 +124,15 @@ def parse_table(path: str, text: str, sep: str, names: Sequence[str],
     sep: field separator; may be several characters (e.g. ``'::'``).
     names: column names (the widest layout).
     int_cols: columns that must be integers (returned as int64).
-    header: whether line 1 is a header (checked for its field count only).
+    header: whether line 1 is a header. It must name the columns (case
+      aside); a line 1 that is a record instead (the header was dropped) is
+      kept as data, with a warning.
     allowed_widths: accepted field counts; the first data line decides which
       one the file uses (its first that many ``names``). Default: all names.
 
   Returns:
     A DataFrame with the used columns; non-integer columns are str.
+    ``df.attrs['first_line']`` is the file line of its first row.
   """
   if not text.strip():
     raise DataError(f'{path}: file is empty')
@@ -114,7 +141,21 @@ def parse_table(path: str, text: str, sep: str, names: Sequence[str],
   first = lines[1] if header and len(lines) > 1 else lines[0]
   if header:
     hdr = lines[0].split(sep)
-    if len(hdr) not in widths:
+    expected = [n.lower() for n in names[:len(hdr)]]
+    if len(hdr) in widths and [h.strip().lower() for h in hdr] != expected:
+      if _looks_like_data(hdr, names, int_cols):
+        # The header line is gone (some public copies drop it): line 1 is
+        # the first record, so keep it.
+        warnings.warn(f'{path}: no header line; line 1 is read as data',
+                      stacklevel=3)
+        header = False
+        first = lines[0]
+      else:
+        raise DataError(
+            f'{path}, line 1: header {lines[0][:80]!r} does not name the '
+            f"expected columns {sep.join(names[:len(hdr)])!r}; is this the "
+            'right file?')
+    elif len(hdr) not in widths:
       raise DataError(
           f"{path}, line 1: header has {len(hdr)} fields separated by "
           f"'{_show(sep)}', expected {' or '.join(map(str, widths))}"
@@ -134,8 +175,9 @@ def parse_table(path: str, text: str, sep: str, names: Sequence[str],
                      skiprows=1 if header else 0, names=used, dtype=dtypes,
                      quoting=csv.QUOTE_NONE, keep_default_na=False,
                      na_filter=False, engine='c')
-  except (ValueError, pd.errors.ParserError) as e:
+  except (ValueError, OverflowError, pd.errors.ParserError) as e:
     _diagnose(path, text, sep, n, used, [c for c in int_cols if c in used],
               header)
     raise DataError(f'{path}: cannot parse ({e})') from None
+  df.attrs['first_line'] = 2 if header else 1  # file line of row 0
   return df

@@ -9,6 +9,8 @@ Nothing here is ever a dense ``users x items`` table.
 
 Example:
   >>> import numpy as np
+
+from monosem_jax.errors import MonosemError
   >>> ds = Dataset.from_pairs('toy', user_ids=np.array([10, 10, 20]),
   ...                         item_ids=np.array([7, 9, 7]))
   >>> ds.n_users, ds.n_items, ds.n_interactions
@@ -24,8 +26,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from monosem_jax.errors import MonosemError
 
-class DataError(ValueError):
+
+class DataError(MonosemError):
   """Raised for malformed files, bad options or empty results.
 
   The message always names the file (and line) or the option at fault.

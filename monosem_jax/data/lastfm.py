@@ -108,7 +108,7 @@ def load_lastfm_2k(data_dir: str, *, top_k: int = 4,
   unknown = ~tagged['tagID'].isin(tags['tagID'])
   if unknown.any():
     row = int(np.flatnonzero(unknown.to_numpy())[0])
-    raise DataError(f'{gpath}, line {row + 2}: tagID '
+    raise DataError(f'{gpath}, line {row + tagged.attrs["first_line"]}: tagID '
                     f'{tagged["tagID"].iloc[row]} is not in {tpath}')
   tag_value = pd.Series(normalise_tags(tags['tagValue']).to_numpy(),
                         index=tags['tagID'].to_numpy())

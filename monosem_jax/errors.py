@@ -1,0 +1,27 @@
+"""The project's error types: one base class the launchers turn into one line.
+
+Every refusal the library makes on purpose (malformed data, an invalid
+config, a workdir that holds something else) raises a subclass of
+:class:`MonosemError` whose message names the file, line or field at fault
+and, where there is one, the fix. The absl launchers print that message as a
+single ``error: ...`` line and exit with status 1; anything else is a bug and
+keeps its traceback.
+
+>>> try:
+...   raise WorkdirError('runs/x is a file, not a folder')
+... except MonosemError as e:
+...   print(e)
+runs/x is a file, not a folder
+"""
+
+
+class MonosemError(ValueError):
+  """Base of every deliberate refusal; the message is meant for a person."""
+
+
+class ConfigError(MonosemError):
+  """A launcher config that is invalid or contradicts its inputs."""
+
+
+class WorkdirError(MonosemError):
+  """A workdir that cannot be used: a file, locked, or holding another run."""
