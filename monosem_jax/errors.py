@@ -25,3 +25,7 @@ class ConfigError(MonosemError):
 
 class WorkdirError(MonosemError):
   """A workdir that cannot be used: a file, locked, or holding another run."""
+
+
+class DivergedError(MonosemError, FloatingPointError):
+  """Training produced a non-finite loss; the message names epoch and setting."""

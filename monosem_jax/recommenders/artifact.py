@@ -38,13 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from monosem_jax import files
+from monosem_jax.errors import MonosemError
 from monosem_jax.recommenders import get_model, mf, ncf
 
 FORMAT = 1
 _FILES = ('params.npz', 'split.npz', 'meta.json')
 
 
-class ArtifactError(ValueError):
+class ArtifactError(MonosemError):
   """A missing or corrupt artifact folder (the message names the path)."""
 
 
@@ -98,12 +100,21 @@ class RecommenderArtifact:
     params: numpy params pytree (see :mod:`mf` / :mod:`ncf`).
     split: the :class:`monosem_jax.data.protocol.Split` it was trained on.
     meta: JSON-able metadata: ``dataset`` name, ``config``, ``metrics``...
+    fingerprint: SHA-256 of the saved files (set by :meth:`load`; None for
+      an artifact built in memory). Sweeps record it, so a sweep workdir
+      knows which recommender it explains whatever its path.
   """
 
   kind: str
   params: dict
   split: Any
   meta: dict = dataclasses.field(default_factory=dict)
+  fingerprint: str | None = None
+
+  @property
+  def dataset(self) -> str | None:
+    """The dataset name it was trained on (``meta['dataset']``)."""
+    return self.meta.get('dataset')
 
   def __post_init__(self):
     get_model(self.kind)
@@ -197,7 +208,8 @@ class RecommenderArtifact:
       path = os.path.join(directory, 'split.npz')
       with np.load(path) as z:
         split = Split.from_arrays({k: z[k] for k in z.files})
-      art = cls(kind=kind, params=params, split=split, meta=meta)
+      art = cls(kind=kind, params=params, split=split, meta=meta,
+                fingerprint=files.fingerprint(directory, _FILES))
       for k in ('user_emb', 'item_emb'):
         if k not in params:
           raise KeyError(k)

@@ -45,7 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from monosem_jax import files
 from monosem_jax.data import loaders, protocol
+from monosem_jax.errors import ConfigError, DivergedError, WorkdirError
 from monosem_jax.recommenders import ITEM_TABLES, USER_TABLES, get_model
 from monosem_jax.recommenders import metrics as metrics_lib
 
@@ -102,22 +104,23 @@ class TrainConfig:
   def __post_init__(self):
     get_model(self.kind)
     if self.shuffle not in SHUFFLES:
-      raise ValueError(f'shuffle={self.shuffle!r}; expected one of {SHUFFLES}')
+      raise ConfigError(f'shuffle={self.shuffle!r}; expected one of {SHUFFLES}')
     if self.optimizer not in OPTIMIZERS:
-      raise ValueError(f'optimizer={self.optimizer!r}; expected one of '
+      raise ConfigError(f'optimizer={self.optimizer!r}; expected one of '
                        f'{OPTIMIZERS}')
     if self.reduction not in REDUCTIONS:
-      raise ValueError(f'reduction={self.reduction!r}; expected one of '
+      raise ConfigError(f'reduction={self.reduction!r}; expected one of '
                        f'{REDUCTIONS}')
     for f in ('dim', 'batch_size'):
       if int(getattr(self, f)) < 1:
-        raise ValueError(f'{f}={getattr(self, f)} must be >= 1')
-    if self.epochs < 0:
-      raise ValueError(f'epochs={self.epochs} must be >= 0')
+        raise ConfigError(f'{f}={getattr(self, f)} must be >= 1')
+    if self.epochs < 1:
+      raise ConfigError(f'epochs={self.epochs}: must be >= 1 (0 would freeze '
+                        'an untrained, randomly initialised model)')
     if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
-      raise ValueError(f'learning_rate={self.learning_rate} must be > 0')
+      raise ConfigError(f'learning_rate={self.learning_rate} must be > 0')
     if not self.reg >= 0:
-      raise ValueError(f'reg={self.reg} must be >= 0')
+      raise ConfigError(f'reg={self.reg} must be >= 0')
     object.__setattr__(self, 'hidden', tuple(int(h) for h in self.hidden))
 
   @classmethod
@@ -127,7 +130,7 @@ class TrainConfig:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(m) - fields)
     if unknown:
-      raise ValueError(f'TrainConfig: unknown key(s) {", ".join(unknown)}; '
+      raise ConfigError(f'TrainConfig: unknown key(s) {", ".join(unknown)}; '
                        f'known: {", ".join(sorted(fields))}')
     return cls(**m)
 
@@ -424,7 +427,7 @@ def fit(cfg: TrainConfig, split, state: TrainState | None = None,
     stats = {k: float(v) for k, v in jax.device_get(stats).items()}
     stats['epoch'] = int(state.epoch)
     if not np.isfinite(stats['loss']):
-      raise FloatingPointError(
+      raise DivergedError(
           f'epoch {stats["epoch"]}: the loss is {stats["loss"]} (diverged); '
           f'lower learning_rate={cfg.learning_rate}')
     history.append(stats)
@@ -452,7 +455,7 @@ def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
   min_item_users = int(d.pop('min_item_users', 0) or 0)
   min_user_items = int(d.pop('min_user_items', 0) or 0)
   if d:
-    raise ValueError(f'dataset config: unknown key(s) {", ".join(sorted(d))}')
+    raise ConfigError(f'dataset config: unknown key(s) {", ".join(sorted(d))}')
   ds = loaders.load_dataset(name, data_dir, **options)
   if min_item_users or min_user_items:
     ds = protocol.filter_interactions(ds, min_item_users=min_item_users,
@@ -536,12 +539,9 @@ def restore_checkpoint(mngr, template: TrainState, step: int | None = None,
   return state, list(restored['history']['epochs'])
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=False)
-    f.write('\n')
-  os.replace(tmp, path)
+def _has_checkpoint(directory: str) -> bool:
+  return os.path.isdir(directory) and any(
+      d.isdigit() for d in os.listdir(directory))
 
 
 def _fmt_metrics(m: Mapping[str, float], keys=('ndcg@10', 'hr@10',
@@ -564,19 +564,38 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
       ``model``, ``train``, ``eval``, ``checkpoint`` (see
       ``experiments/configs/recommender.py``).
     workdir: output folder (created; resumed when it holds a checkpoint of
-      the same configuration).
+      the same configuration). Locked for the run: a second process on it
+      is refused (:class:`~monosem_jax.files.WorkdirLock`).
     log: progress sink (default ``logging.info``).
 
   Returns:
     the metrics.json content.
+
+  Raises:
+    ConfigError: invalid settings (e.g. ``train.epochs < 1``) or fewer
+      epochs than the workdir's checkpoint already holds.
+    WorkdirError: the workdir is a file, is in use, or holds a trained run
+      of another configuration.
+    DataError: the data cannot be loaded (nothing is written then).
   """
-  from monosem_jax.recommenders import artifact as artifact_lib  # pylint: disable=import-outside-toplevel
   log = log or logging.info
-  t_start = time.time()
   config = _to_plain(config)
-  model_cfg = dict(config['model'])
-  train_cfg = dict(config['train'])
-  cfg = TrainConfig.from_mapping({**model_cfg, **train_cfg})
+  try:  # every setting is checked before anything is written
+    cfg = TrainConfig.from_mapping({**config['model'], **config['train']})
+  except ConfigError as e:
+    raise ConfigError(f'config.model / config.train: {e}') from None
+  workdir = files.prepare_workdir(workdir)
+  with files.WorkdirLock(workdir, 'recommender training') as lock:
+    if lock.stale_pid:
+      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
+          'which is gone')
+    return _run_locked(config, cfg, workdir, log)
+
+
+def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
+                log: Callable[[str], None]) -> dict:
+  from monosem_jax.recommenders import artifact as artifact_lib  # pylint: disable=import-outside-toplevel
+  t_start = time.time()
   eval_cfg = dict(config.get('eval', {}))
   ks = tuple(int(k) for k in eval_cfg.get('ks', metrics_lib.DEFAULT_KS))
   ties = eval_cfg.get('ties', 'index')
@@ -585,20 +604,25 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   ckpt_cfg = dict(config.get('checkpoint', {}))
   ckpt_every = int(ckpt_cfg.get('every', 1))
 
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   cfg_path = os.path.join(workdir, 'config.json')
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  trained = (os.path.isdir(os.path.join(workdir, 'frozen'))
+             or _has_checkpoint(ckpt_dir))
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:
       old = json.load(f)
     if _resume_relevant(old) != _resume_relevant(config):
-      raise ValueError(
-          f'{workdir} holds a run of another configuration ({cfg_path}); '
-          'use a fresh --workdir or the same settings (only train.epochs, '
-          'eval.* and checkpoint.* may change on resume)')
-  _write_json(cfg_path, config)
+      if trained:
+        raise WorkdirError(
+            f'{workdir} holds a run of another configuration ({cfg_path}); '
+            'use a fresh --workdir or the same settings (only train.epochs, '
+            'eval.* and checkpoint.* may change on resume)')
+      log(f'{cfg_path}: replacing the settings of a run that never trained')
 
+  # config.json is written only once the data loaded: a run that failed
+  # there leaves nothing that would block the corrected command.
   dataset, split = load_data(config['dataset'], config.get('split', {}))
+  files.atomic_write_json(cfg_path, config)
   log(f'{dataset.name}: {split.n_users} users x {split.n_items} items, '
       f'{split.n_train} training positives, {len(split.test_items)} held out '
       f'({len(split.eval_users)} eval users); {time.time() - t_start:.1f}s')
@@ -612,11 +636,16 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   log(f'popularity baseline: {_fmt_metrics(pop_metrics)} '
       f'({time.time() - t0:.1f}s)')
 
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
   mngr = checkpoint_manager(ckpt_dir, int(ckpt_cfg.get('max_to_keep', 2)))
   state = init_state(cfg, split.n_users, split.n_items)
   history: list[dict] = []
   if mngr.latest_step() is not None:
+    if mngr.latest_step() > cfg.epochs:
+      mngr.close()
+      raise ConfigError(
+          f'config.train.epochs={cfg.epochs}, but {ckpt_dir} already holds '
+          f'epoch {mngr.latest_step()}: set --config.train.epochs >= '
+          f'{mngr.latest_step()} or use a fresh --workdir')
     state, history = restore_checkpoint(mngr, state)
     log(f'resumed from {ckpt_dir} at epoch {int(state.epoch)}')
 
@@ -639,7 +668,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
       if pop_metrics.get('ndcg@10'):
         out['final']['ndcg@10_ratio_to_popularity'] = (
             final_model['ndcg@10'] / pop_metrics['ndcg@10'])
-    _write_json(os.path.join(workdir, 'metrics.json'), out)
+    files.atomic_write_json(os.path.join(workdir, 'metrics.json'), out)
     return out
 
   t_train = time.time()

@@ -1,0 +1,183 @@
+"""Files and workdirs: atomic writes, an exclusive workdir lock, fingerprints.
+
+Used by every stage that writes a workdir (recommender training, sweeps), so
+the guarantees are the same everywhere:
+
+* :func:`atomic_write` / :func:`atomic_write_text` / :func:`atomic_write_json`
+  write a temporary sibling, ``fsync`` it and ``os.replace`` it into place:
+  a reader sees the old file or the new one, never half of one. The file gets
+  the usual permissions (``0o666`` minus the umask, i.e. 0644), not the 0600
+  of ``tempfile.mkstemp``.
+* :func:`prepare_workdir` refuses a path that is a file, in one line.
+* :class:`WorkdirLock` takes an exclusive ``flock`` on ``WORKDIR/.lock`` for
+  the lifetime of a run. A second process on the same workdir is refused at
+  once with the holder's PID. The kernel drops the lock when its holder dies
+  (even by SIGKILL), so a stale lock file is taken over silently by the next
+  run, which reports the PID it replaced.
+* :func:`fingerprint` is a SHA-256 over a folder's files, identifying e.g. a
+  frozen recommender by content rather than by path.
+
+Example:
+  >>> import tempfile, os
+  >>> d = tempfile.mkdtemp()
+  >>> atomic_write_text(os.path.join(d, 'a.txt'), 'hello')
+  >>> with WorkdirLock(d, 'example') as lock:
+  ...   lock.path.endswith('.lock')
+  True
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from typing import IO, Any, Callable
+
+from monosem_jax.errors import WorkdirError
+
+LOCK_FILE = '.lock'
+
+
+def _file_mode() -> int:
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def atomic_write(path: str, write: Callable[[IO], None],
+                 binary: bool = False) -> None:
+  """Writes ``path`` atomically: ``write(f)`` fills a temporary sibling.
+
+  Raises whatever ``write`` raises; the temporary file is removed and
+  ``path`` is left as it was.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f'.{os.path.basename(path)}.tmp-')
+  try:
+    with os.fdopen(fd, 'wb' if binary else 'w') as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+  atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes ``obj`` as indented JSON (with a final newline) atomically."""
+  atomic_write_text(path, json.dumps(obj, indent=2) + '\n')
+
+
+def prepare_workdir(workdir: str, flag: str = '--workdir') -> str:
+  """Creates ``workdir`` (and parents); returns its absolute path.
+
+  Raises:
+    WorkdirError: the path (or a parent) exists and is not a folder.
+  """
+  path = os.path.abspath(os.fspath(workdir))
+  probe = path
+  while probe and not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if probe and not os.path.isdir(probe):
+    raise WorkdirError(f'{flag}={workdir}: {probe} is a file, not a folder; '
+                       'pass a folder path (it is created if missing)')
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+class WorkdirLock:
+  """Exclusive lock on a workdir for one run (a context manager).
+
+  Args:
+    workdir: the folder (must exist).
+    what: what holds it, for messages (e.g. ``'sweep'``).
+
+  Attributes:
+    path: the lock file.
+    stale_pid: the PID recorded by a previous holder that is gone (its lock
+      was released by the kernel), or None.
+
+  Raises (on enter):
+    WorkdirError: another live process holds the lock; names its PID.
+  """
+
+  def __init__(self, workdir: str, what: str = 'run'):
+    self.path = os.path.join(os.fspath(workdir), LOCK_FILE)
+    self.what = what
+    self.stale_pid: int | None = None
+    self._fd: int | None = None
+
+  def acquire(self) -> 'WorkdirLock':
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = _read_pid(fd)
+      os.close(fd)
+      who = f'process {holder}' if holder else 'another process'
+      raise WorkdirError(
+          f'{os.path.dirname(self.path)} is in use by {who} (lock '
+          f'{self.path}); wait for that {self.what} to finish, stop it, or use '
+          'another --workdir') from None
+    old = _read_pid(fd)
+    if old and old != os.getpid():
+      self.stale_pid = old
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'{os.getpid()} {self.what}\n'.encode(), 0)
+    self._fd = fd
+    return self
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.ftruncate(self._fd, 0)
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self) -> 'WorkdirLock':
+    return self.acquire()
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+  try:
+    head = os.pread(fd, 64, 0).split()
+    return int(head[0]) if head else None
+  except (OSError, ValueError):
+    return None
+
+
+def fingerprint(directory: str, names: tuple[str, ...] | None = None) -> str:
+  """SHA-256 (hex) over the names and bytes of a folder's files.
+
+  Args:
+    directory: the folder.
+    names: the files to include (default: every regular file, sorted).
+  """
+  directory = os.fspath(directory)
+  if names is None:
+    names = tuple(sorted(n for n in os.listdir(directory)
+                         if os.path.isfile(os.path.join(directory, n))))
+  h = hashlib.sha256()
+  for name in names:
+    h.update(name.encode() + b'\0')
+    with open(os.path.join(directory, name), 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        h.update(block)
+    h.update(b'\0')
+  return h.hexdigest()
