@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from monosem_jax import files
+from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
 from monosem_jax.sweep.spec import SweepParams, SweepSpec, dumps, loads
 
@@ -40,34 +41,64 @@ SWEEP_JSON = 'sweep.json'
 CKPT_DIR = 'checkpoints'
 
 
-def write_sweep_json(workdir: str, spec: SweepSpec, params: SweepParams
-                     ) -> None:
-  """Writes ``workdir/sweep.json`` atomically.
+def write_sweep_json(workdir: str, spec: SweepSpec, params: SweepParams,
+                     provenance: Mapping[str, Any] | None = None) -> None:
+  """Writes ``workdir/sweep.json`` atomically, or checks the one there.
+
+  Args:
+    workdir: the sweep folder.
+    spec, params: the sweep (``params``: the real configs, not padded).
+    provenance: what the sweep explains, e.g. ``{'recommender': {'kind',
+      'dataset', 'fingerprint', 'workdir'}}`` (see
+      :func:`~monosem_jax.sweep.runner.run_sweep`). On resume the recommender
+      ``fingerprint`` must match.
 
   Raises:
-    ValueError: if the workdir already describes a different sweep.
+    WorkdirError: the workdir already describes a different sweep, or the
+      same sweep of another recommender; the message names both.
   """
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, SWEEP_JSON)
-  text = dumps(spec, params)
   if os.path.exists(path):
-    old_spec, old_params = read_sweep_json(workdir)
+    old_spec, old_params, old_prov = read_sweep_json(workdir, provenance=True)
     if (old_spec != spec
         or json.dumps(old_params.to_json_dict()) != json.dumps(params.to_json_dict())):
-      raise ValueError(f'{path} describes a different sweep; use a fresh '
-                       'workdir to start a new one')
+      raise WorkdirError(f'{path} describes a different sweep (its spec or '
+                         'configs differ); use a fresh --workdir to start a '
+                         'new one')
+    _check_provenance(path, old_prov, provenance)
     return
-  fd, tmp = tempfile.mkstemp(dir=workdir, prefix='.sweep.json.')
-  with os.fdopen(fd, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.atomic_write_text(path, dumps(spec, params, provenance))
 
 
-def read_sweep_json(workdir: str) -> tuple[SweepSpec, SweepParams]:
+def _describe(rec: Mapping[str, Any]) -> str:
+  return (f"{rec.get('kind')} on {rec.get('dataset')} at "
+          f"{rec.get('workdir')} (sha256 {str(rec.get('fingerprint'))[:12]})")
+
+
+def _check_provenance(path: str, old: Mapping[str, Any] | None,
+                      new: Mapping[str, Any] | None) -> None:
+  old_rec = (old or {}).get('recommender')
+  new_rec = (new or {}).get('recommender')
+  if new_rec is None:
+    return
+  if old_rec is None:
+    raise WorkdirError(
+        f'{path} does not record which recommender it was trained on (an '
+        f'older format), so resuming it on {_describe(new_rec)} cannot be '
+        'checked; use a fresh --workdir')
+  if old_rec.get('fingerprint') != new_rec.get('fingerprint'):
+    raise WorkdirError(
+        f'{path} was trained on the recommender {_describe(old_rec)}; '
+        f'config.recommender_workdir now gives {_describe(new_rec)}: resuming '
+        'would mix the two. Point recommender_workdir back at the first one, '
+        'or use a fresh --workdir')
+
+
+def read_sweep_json(workdir: str, provenance: bool = False):
+  """``(spec, params)`` of a sweep workdir (with ``provenance``: a triple)."""
   with open(os.path.join(workdir, SWEEP_JSON)) as f:
-    return loads(f.read())
+    spec, params, prov = loads(f.read())
+  return (spec, params, prov) if provenance else (spec, params)
 
 
 def make_manager(workdir: str, max_to_keep: int | None = 2
@@ -108,9 +139,26 @@ def save(manager: ocp.CheckpointManager, state, histories=()) -> None:
   manager.save(epoch, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_leaf_dict(state)),
       meta=ocp.args.JsonSave({'epoch': epoch,
+                              'num_configs': state.num_configs,
                               'histories': _encode_histories(histories)})),
       force=True)
   manager.wait_until_finished()
+
+
+def saved_num_configs(manager: ocp.CheckpointManager,
+                      step: int | None = None) -> int | None:
+  """How many (padded) configs the checkpoint at ``step`` holds.
+
+  The count depends on the device count it was written with (configs are
+  padded to a multiple of it); None if the checkpoint does not say.
+  """
+  step = manager.latest_step() if step is None else step
+  meta = manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))['meta']
+  if 'num_configs' in meta:
+    return int(meta['num_configs'])
+  hist = meta.get('histories') or []
+  return len(hist[0]['finite']['values']) if hist else None
 
 
 def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
@@ -132,15 +180,24 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
 
 
 def restore_sweep(workdir: str, step: int | None = None):
-  """Everything a workdir holds: ``(spec, params, state, histories)``."""
+  """Everything a workdir holds: ``(spec, params, state, histories)``.
+
+  ``params`` and every per-config leaf cover the real configs only (the
+  padding a sharded run added is dropped).
+  """
   from monosem_jax.sweep.engine import init_sweep
   spec, params = read_sweep_json(workdir)
+  n = params.num_configs
   manager = make_manager(workdir, max_to_keep=None)
   try:
-    state, histories = restore(manager, init_sweep(spec, params), step)
+    saved = saved_num_configs(manager, step) or n
+    template = init_sweep(spec, params.pad_to(saved))
+    state, histories = restore(manager, template, step)
   finally:
     manager.close()
-  return spec, params, state, histories
+  keep = np.arange(n)
+  return (spec, params, state.take(keep),
+          [{k: np.asarray(v)[keep] for k, v in h.items()} for h in histories])
 
 
 def config_from_state(spec: SweepSpec, params: SweepParams, state, i: int

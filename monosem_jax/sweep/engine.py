@@ -71,6 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import losses, model
 from monosem_jax.sweep.spec import (SweepConfigError, SweepParams, SweepSpec,
                                     validate)
@@ -188,6 +189,14 @@ class SweepState:
   @property
   def num_configs(self) -> int:
     return int(self.finite.shape[0])
+
+  def take(self, idx) -> 'SweepState':
+    """Host copy of configs ``idx`` (e.g. drop or re-pad padded configs)."""
+    idx = np.asarray(idx)
+    per = lambda t: jax.tree.map(lambda x: np.asarray(x)[idx], t)
+    return dataclasses.replace(
+        self, sae=per(self.sae), opt=per(self.opt), finite=per(self.finite),
+        diverged_step=per(self.diverged_step))
 
 
 # ---------------------------------------------------------------------------
@@ -454,8 +463,8 @@ def run_epoch(spec: SweepSpec, params: SweepParams, state: SweepState,
 
   Sharded states (from :func:`~monosem_jax.sweep.sharding.shard_sweep`) run
   per device: every device executes the unsharded executable on its own
-  block of configs (``sharded_mode='dispatch'``, bitwise equal to the
-  unsharded run) or, with ``sharded_mode='shard_map'``, one partitioned
+  block of configs (``sharded_mode='dispatch'``, bitwise equal to unsharded
+  runs of each block) or, with ``sharded_mode='shard_map'``, one partitioned
   program (one compile instead of one per device; equal up to rounding).
   """
   from monosem_jax.sweep import sharding
@@ -480,33 +489,69 @@ def train_sweep(spec: SweepSpec, params: SweepParams, data: SweepData,
                 key: jax.Array | None = None, *, epochs: int | None = None,
                 workdir: str | None = None, checkpoint_every: int = 1,
                 max_to_keep: int | None = 2, mesh=None,
+                num_real: int | None = None,
+                provenance: dict | None = None,
                 callback: Callable[[int, SweepState, dict], None] | None = None
                 ) -> tuple[SweepState, list[dict[str, np.ndarray]]]:
   """Runs a sweep to ``epochs``, checkpointing and resuming under ``workdir``.
 
   If ``workdir`` holds a checkpoint of this sweep it resumes from the latest
-  one (bitwise identical to an uninterrupted run); it refuses a workdir that
-  holds a different spec or params. ``mesh`` shards the config axis (see
-  :mod:`monosem_jax.sweep.sharding`; C must divide evenly, pad with
-  ``SweepParams.pad_to``).
+  one (bitwise identical to an uninterrupted run on the same devices), also
+  when it was written with another device count (then equal to float32
+  rounding, see :mod:`~monosem_jax.sweep.sharding`). It refuses a workdir that holds a different
+  spec, params or recommender (``provenance``), or more epochs than asked.
+  ``mesh`` shards the config axis (see :mod:`monosem_jax.sweep.sharding`;
+  C must divide evenly: pad with ``SweepParams.pad_to`` and pass the real
+  count as ``num_real``, which is what ``sweep.json`` records).
 
   Returns:
     The final state and the per-epoch histories (host numpy ``(C,)`` arrays).
+
+  Raises:
+    SweepConfigError: ``epochs < 1`` or invalid hyper-parameters.
+    WorkdirError: the workdir holds another sweep, or more epochs.
   """
   from monosem_jax.sweep import checkpoint as ckpt
   from monosem_jax.sweep import sharding
 
   epochs = spec.epochs if epochs is None else epochs
+  if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+    raise SweepConfigError(f'epochs={epochs!r}: must be an integer >= 1')
+  c = params.num_configs
+  num_real = c if num_real is None else int(num_real)
+  if not 1 <= num_real <= c:
+    raise SweepConfigError(f'num_real={num_real}: must lie in [1, {c}]')
+  host_params = params
   state = init_sweep(spec, params, key)
   if mesh is not None:
     state, params, data = sharding.shard_sweep(mesh, state, params, data)
   histories: list[dict] = []
   manager = None
   if workdir is not None:
-    ckpt.write_sweep_json(workdir, spec, params)
+    ckpt.write_sweep_json(workdir, spec,
+                          host_params.take(np.arange(num_real)), provenance)
     manager = ckpt.make_manager(workdir, max_to_keep=max_to_keep)
-    if manager.latest_step() is not None:
-      state, histories = ckpt.restore(manager, state)
+    latest = manager.latest_step()
+    if latest is not None and latest > epochs:
+      manager.close()
+      raise WorkdirError(
+          f'{workdir} already holds epoch {latest} of this sweep, more than '
+          f'epochs={epochs}: ask for >= {latest} epochs (nothing to train) '
+          'or use a fresh --workdir')
+    if latest is not None:
+      saved = ckpt.saved_num_configs(manager) or c
+      if saved == c:
+        state, histories = ckpt.restore(manager, state)
+      else:  # written with another device count: re-pad the real configs
+        template = init_sweep(spec, host_params.take(
+            _padding_index(num_real, saved)), key)
+        state, histories = ckpt.restore(manager, template)
+        idx = _padding_index(num_real, c)
+        state = state.take(idx)
+        histories = [{k: np.asarray(v)[idx] for k, v in h.items()}
+                     for h in histories]
+        if mesh is not None:
+          state = sharding.shard_sweep(mesh, state, host_params)[0]
   while int(state.epoch) < epochs:
     state, hist = run_epoch(spec, params, state, data)
     histories.append({k: sharding.to_host(v) for k, v in hist.items()})
@@ -519,6 +564,12 @@ def train_sweep(spec: SweepSpec, params: SweepParams, data: SweepData,
     manager.wait_until_finished()
     manager.close()
   return state, histories
+
+
+def _padding_index(num_real: int, size: int) -> np.ndarray:
+  """Config indices of a sweep padded to ``size`` by repeating the last."""
+  return np.concatenate([np.arange(num_real),
+                         np.full(size - num_real, num_real - 1)])
 
 
 def config_params(state: SweepState, params: SweepParams, i: int

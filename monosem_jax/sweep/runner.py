@@ -19,8 +19,8 @@ Example (on a synthetic recommender)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -28,12 +28,14 @@ import jax
 import numpy as np
 import pandas as pd
 
-from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax import files
+from monosem_jax.errors import ConfigError
+from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
 from monosem_jax.sweep import checkpoint, sharding
 from monosem_jax.sweep.engine import (SweepData, evaluate_configs,
                                       positive_pairs_of, steps_per_epoch,
                                       train_sweep)
-from monosem_jax.sweep.spec import FIELDS, SweepParams, SweepSpec
+from monosem_jax.sweep.spec import FIELDS, SweepParams, SweepSpec, validate
 
 RESULTS_CSV = 'sweep_results.csv'
 RESULTS_PNG = 'sweep_results.png'
@@ -43,9 +45,84 @@ _METRICS = ('l0_users', 'l0_items', 'dead_frac', 'fve_users', 'fve_items',
 
 
 def load_artifact(rec_workdir: str) -> RecommenderArtifact:
-  """The frozen recommender of a ``train_recommender`` workdir."""
+  """The frozen recommender of a ``train_recommender`` workdir.
+
+  ``rec_workdir`` may also be the ``frozen/`` folder itself.
+
+  Raises:
+    ArtifactError: in one line, what the folder holds instead and what to
+      run (no such folder; a sweep workdir; a run that never finished).
+  """
   path = os.path.join(rec_workdir, 'frozen')
-  return RecommenderArtifact.load(path if os.path.isdir(path) else rec_workdir)
+  if os.path.isdir(path):
+    return RecommenderArtifact.load(path)
+  if os.path.isfile(os.path.join(rec_workdir, 'meta.json')):
+    return RecommenderArtifact.load(rec_workdir)
+  flag = f'config.recommender_workdir={rec_workdir}'
+  if not os.path.isdir(rec_workdir):
+    raise ArtifactError(f'{flag}: no such folder; train a recommender there '
+                        'first: python -m experiments.train_recommender '
+                        f'--config=... --workdir={rec_workdir}')
+  if os.path.isfile(os.path.join(rec_workdir, checkpoint.SWEEP_JSON)):
+    raise ArtifactError(f'{flag} is a sweep workdir, not a recommender\'s: '
+                        'pass the --workdir given to '
+                        'experiments.train_recommender')
+  raise ArtifactError(f'{flag} holds no finished recommender (no frozen/): '
+                      'run or finish python -m experiments.train_recommender '
+                      f'--workdir={rec_workdir} (rerunning resumes it)')
+
+
+def check_recommender(config, artifact: RecommenderArtifact) -> None:
+  """Refuses a sweep config written for another recommender kind or dataset.
+
+  ``config.model`` must equal the artifact's kind; ``config.dataset`` its
+  dataset unless ``config.allow_other_dataset``. A config without these
+  keys (built by hand) is not checked.
+
+  Raises:
+    ConfigError: naming both sides and the matching config argument.
+  """
+  model = config.get('model')
+  dataset = config.get('dataset')
+  rec = (f'{config.recommender_workdir} holds an {artifact.kind.upper()} '
+         f'recommender trained on {artifact.dataset}')
+  fix = f'use --config=experiments/configs/sweep.py:{artifact.dataset},{artifact.kind}'
+  if model is not None and model != artifact.kind:
+    raise ConfigError(f'the sweep config is for {model.upper()} '
+                      f'(DATASET,MODEL = {dataset},{model}) but {rec}; {fix}')
+  if (dataset is not None and dataset != artifact.dataset
+      and not config.get('allow_other_dataset', False)):
+    raise ConfigError(f'the sweep config is for {dataset} ({dataset},{model}: '
+                      f'its defaults and grid) but {rec}; {fix}, or pass '
+                      '--config.allow_other_dataset=True to keep these settings')
+
+
+def grid_axes(grid: Mapping[str, Any]) -> dict[str, list]:
+  """The swept axes of ``config.grid``: field -> list of values.
+
+  A field set to None (or, from the command line, ``(None,)``) is not
+  swept. Refuses an unknown field, an empty axis and an axis mixing None
+  with values, naming the field.
+  """
+  axes = {}
+  for name, value in dict(grid).items():
+    if name not in FIELDS:
+      raise ConfigError(f'config.grid.{name}: unknown field; the grid axes '
+                        f'are {", ".join(FIELDS)}')
+    if value is None:
+      continue
+    values = list(np.atleast_1d(np.asarray(value, dtype=object)).tolist())
+    if values == [None]:
+      continue
+    if not values:
+      raise ConfigError(f'config.grid.{name}=(): an empty axis sweeps '
+                        'nothing; give at least one value, or None to '
+                        'leave the field unswept')
+    if any(v is None for v in values):
+      raise ConfigError(f'config.grid.{name}={tuple(values)}: None cannot be '
+                        'one value among others')
+    axes[name] = values
+  return axes
 
 
 def build_spec(artifact: RecommenderArtifact, spec_cfg: Mapping[str, Any],
@@ -55,7 +132,12 @@ def build_spec(artifact: RecommenderArtifact, spec_cfg: Mapping[str, Any],
   ``max_latents`` defaults to the largest ``dict_size`` of the grid.
   """
   kw = dict(spec_cfg)
-  sizes = list(np.atleast_1d(grid.get('dict_size', ()))) or [kw.get('max_latents', 22)]
+  known = {f.name for f in dataclasses.fields(SweepSpec)} - {'model', 'd'}
+  unknown = sorted(set(kw) - known)
+  if unknown:
+    raise ConfigError(f'config.spec.{unknown[0]}: unknown field; known: '
+                      f'{", ".join(sorted(known))}')
+  sizes = list(grid.get('dict_size', ())) or [kw.get('max_latents', 22)]
   kw.setdefault('max_latents', int(max(sizes)))
   kw['max_latents'] = max(int(kw['max_latents']), int(max(sizes)))
   return SweepSpec(model=artifact.kind, d=artifact.dim, **kw)
@@ -66,8 +148,7 @@ def build_params(spec: SweepSpec, defaults: Mapping[str, Any],
   """The grid (cartesian product) over ``grid`` with ``defaults`` elsewhere."""
   base = SweepParams.from_list([{}], spec).config(0)
   base.update({k: v for k, v in defaults.items() if v is not None})
-  axes = {k: list(np.atleast_1d(v)) for k, v in grid.items()}
-  return SweepParams.grid(base, **axes)
+  return SweepParams.grid(base, **grid)
 
 
 def build_data(artifact: RecommenderArtifact, spec: SweepSpec) -> SweepData:
@@ -86,17 +167,7 @@ def build_data(artifact: RecommenderArtifact, spec: SweepSpec) -> SweepData:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'w') as f:
-      df.to_csv(f, index=False)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  files.atomic_write(path, lambda f: df.to_csv(f, index=False))
 
 
 def results_table(params: SweepParams, histories: list[dict],
@@ -133,20 +204,47 @@ def run_sweep(config, workdir: str,
 
   Returns:
     The results table (also written to ``workdir/sweep_results.csv``).
+
+  Raises:
+    ConfigError / SweepConfigError: invalid settings, or a config for
+      another recommender kind or dataset (:func:`check_recommender`).
+    ArtifactError: ``recommender_workdir`` holds no finished recommender.
+    WorkdirError: ``workdir`` is a file, is in use by another process, or
+      holds another sweep (other configs or another recommender).
   """
-  t_start = time.perf_counter()
   artifact = load_artifact(config.recommender_workdir)
-  grid = {k: v for k, v in dict(config.grid).items() if v is not None}
+  check_recommender(config, artifact)
+  grid = grid_axes(config.grid)
   spec = build_spec(artifact, dict(config.spec), grid)
   params = build_params(spec, dict(config.defaults), grid)
+  validate(spec, params)  # every setting is checked before a file is written
+  epochs = config.get('epochs')
+  epochs = spec.epochs if epochs is None else epochs
+  if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+    raise ConfigError(f'config.epochs={epochs!r}: must be an integer >= 1')
+  workdir = files.prepare_workdir(workdir)
+  if jax.process_index() != 0:  # multi-host: process 0 holds the lock
+    return _run_sweep(config, workdir, log, artifact, spec, params, epochs)
+  with files.WorkdirLock(workdir, 'sweep') as lock:
+    if lock.stale_pid:
+      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
+          'which is gone')
+    return _run_sweep(config, workdir, log, artifact, spec, params, epochs)
+
+
+def _run_sweep(config, workdir, log, artifact, spec, params, epochs):
+  t_start = time.perf_counter()
   n = params.num_configs
   mesh = None
   if config.shard and jax.device_count() > 1:
     mesh = sharding.config_mesh()
     params = params.pad_to(sharding.padded_size(n, mesh))
   data = build_data(artifact, spec)
-  epochs = int(config.epochs or spec.epochs)
   steps = steps_per_epoch(spec, data)
+  provenance = {'recommender': {
+      'kind': artifact.kind, 'dataset': artifact.dataset,
+      'fingerprint': artifact.fingerprint,
+      'workdir': os.path.abspath(config.recommender_workdir)}}
   log(f'sweep: {n} configs ({params.num_configs} after padding) on '
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.d}, M={spec.max_latents}, {epochs} epochs x '
@@ -172,7 +270,7 @@ def run_sweep(config, workdir: str,
   state, histories = train_sweep(
       spec, params, data, jax.random.PRNGKey(int(config.seed)), epochs=epochs,
       workdir=workdir, checkpoint_every=int(config.checkpoint_every),
-      mesh=mesh, callback=progress)
+      mesh=mesh, num_real=n, provenance=provenance, callback=progress)
   split = artifact.split
   mlp = artifact.params.get('mlp') if spec.model == 'ncf' else None
   chunk = config.get('eval_config_chunk')

@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from monosem_jax.errors import MonosemError
 from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
 
 MODELS = ('mf', 'ncf')
@@ -57,7 +58,7 @@ PAPER_DEFAULTS = {
 }
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(MonosemError):
   """An invalid spec or hyper-parameter; the message names field and config."""
 
 
@@ -356,13 +357,17 @@ def validate(spec: SweepSpec, params: SweepParams) -> None:
                            'problem(s)):\n  ' + '\n  '.join(errors))
 
 
-def dumps(spec: SweepSpec, params: SweepParams) -> str:
-  """JSON text holding the spec and every config."""
-  return json.dumps({'spec': spec.to_json_dict(),
-                     'params': params.to_json_dict()}, indent=1)
+def dumps(spec: SweepSpec, params: SweepParams,
+          provenance: Mapping[str, Any] | None = None) -> str:
+  """JSON text holding the spec, every config and where they came from."""
+  out = {'spec': spec.to_json_dict(), 'params': params.to_json_dict()}
+  if provenance is not None:
+    out['provenance'] = dict(provenance)
+  return json.dumps(out, indent=1)
 
 
-def loads(text: str) -> tuple[SweepSpec, SweepParams]:
+def loads(text: str) -> tuple[SweepSpec, SweepParams, dict | None]:
+  """Inverse of :func:`dumps`: ``(spec, params, provenance or None)``."""
   d = json.loads(text)
-  return SweepSpec.from_json_dict(d['spec']), SweepParams.from_json_dict(
-      d['params'])
+  return (SweepSpec.from_json_dict(d['spec']),
+          SweepParams.from_json_dict(d['params']), d.get('provenance'))
