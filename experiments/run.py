@@ -23,6 +23,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags, refusals_in_one_line
 from monosem_jax.analysis import concepts
 from monosem_jax.data import make_split, synthetic
 from monosem_jax.recommenders import train
@@ -40,6 +41,7 @@ def log(msg: str) -> None:
   print(msg, flush=True)
 
 
+@refusals_in_one_line
 def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
@@ -94,4 +96,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

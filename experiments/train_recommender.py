@@ -16,6 +16,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags, refusals_in_one_line
+
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'experiments/configs/recommender.py:ml-1m,mf',
     'Training config file (DATASET,MODEL argument).')
@@ -23,6 +25,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.',
                                required=True)
 
 
+@refusals_in_one_line
 def main(argv):
   del argv
   from monosem_jax.recommenders import train  # pylint: disable=import-outside-toplevel
@@ -37,4 +40,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  sys.exit(app.run(main))
+  sys.exit(app.run(main, flags_parser=parse_flags))

@@ -37,6 +37,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.sweep.spec.batch_pairs = 256
   if model == 'ncf':
     c.sweep.spec.steps_per_epoch = 20
-  c.sweep.grid = ml_collections.ConfigDict(dict(
-      lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0), dict_size=(16, 22, 32, 48)))
+  c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
+                                   dict_size=(16, 22, 32, 48))
   return c

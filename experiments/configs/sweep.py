@@ -10,9 +10,14 @@ recommender, then sweep SAEs on its frozen embeddings::
 
 The default grid has 80 configs (lambda_pred x dict_size x rho). Override it
 by flags, e.g. ``--config.grid.lambda_pred='(0, 1, 10)'`` or
-``--config.grid.seed='(0, 1, 2, 3)'``; any SweepParams field (lambda_pred,
-lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size, k) can be an axis.
-Fields not in the grid take ``config.defaults`` (PAPER.md §5 per dataset).
+``--config.grid.seed='(0, 1, 2, 3)'``; every per-config field (lambda_pred,
+lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size, k) can be an axis,
+and ``--config.grid.rho=None`` takes an axis out. Fields not in the grid take
+``config.defaults`` (the paper's values per dataset and model).
+
+DATASET,MODEL must match the recommender in ``recommender_workdir`` (its
+kind always; its dataset unless ``--config.allow_other_dataset=True``): the
+defaults above are chosen by them.
 
 Expected runtime on a 2-core CPU (80 configs, 18 epochs): synthetic MF ~30 s,
 ML-1M MF ~1 min. NCF sweeps on ML-1M's positive pairs (~3,000 steps per
@@ -23,17 +28,43 @@ epoch) are accelerator work; on a CPU cap them with
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import parse_dataset_model
 
-DATASETS = ('synthetic', 'ml-1m', 'lastfm-2k')
+DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
 MODELS = ('mf', 'ncf')
+#: Every per-config hyper-parameter; each can be a grid axis.
+GRID_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
+               'lr', 'seed', 'dict_size', 'k')
+
+
+def grid_config(**axes) -> ml_collections.ConfigDict:
+  """A grid with every per-config field: ``axes`` swept, the rest None.
+
+  Each field is present so that ``--config.grid.FIELD='(...)'`` works for
+  all of them; None means "not swept" (the value comes from ``defaults``).
+  """
+  unknown = sorted(set(axes) - set(GRID_FIELDS))
+  if unknown:
+    raise ValueError(f'grid_config: unknown field(s) {unknown}; known: '
+                     f'{list(GRID_FIELDS)}')
+  g = ml_collections.ConfigDict()
+  for name in GRID_FIELDS:
+    if axes.get(name) is None:
+      setattr(g, name, config_dict.placeholder(tuple))
+    else:
+      setattr(g, name, tuple(axes[name]))
+  return g
 
 
 def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   dataset, model = parse_dataset_model(arg, DATASETS, MODELS)
   lastfm = dataset == 'lastfm-2k'
   c = ml_collections.ConfigDict()
+  c.dataset = dataset         # checked against the recommender's
+  c.model = model
+  c.allow_other_dataset = False
   c.recommender_workdir = f'runs/{dataset.replace("-", "")}_{model}'
   c.seed = 42                 # the shared batch stream
   c.epochs = 30 if lastfm else 18
@@ -69,8 +100,8 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   base = paper.get((dataset, model), paper[('ml-1m', model)])
   c.defaults.update(dict(base, lr=1e-3, seed=42))
 
-  c.grid = ml_collections.ConfigDict()
-  c.grid.lambda_pred = (0.0, 1.0, 2.0, 5.0, 10.0)
-  c.grid.dict_size = (70, 100, 140, 200) if lastfm else (22, 32, 48, 64)
-  c.grid.rho = (0.02, 0.05, 0.1, 0.2)
+  c.grid = grid_config(
+      lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
+      dict_size=(70, 100, 140, 200) if lastfm else (22, 32, 48, 64),
+      rho=(0.02, 0.05, 0.1, 0.2))
   return c

@@ -1,0 +1,326 @@
+"""Launchers refuse what they would otherwise get silently wrong.
+
+Each test reproduces one case a demanding user met: a sweep resumed on
+another recommender, a config for another model, grid flags, empty axes,
+non-positive epochs, unclear workdir failures, concurrent runs, file modes.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.configs import recommender as rec_configs
+from experiments.configs import sweep as sweep_configs
+from monosem_jax import files
+from monosem_jax.data import DataError
+from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
+from monosem_jax.recommenders import train
+from monosem_jax.recommenders.artifact import ArtifactError
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import RESULTS_CSV, run_sweep
+from monosem_jax.sweep.spec import FIELDS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = dict(log=lambda _: None)
+
+
+def _rec_config(model='mf', seed=0):
+  cfg = rec_configs.get_config(f'synthetic,{model}')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 1
+  cfg.train.seed = seed
+  return cfg
+
+
+def _train(workdir, model='mf', seed=0):
+  train.run(_rec_config(model, seed), str(workdir), **QUIET)
+  return str(workdir)
+
+
+def _sweep_config(rec_dir, arg='synthetic,mf', epochs=1, **grid):
+  cfg = sweep_configs.get_config(arg)
+  cfg.recommender_workdir = rec_dir
+  cfg.epochs = epochs
+  cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
+  cfg.spec.steps_per_epoch = 2
+  cfg.grid = sweep_configs.grid_config(**(grid or {'lambda_pred': (0.0, 1.0)}))
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def recs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('recs')
+  return {'a': _train(root / 'a'), 'b': _train(root / 'b', seed=1)}
+
+
+def _env():
+  env = dict(os.environ)
+  env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+  env['JAX_PLATFORMS'] = 'cpu'
+  return env
+
+
+def _launch(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, '-m', *args], cwd=cwd, env=_env(),
+                        capture_output=True, text=True, timeout=600)
+
+
+# 1. A sweep records which recommender it explains -------------------------
+
+def test_resume_on_another_recommender_is_refused(recs, tmp_path):
+  run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
+  prov = checkpoint.read_sweep_json(str(tmp_path), provenance=True)[2]
+  assert prov['recommender']['kind'] == 'mf'
+  assert prov['recommender']['dataset'] == 'synthetic'
+  assert len(prov['recommender']['fingerprint']) == 64
+  with pytest.raises(WorkdirError, match=(
+      r'was trained on the recommender mf on synthetic at .*/a .*'
+      r'now gives mf on synthetic at .*/b .*would mix')):
+    run_sweep(_sweep_config(recs['b'], epochs=2), str(tmp_path), **QUIET)
+
+
+def test_same_recommender_at_another_path_resumes(recs, tmp_path):
+  run_sweep(_sweep_config(recs['a']), str(tmp_path / 'sweep'), **QUIET)
+  moved = shutil.copytree(recs['a'], tmp_path / 'moved')
+  logs = []
+  run_sweep(_sweep_config(str(moved), epochs=2), str(tmp_path / 'sweep'),
+            log=logs.append)
+  assert any('resuming from the checkpoint of epoch 1' in l for l in logs)
+
+
+# 2. DATASET,MODEL is checked against the recommender -----------------------
+
+def test_config_for_another_kind_is_refused(recs, tmp_path):
+  with pytest.raises(ConfigError, match=(
+      r'sweep config is for NCF .*holds an MF recommender trained on '
+      r'synthetic; use --config=experiments/configs/sweep.py:synthetic,mf')):
+    run_sweep(_sweep_config(recs['a'], 'synthetic,ncf'), str(tmp_path), **QUIET)
+  assert not os.path.exists(tmp_path / 'sweep.json')
+
+
+def test_config_for_another_dataset_is_refused_unless_allowed(recs, tmp_path):
+  cfg = _sweep_config(recs['a'], 'lastfm-2k,mf', lambda_pred=(1.0,),
+                      dict_size=(16,))
+  with pytest.raises(ConfigError, match=(r'sweep config is for lastfm-2k .*'
+                                         r'allow_other_dataset=True')):
+    run_sweep(cfg, str(tmp_path / 'refused'), **QUIET)
+  cfg.allow_other_dataset = True
+  table = run_sweep(cfg, str(tmp_path / 'allowed'), **QUIET)
+  assert table.lambda_emb.tolist() == [8.0]  # Last.FM MF defaults, as asked
+
+
+# 3, 4. Grid axes from the command line; empty and None axes ----------------
+
+def test_every_per_config_field_is_a_grid_axis():
+  grid = sweep_configs.get_config('ml-1m,mf').grid
+  assert sorted(grid.keys()) == sorted(FIELDS)
+
+
+def test_grid_flags_from_the_command_line(recs, tmp_path):
+  proc = _launch(
+      'experiments.sweep', '--config=experiments/configs/sweep.py:synthetic,mf',
+      f'--config.recommender_workdir={recs["a"]}', f'--workdir={tmp_path}',
+      '--config.grid.seed=(0, 1, 2)', '--config.grid.lambda_pred=(0., 1.)',
+      '--config.grid.dict_size=None', '--config.grid.rho=None',
+      '--config.grid.k=None', '--config.epochs=1',
+      '--config.spec.steps_per_epoch=2', '--config.spec.batch_users=64')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = pd.read_csv(tmp_path / RESULTS_CSV)
+  assert table.seed.tolist() == [0, 1, 2, 0, 1, 2]
+  assert table.lambda_pred.tolist() == [0.0] * 3 + [1.0] * 3
+  assert (table.dict_size == 22).all()  # the default, not swept
+
+
+def test_unknown_grid_field_is_one_line(tmp_path):
+  proc = _launch(
+      'experiments.sweep', '--config=experiments/configs/sweep.py:synthetic,mf',
+      f'--workdir={tmp_path}', '--config.grid.sead=(0, 1)')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      'error: --config.grid.sead: config.grid.sead is not a config field '
+      '(did you mean seed?); valid here: dict_size, k, lambda_emb, lambda_kl, '
+      'lambda_l1, lambda_pred, lr, rho, seed']
+
+
+def test_empty_axis_is_refused_and_none_means_unswept(recs, tmp_path):
+  cfg = _sweep_config(recs['a'], lambda_pred=(0.0, 1.0), dict_size=(8, 16))
+  cfg.grid.dict_size = ()
+  with pytest.raises(ConfigError, match=r'config\.grid\.dict_size=\(\): an '
+                     'empty axis sweeps nothing'):
+    run_sweep(cfg, str(tmp_path / 'empty'), **QUIET)
+  cfg.grid.dict_size = None
+  table = run_sweep(cfg, str(tmp_path / 'none'), **QUIET)
+  assert table.lambda_pred.tolist() == [0.0, 1.0]
+  cfg.grid.dict_size = (None, 8)
+  with pytest.raises(ConfigError, match='None cannot be one value'):
+    run_sweep(cfg, str(tmp_path / 'mixed'), **QUIET)
+
+
+def test_unknown_grid_or_spec_field_in_the_api(recs, tmp_path):
+  cfg = _sweep_config(recs['a'])
+  cfg.grid = {'lambda_pred': (0.0,), 'sead': (1,)}
+  with pytest.raises(ConfigError, match=r'config\.grid\.sead: unknown field'):
+    run_sweep(cfg, str(tmp_path), **QUIET)
+  cfg = _sweep_config(recs['a'])
+  cfg.spec.batch_user = 3
+  with pytest.raises(ConfigError, match=r'config\.spec\.batch_user: unknown'):
+    run_sweep(cfg, str(tmp_path), **QUIET)
+
+
+# 5. Epochs -----------------------------------------------------------------
+
+@pytest.mark.parametrize('epochs', [0, -3])
+def test_non_positive_sweep_epochs_are_refused(recs, tmp_path, epochs):
+  with pytest.raises(ConfigError, match=rf'config\.epochs={epochs}: must be'):
+    run_sweep(_sweep_config(recs['a'], epochs=epochs), str(tmp_path), **QUIET)
+  assert not os.listdir(tmp_path)
+
+
+def test_sweep_with_fewer_epochs_than_its_checkpoint_is_refused(recs, tmp_path):
+  run_sweep(_sweep_config(recs['a'], epochs=2), str(tmp_path), **QUIET)
+  with pytest.raises(WorkdirError, match='already holds epoch 2 of this sweep'):
+    run_sweep(_sweep_config(recs['a'], epochs=1), str(tmp_path), **QUIET)
+
+
+def test_recommender_with_zero_epochs_is_refused(tmp_path):
+  cfg = _rec_config()
+  cfg.train.epochs = 0
+  with pytest.raises(ConfigError, match=r'epochs=0: must be >= 1 \(0 would '
+                     'freeze an untrained'):
+    train.run(cfg, str(tmp_path / 'rec'), **QUIET)
+  assert not os.path.exists(tmp_path / 'rec')
+
+
+def test_recommender_with_fewer_epochs_than_its_checkpoint(tmp_path):
+  cfg = _rec_config()
+  cfg.train.epochs = 2
+  train.run(cfg, str(tmp_path), **QUIET)
+  cfg.train.epochs = 1
+  with pytest.raises(ConfigError, match=r'train\.epochs=1, but .* already '
+                     'holds epoch 2'):
+    train.run(cfg, str(tmp_path), **QUIET)
+
+
+# 7, 8. Workdirs ------------------------------------------------------------
+
+def test_sweep_workdir_that_is_a_file(recs, tmp_path):
+  target = tmp_path / 'file'
+  target.write_text('x')
+  with pytest.raises(WorkdirError, match=r'is a file, not a folder'):
+    run_sweep(_sweep_config(recs['a']), str(target), **QUIET)
+  with pytest.raises(WorkdirError, match=r'is a file, not a folder'):
+    train.run(_rec_config(), str(target / 'sub'), **QUIET)
+
+
+def test_recommender_workdir_without_a_finished_model(recs, tmp_path):
+  unfinished = tmp_path / 'unfinished'
+  (unfinished / 'checkpoints').mkdir(parents=True)
+  with pytest.raises(ArtifactError, match=r'holds no finished recommender '
+                     r'\(no frozen/\): run or finish python -m '
+                     'experiments.train_recommender'):
+    run_sweep(_sweep_config(str(unfinished)), str(tmp_path / 's1'), **QUIET)
+  sweep_dir = tmp_path / 's2'
+  run_sweep(_sweep_config(recs['a']), str(sweep_dir), **QUIET)
+  with pytest.raises(ArtifactError, match=r'is a sweep workdir, not a '
+                     "recommender's"):
+    run_sweep(_sweep_config(str(sweep_dir)), str(tmp_path / 's3'), **QUIET)
+
+
+def test_rerun_after_a_failed_data_load(tmp_path):
+  cfg = rec_configs.get_config('ml-1m,mf')
+  cfg.dataset.data_dir = str(tmp_path / 'no-data-here')
+  cfg.train.epochs = 1
+  with pytest.raises(DataError):
+    train.run(cfg, str(tmp_path / 'rec'), **QUIET)
+  assert not os.path.exists(tmp_path / 'rec' / 'config.json')
+  fixtures = os.path.join(ROOT, 'tests', 'fixtures', 'ml-1m')
+  cfg.dataset.data_dir = fixtures
+  cfg.dataset.options.paper_parity = False
+  cfg.split.n_holdout = 1
+  cfg.split.n_test_negatives = 1
+  train.run(cfg, str(tmp_path / 'rec'), **QUIET)  # the corrected command
+  assert os.path.isdir(tmp_path / 'rec' / 'frozen')
+
+
+def test_never_trained_workdir_takes_new_settings(tmp_path):
+  (tmp_path / 'config.json').write_text('{"dataset": {"name": "other"}}')
+  logs = []
+  train.run(_rec_config(), str(tmp_path), log=logs.append)
+  assert any('replacing the settings of a run that never trained' in l
+             for l in logs)
+  cfg = _rec_config()
+  cfg.model.dim = 8
+  with pytest.raises(WorkdirError, match='holds a run of another '
+                     'configuration'):
+    train.run(cfg, str(tmp_path), **QUIET)
+
+
+# 10. One process per workdir ------------------------------------------------
+
+def test_busy_workdir_is_refused_naming_the_holder(recs, tmp_path):
+  os.makedirs(tmp_path / 'rec')
+  with files.WorkdirLock(str(tmp_path), 'test'):
+    with pytest.raises(WorkdirError, match=rf'in use by process {os.getpid()}'):
+      run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
+  with files.WorkdirLock(str(tmp_path / 'rec'), 'test'):
+    with pytest.raises(WorkdirError, match=rf'in use by process {os.getpid()}'):
+      train.run(_rec_config(), str(tmp_path / 'rec'), **QUIET)
+  run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)  # released
+
+
+def test_stale_lock_of_a_killed_process_is_taken_over(recs, tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c', textwrap.dedent(f'''
+          import sys, time
+          from monosem_jax import files
+          files.WorkdirLock({str(tmp_path)!r}, 'sweep').acquire()
+          print('locked', flush=True)
+          time.sleep(600)
+      ''')], env=_env(), stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    with pytest.raises(WorkdirError, match=rf'in use by process {holder.pid}'):
+      run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  logs = []
+  run_sweep(_sweep_config(recs['a']), str(tmp_path), log=logs.append)
+  assert any(f'taking over the lock of process {holder.pid}' in l
+             for l in logs)
+
+
+# 12. File modes --------------------------------------------------------------
+
+def test_outputs_are_world_readable(recs, tmp_path):
+  old = os.umask(0o022)
+  try:
+    run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
+  finally:
+    os.umask(old)
+  for name in (checkpoint.SWEEP_JSON, RESULTS_CSV):
+    assert oct(os.stat(tmp_path / name).st_mode & 0o777) == oct(0o644), name
+
+
+def test_every_refusal_is_a_monosem_error():
+  for cls in (DataError, ConfigError, WorkdirError, ArtifactError):
+    assert issubclass(cls, MonosemError)
+
+
+def test_refusal_from_the_launcher_is_one_line(tmp_path):
+  proc = _launch(
+      'experiments.train_recommender',
+      '--config=experiments/configs/recommender.py:synthetic,mf',
+      f'--workdir={tmp_path / "rec"}', '--config.train.epochs=0')
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and \
+      'epochs=0' in lines[0], proc.stderr
