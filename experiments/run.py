@@ -24,6 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.launch import parse_flags, refusals_in_one_line
+from monosem_jax import files
 from monosem_jax.analysis import concepts
 from monosem_jax.data import make_split, synthetic
 from monosem_jax.recommenders import train
@@ -46,8 +47,13 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  cfg = _CONFIG.value
-  workdir = _WORKDIR.value
+  workdir = files.prepare_workdir(_WORKDIR.value)
+  with files.WorkdirLock(workdir, 'main job'):
+    run_main_job(_CONFIG.value, workdir)
+
+
+def run_main_job(cfg, workdir: str) -> None:
+  """World -> recommender -> sweep -> planted-concept recovery."""
   t0 = time.perf_counter()
   log('== 1/3 synthetic world')
   world = synthetic.make_world(
