@@ -3,7 +3,7 @@ r"""Times recommender training and full-ranking evaluation; prints JSON.
   python -m experiments.bench_recommenders                 # ML-1M if found
   python -m experiments.bench_recommenders --dataset=synthetic --epochs=2
 
-Targets on a 2-core CPU for ML-1M (PAPER.md §3 settings): MF 10 epochs
+Targets on a 2-core CPU for ML-1M (docs/method.md#recommenders settings): MF 10 epochs
 <= 20 s, NCF 10 epochs <= 60 s, evaluation of all users <= 5 s.
 ``train_s`` includes compilation (the first epoch); ``epoch_s`` lists each
 epoch; ``eval_s`` is one full evaluation after a warm-up call.
@@ -34,7 +34,8 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
 
   from experiments.configs import recommender as rc  # pylint: disable=import-outside-toplevel
-  from monosem_jax.recommenders import metrics, train  # pylint: disable=import-outside-toplevel
+  from monosem_jax.recommenders import loop, metrics, train  # pylint: disable=import-outside-toplevel
+  from monosem_jax.recommenders.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
   name = _DATASET.value
   data_dir = _DATA_DIR.value or os.environ.get('MONOSEM_DATA_DIR')
@@ -62,7 +63,7 @@ def main(argv):
       out.update(n_users=split.n_users, n_items=split.n_items,
                  n_train=split.n_train, n_eval_users=len(split.eval_users))
     c.train.epochs = _EPOCHS.value
-    cfg = train.TrainConfig.from_mapping({**c.model.to_dict(),
+    cfg = TrainConfig.from_mapping({**c.model.to_dict(),
                                           **c.train.to_dict()})
     epoch_s = []
     t_last = [time.time()]
@@ -74,11 +75,11 @@ def main(argv):
       t_last[0] = now
 
     t = time.time()
-    state, hist = train.fit(cfg, split, callback=cb)
+    state, hist = loop.fit(cfg, split, callback=cb)
     train_s = time.time() - t
     data = metrics.eval_data_from_split(split, c.eval.block_size)
     arrays = data.device_arrays()
-    scorer = train.score_fn(kind)
+    scorer = loop.score_fn(kind)
     metrics.evaluate(scorer, state.params, data, arrays=arrays)  # compile
     t = time.time()
     m = metrics.evaluate(scorer, state.params, data, arrays=arrays)

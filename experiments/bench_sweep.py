@@ -35,9 +35,11 @@ import jax
 import numpy as np
 
 from monosem_jax.recommenders import ncf
-from monosem_jax.sweep.engine import (SweepData, epoch_indices, init_sweep,
-                                      run_epoch, sweep_step)
-from monosem_jax.sweep.spec import SweepParams, SweepSpec
+from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.sweep.batches import epoch_indices
+from monosem_jax.sweep.state import SweepInputs, init_sweep
+from monosem_jax.sweep.step import run_epoch, sweep_step
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 
 
 #: Dense peak FLOP/s by device kind: (float32 on CUDA cores, TF32 tensor
@@ -53,17 +55,16 @@ def device_peak(kind: str):
   return None  # unknown (e.g. a CPU): report achieved FLOP/s only
 
 
-def flops_per_config_step(spec, params, data) -> float | None:
+def flops_per_config_step(spec, params, data, scorer) -> float | None:
   """XLA's FLOP count of one sweep step, divided by the number of configs.
 
   Measured on the un-scanned step (XLA counts a loop body once, so the
   epoch program would under-report).
   """
   state = init_sweep(spec, params, jax.random.PRNGKey(0))
-  ix = jax.tree.map(lambda a: a[0],
-                    epoch_indices(spec, data, jax.random.PRNGKey(1)))
+  ix = epoch_indices(spec, data, jax.random.PRNGKey(1), scorer.paired)
   compiled = jax.jit(sweep_step, static_argnums=0).lower(
-      spec, params, state, data, ix).compile()
+      spec, params, state, data, scorer, ix.users[0], ix.items[0]).compile()
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
@@ -76,40 +77,43 @@ def _workload(model: str, steps: int, d: int, mf_pred_impl: str):
   n_items = 3706
   n_users = 256 * steps
   if model == 'mf':
-    spec = SweepSpec(model='mf', d=d, max_latents=64, batch_users=256,
+    spec = SweepSpec(kind='mf', dim=d, max_dict_size=64, batch_users=256,
                      batch_items=256, steps_per_epoch=steps,
                      mf_pred_impl=mf_pred_impl)
-    data = SweepData.mf(rng.normal(size=(n_users, d)) / d,
-                        rng.normal(size=(n_items, d)) / d, np.arange(n_users))
+    data = SweepInputs.create(rng.normal(size=(n_users, d)) / d,
+                              rng.normal(size=(n_items, d)) / d,
+                              np.arange(n_users))
+    scorer = make_scorer('mf', {}, mf_impl=mf_pred_impl)
   else:
-    spec = SweepSpec(model='ncf', d=d, max_latents=22, batch_pairs=256,
+    spec = SweepSpec(kind='ncf', dim=d, max_dict_size=22, batch_pairs=256,
                      steps_per_epoch=steps)
     p = ncf.init(jax.random.PRNGKey(0), n_users, n_items, d)
     n_pos = 256 * steps
-    data = SweepData.ncf(p['user_emb'], p['item_emb'], np.arange(n_users),
-                         p['mlp'], rng.integers(0, n_users, n_pos),
-                         rng.integers(0, n_items, n_pos))
-  return spec, data
+    data = SweepInputs.create(p['user_emb'], p['item_emb'], np.arange(n_users),
+                              rng.integers(0, n_users, n_pos),
+                              rng.integers(0, n_items, n_pos))
+    scorer = make_scorer('ncf', p)
+  return spec, data, scorer
 
 
-def _params(spec: SweepSpec, c: int) -> SweepParams:
+def _params(spec: SweepSpec, c: int) -> SweepHparams:
   """C distinct configs: spread lambda_pred, lr and seeds."""
   i = np.arange(c)
-  return SweepParams.from_list(
+  return SweepHparams.from_list(
       [dict(lambda_pred=float(j % 5), lr=1e-3 * (1 + j % 3), seed=int(j))
        for j in i], spec)
 
 
-def _time_epochs(spec, params, data, repeats):
+def _time_epochs(spec, params, data, scorer, repeats):
   state = init_sweep(spec, params, jax.random.PRNGKey(0))
   t0 = time.perf_counter()
-  state, h = run_epoch(spec, params, state, data)
+  state, h = run_epoch(spec, params, state, data, scorer)
   jax.block_until_ready(state)
   first = time.perf_counter() - t0
   best = float('inf')
   for _ in range(repeats):
     t0 = time.perf_counter()
-    state, h = run_epoch(spec, params, state, data)
+    state, h = run_epoch(spec, params, state, data, scorer)
     jax.block_until_ready((state, h))
     best = min(best, time.perf_counter() - t0)
   return first, best, bool(np.all(np.asarray(state.finite)))
@@ -117,14 +121,14 @@ def _time_epochs(spec, params, data, repeats):
 
 def bench(model, configs, steps, repeats, seq_configs, d=20,
           mf_pred_impl='gram'):
-  spec, data = _workload(model, steps, d, mf_pred_impl)
+  spec, data, scorer = _workload(model, steps, d, mf_pred_impl)
   peak = device_peak(getattr(jax.devices()[0], 'device_kind', ''))
   rows = []
   for c in configs:
     params = _params(spec, c)
-    first, best, finite = _time_epochs(spec, params, data, repeats)
+    first, best, finite = _time_epochs(spec, params, data, scorer, repeats)
     rate = c * steps / best
-    fpcs = flops_per_config_step(spec, params, data)
+    fpcs = flops_per_config_step(spec, params, data, scorer)
     row = dict(C=c, epoch_s=best, compile_and_first_epoch_s=first,
                config_steps_per_s=rate, all_finite=finite,
                flops_per_config_step=fpcs,
@@ -143,17 +147,17 @@ def bench(model, configs, steps, repeats, seq_configs, d=20,
     p1 = allp.take([j])
     st = init_sweep(spec, p1, jax.random.PRNGKey(0))
     if state_compile is None:        # compile once, outside the timing
-      jax.block_until_ready(run_epoch(spec, p1, st, data))
+      jax.block_until_ready(run_epoch(spec, p1, st, data, scorer))
       state_compile = True
     t0 = time.perf_counter()
     for _ in range(repeats):
-      st, h = run_epoch(spec, p1, st, data)
+      st, h = run_epoch(spec, p1, st, data, scorer)
     jax.block_until_ready(st)
     t_total += time.perf_counter() - t0
   seq = seq_configs * repeats * steps / t_total
   for r in rows:
     r['speedup_vs_sequential'] = r['config_steps_per_s'] / seq
-  return dict(model=model, d=d, max_latents=spec.max_latents,
+  return dict(model=model, d=d, max_dict_size=spec.max_dict_size,
               batch=('256 users x 256 items' if model == 'mf'
                      else '256 positive pairs'),
               mf_pred_impl=mf_pred_impl if model == 'mf' else None,

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from experiments.launch import parse_flags, refusals_in_one_line
 from monosem_jax import files
 from monosem_jax.analysis import concepts
+from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.data import make_split, synthetic
 from monosem_jax.recommenders import train
 from monosem_jax.sweep import checkpoint
@@ -74,16 +75,17 @@ def run_main_job(cfg, workdir: str) -> None:
   log('== 3/3 SAE sweep')
   cfg.sweep.recommender_workdir = rec_dir
   table = run_sweep(cfg.sweep, os.path.join(workdir, 'sweep'), log=log)
+  plot_sweep_workdir(os.path.join(workdir, 'sweep'))
   # Planted-concept recovery: for each true concept, the best neuron's
   # purity@10 over the items, averaged over concepts (1.0 = every concept
   # has a neuron whose top-10 items all carry it).
   sweep_dir = os.path.join(workdir, 'sweep')
-  spec, params, state, _ = checkpoint.restore_sweep(sweep_dir)
+  spec, hparams, state, _ = checkpoint.restore_sweep(sweep_dir)
   item_emb = load_artifact(rec_dir).item_emb
   truth = world.extras['concept_truth']
   recovery = []
   for i in range(len(table)):  # a handful of configs, each vectorised
-    sae, hp = checkpoint.config_from_state(spec, params, state, i)
+    sae, hp = checkpoint.config_from_state(spec, hparams, state, i)
     acts = concepts.activations(sae, concepts.sae_config_of(hp), item_emb,
                                 hp['k'] or None)
     recovery.append(concepts.purity_at_k(acts, truth, 10).max(0).mean())

@@ -5,7 +5,8 @@
 
 Writes WORKDIR/sweep.json (spec + per-config hyper-parameters),
 WORKDIR/checkpoints/ (orbax, every ``checkpoint_every`` epochs; rerunning the
-same command resumes) and WORKDIR/sweep_results.csv. Config i's SAE is
+same command resumes), WORKDIR/sweep_results.csv and, drawn from it,
+WORKDIR/sweep_results.png. Config i's SAE is
 ``monosem_jax.sweep.checkpoint.load_config(WORKDIR, i)``.
 
 With several devices the configs are sharded over all of them. On a TPU pod
@@ -18,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.launch import parse_flags, refusals_in_one_line
+from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.sweep.runner import run_sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,6 +42,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   run_sweep(_CONFIG.value, _WORKDIR.value)
+  print(f'figure: {plot_sweep_workdir(_WORKDIR.value)}')
 
 
 if __name__ == '__main__':

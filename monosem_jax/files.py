@@ -8,6 +8,9 @@ the guarantees are the same everywhere:
   a reader sees the old file or the new one, never half of one. The file gets
   the usual permissions (``0o666`` minus the umask, i.e. 0644), not the 0600
   of ``tempfile.mkstemp``.
+* :func:`atomic_directory` does the same for a whole folder (e.g. a frozen
+  recommender), and :func:`jsonable` turns configs and numpy values into
+  plain JSON data.
 * :func:`prepare_workdir` refuses a path that is a file, in one line.
 * :class:`WorkdirLock` takes an exclusive ``flock`` on ``WORKDIR/.lock`` for
   the lifetime of a run. A second process on the same workdir is refused at
@@ -28,22 +31,30 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
+
+import numpy as np
 
 from monosem_jax.errors import WorkdirError
 
 LOCK_FILE = '.lock'
 
 
-def _file_mode() -> int:
+def _umask() -> int:
   umask = os.umask(0)
   os.umask(umask)
-  return 0o666 & ~umask
+  return umask
+
+
+def _file_mode() -> int:
+  return 0o666 & ~_umask()
 
 
 def atomic_write(path: str, write: Callable[[IO], None],
@@ -79,6 +90,59 @@ def atomic_write_text(path: str, text: str) -> None:
 def atomic_write_json(path: str, obj: Any) -> None:
   """Writes ``obj`` as indented JSON (with a final newline) atomically."""
   atomic_write_text(path, json.dumps(obj, indent=2) + '\n')
+
+
+def jsonable(x: Any) -> Any:
+  """Plain JSON data from configs, numpy arrays and scalars, nested.
+
+  ``ConfigDict``-like objects (with ``to_dict``) and mappings become dicts
+  with string keys, tuples lists, arrays lists, numpy scalars Python ones.
+
+  >>> jsonable({'a': (np.int64(1), np.arange(2)), 2: np.float32(0.5)})
+  {'a': [1, [0, 1]], '2': 0.5}
+  """
+  if hasattr(x, 'to_dict'):
+    x = x.to_dict()
+  if isinstance(x, Mapping):
+    return {str(k): jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  if isinstance(x, np.generic):
+    return x.item()
+  return x
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+  """Yields a temporary sibling folder to fill; on success it replaces
+  ``path`` whole (a reader sees the old folder or the new one), on error it
+  is removed and ``path`` is left as it was."""
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.tmp-', dir=parent)
+  try:
+    yield tmp
+    for name in os.listdir(tmp):
+      full = os.path.join(tmp, name)
+      if os.path.isfile(full):
+        with open(full, 'rb') as f:
+          os.fsync(f.fileno())
+    os.chmod(tmp, 0o777 & ~_umask())
+    old = None
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old-',
+                             dir=parent)
+      os.rmdir(old)
+      os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
 
 
 def prepare_workdir(workdir: str, flag: str = '--workdir') -> str:

@@ -84,17 +84,18 @@ def test_frozen_scorers_match_model(split, kind, bias):
   users = jnp.array([0, 5, 7])
   items = jnp.arange(split.n_items)
   u, i = jnp.asarray(a.user_emb)[users], jnp.asarray(a.item_emb)
-  full = jax.jit(art_lib.matrix_logits_fn(a))(u, i, users, items)
+  scorer = a.scorer()
+  full = jax.jit(scorer.matrix_logits)(u, i, users, items)
   np.testing.assert_allclose(full, m.user_item_logits(params, users),
                              rtol=1e-5, atol=1e-6)
   pu, pi = jnp.array([1, 2, 3]), jnp.array([4, 0, 9])
-  pair = jax.jit(art_lib.pair_logits_fn(a))(
+  pair = jax.jit(scorer.pair_logits)(
       jnp.asarray(a.user_emb)[pu], jnp.asarray(a.item_emb)[pi], pu, pi)
   np.testing.assert_allclose(pair, m.pair_logits(params, pu, pi), rtol=1e-5,
                              atol=1e-6)
   # Without indices no bias is added: equal up to the biases.
-  nob = art_lib.pair_logits_fn(a)(jnp.asarray(a.user_emb)[pu],
-                                  jnp.asarray(a.item_emb)[pi])
+  nob = scorer.pair_logits(jnp.asarray(a.user_emb)[pu],
+                           jnp.asarray(a.item_emb)[pi])
   bias_sum = (params['user_bias'][pu] + params['item_bias'][pi]
               if 'user_bias' in params else 0.0)
   np.testing.assert_allclose(nob + bias_sum, pair, rtol=1e-5, atol=1e-6)
@@ -102,7 +103,7 @@ def test_frozen_scorers_match_model(split, kind, bias):
 
 def test_frozen_scorer_on_reconstructions_gives_gradients(split):
   a = _artifact('ncf', split)
-  f = art_lib.matrix_logits_fn(a)
+  f = a.scorer().matrix_logits
   recon = jnp.asarray(a.user_emb[:3]) + 0.01
   g = jax.grad(lambda r: jnp.sum(f(r, jnp.asarray(a.item_emb)) ** 2))(recon)
   assert g.shape == recon.shape and bool(jnp.isfinite(g).all())

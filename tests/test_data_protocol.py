@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 
 from monosem_jax.data import DataError, Dataset, load_dataset, make_split
-from monosem_jax.data import protocol
-from monosem_jax.data.protocol import filter_interactions, sample_negatives
+from monosem_jax.data import protocol, samplers
+from monosem_jax.data.protocol import filter_interactions
+from monosem_jax.data.samplers import sample_negatives
 
 
 @pytest.fixture(scope='module')
@@ -82,7 +83,7 @@ def test_is_forbidden_matches_set(world):
   rng = np.random.default_rng(0)
   u = rng.integers(0, world.n_users, 5000)
   i = rng.integers(0, world.n_items, 5000)
-  got = np.asarray(protocol.is_forbidden(tables, jnp.asarray(u, jnp.int32),
+  got = np.asarray(samplers.is_forbidden(tables, jnp.asarray(u, jnp.int32),
                                          jnp.asarray(i, jnp.int32)))
   row = np.repeat(np.arange(world.n_users), np.diff(split.forbidden_indptr))
   truth = _pairs(row, split.forbidden_items, world.n_items)
@@ -182,7 +183,7 @@ def test_unique_negatives_are_distinct_per_user(world):
   split = make_split(world, seed=2)
   tables = split.sampler_tables()
   users = jnp.asarray(split.train_users)
-  neg, ok = jax.jit(protocol.sample_negatives_unique)(
+  neg, ok = jax.jit(samplers.sample_negatives_unique)(
       tables, jax.random.PRNGKey(0), users)
   neg, ok = np.asarray(neg), np.asarray(ok)
   assert ok.mean() > 0.99
@@ -192,7 +193,7 @@ def test_unique_negatives_are_distinct_per_user(world):
                | _pairs(split.test_neg_users, split.test_neg_items, world.n_items))
   assert not set(pairs.tolist()) & forbidden
   # The plain sampler does repeat items within a user on this small world.
-  plain, _ = protocol.sample_negatives(tables, jax.random.PRNGKey(0), users)
+  plain, _ = samplers.sample_negatives(tables, jax.random.PRNGKey(0), users)
   plain_pairs = split.train_users.astype(np.int64) * world.n_items + np.asarray(plain)
   assert len(np.unique(plain_pairs)) < len(plain_pairs)
 
@@ -208,7 +209,7 @@ def test_unique_negatives_follow_successive_sampling():
   tables = split.sampler_tables()
   reps = 20_000
   keys = jax.random.split(jax.random.PRNGKey(0), reps)
-  draw = jax.jit(jax.vmap(lambda k: protocol.sample_negatives_unique(
+  draw = jax.jit(jax.vmap(lambda k: samplers.sample_negatives_unique(
       tables, k, jnp.zeros((2,), jnp.int32))))
   neg, ok = draw(keys)
   neg = np.sort(np.asarray(neg), axis=1)
@@ -238,8 +239,8 @@ def test_first_occurrence_dense_and_sorted_paths_agree():
   rng = np.random.default_rng(0)
   u = jnp.asarray(rng.integers(0, 7, 500), jnp.int32)
   i = jnp.asarray(rng.integers(0, 9, 500), jnp.int32)
-  dense = np.asarray(protocol._first_occurrence(u, i, (7, 9)))
-  by_sort = np.asarray(protocol._first_occurrence(u, i))
+  dense = np.asarray(samplers._first_occurrence(u, i, (7, 9)))
+  by_sort = np.asarray(samplers._first_occurrence(u, i))
   np.testing.assert_array_equal(dense, by_sort)
   key = np.asarray(u) * 9 + np.asarray(i)
   _, first_idx = np.unique(key, return_index=True)

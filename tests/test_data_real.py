@@ -16,7 +16,7 @@ def test_ml1m_counts(real_data_dir):
   assert (ds.item_concepts.sum(1) >= 1).all()
   decades = ds.summary()['decade_counts']
   assert decades == dict(zip(DECADE_BUCKETS, [570, 240, 592, 2152, 152]))
-  # Drama and Comedy base rates (PAPER.md §6: ≈40% and ≈30%).
+  # Drama and Comedy base rates (docs/method.md#evaluation: ≈40% and ≈30%).
   assert 0.38 < ds.item_concepts[:, ds.concept_index('Drama')].mean() < 0.45
   assert 0.28 < ds.item_concepts[:, ds.concept_index('Comedy')].mean() < 0.33
   assert ds.item_year.min() >= 1919

@@ -7,7 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from monosem_jax.recommenders import get_model, mf, ncf, probabilities, train
+from monosem_jax.recommenders import (get_model, loop, mf, ncf, optimizers,
+                                     probabilities)
+from monosem_jax.recommenders.config import TrainConfig
 
 NU, NI = 7, 9
 
@@ -63,9 +65,9 @@ def test_ncf_scorer_on_arbitrary_embeddings():
                                             ('ncf', 'sum')])
 def test_loss_gradient_matches_finite_differences(kind, reduction):
   with jax.enable_x64(True):
-    cfg = train.TrainConfig(kind=kind, dim=3, hidden=(5, 4), reg=0.1,
+    cfg = TrainConfig(kind=kind, dim=3, hidden=(5, 4), reg=0.1,
                             reduction=reduction, use_bias=kind == 'ncf')
-    p = train.init_params(cfg, jax.random.PRNGKey(0), 4, 5)
+    p = loop.init_params(cfg, jax.random.PRNGKey(0), 4, 5)
     p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), p)
     p = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(
         jax.random.PRNGKey(a.size), a.shape, jnp.float64), p)
@@ -73,7 +75,7 @@ def test_loss_gradient_matches_finite_differences(kind, reduction):
     items = jnp.array([4, 0, 2, 2, 1, 4])   # (0, 4) twice: per-occurrence L2
     labels = jnp.array([1., 0., 1., 0., 1., 1.])
     weights = jnp.array([1., 1., 0., 1., 1., 1.])
-    f = jax.jit(lambda q: train.loss_fn(cfg, q, users, items, labels, weights))
+    f = jax.jit(lambda q: loop.loss_fn(cfg, q, users, items, labels, weights))
     grads = jax.grad(f)(p)
     flat, unravel = jax.flatten_util.ravel_pytree(p)
     gflat, _ = jax.flatten_util.ravel_pytree(grads)
@@ -87,14 +89,14 @@ def test_loss_gradient_matches_finite_differences(kind, reduction):
 
 
 def test_mf_loss_is_bce_plus_per_occurrence_l2():
-  cfg = train.TrainConfig(kind='mf', dim=2, reg=0.2)
+  cfg = TrainConfig(kind='mf', dim=2, reg=0.2)
   p = mf.init(jax.random.PRNGKey(0), 2, 2, 2)
   users, items = jnp.array([0, 0]), jnp.array([1, 1])
   y, w = jnp.array([1., 0.]), jnp.ones(2)
   logit = mf.pair_logits(p, users, items)
   bce = optax.sigmoid_binary_cross_entropy(logit, y).sum()
   l2 = 0.1 * 2 * (jnp.sum(p['user_emb'][0] ** 2) + jnp.sum(p['item_emb'][1] ** 2))
-  got = train.loss_fn(cfg, p, users, items, y, w)
+  got = loop.loss_fn(cfg, p, users, items, y, w)
   assert float(got) == pytest.approx(float(bce + l2), rel=1e-6)
 
 
@@ -108,12 +110,12 @@ def _batch():
 
 @pytest.mark.parametrize('kind', ['mf', 'ncf'])
 def test_sparse_sgd_step_equals_dense_sgd(kind):
-  cfg = train.TrainConfig(kind=kind, dim=3, optimizer='sgd', learning_rate=0.1,
+  cfg = TrainConfig(kind=kind, dim=3, optimizer='sgd', learning_rate=0.1,
                           reduction='sum')
-  state = train.init_state(cfg, NU, NI)
-  step = train.make_step(cfg, train.make_optimizer(cfg))
+  state = loop.init_state(cfg, NU, NI)
+  step = loop.make_step(cfg, optimizers.make_optimizer(cfg))
   (new, _), _ = step((state.params, state.opt_state), _batch())
-  g = jax.grad(lambda q: train.loss_fn(cfg, q, *_batch()))(state.params)
+  g = jax.grad(lambda q: loop.loss_fn(cfg, q, *_batch()))(state.params)
   want = jax.tree.map(lambda a, b: a - 0.1 * b, state.params, g)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
                                                        atol=1e-7), new, want)
@@ -124,13 +126,13 @@ def test_sparse_adam_first_step_equals_dense_adam(kind):
   # On the first step untouched rows have zero moments, so sparse Adam and
   # dense Adam agree (duplicate rows are summed in both).
   kw = dict(kind=kind, dim=3, learning_rate=0.01, reduction='mean')
-  sparse = train.TrainConfig(optimizer='sparse_adam', **kw)
-  dense = train.TrainConfig(optimizer='adam', **kw)
-  s0 = train.init_state(sparse, NU, NI)
-  d0 = train.init_state(dense, NU, NI)
-  (ps, _), _ = train.make_step(sparse, train.make_optimizer(sparse))(
+  sparse = TrainConfig(optimizer='sparse_adam', **kw)
+  dense = TrainConfig(optimizer='adam', **kw)
+  s0 = loop.init_state(sparse, NU, NI)
+  d0 = loop.init_state(dense, NU, NI)
+  (ps, _), _ = loop.make_step(sparse, optimizers.make_optimizer(sparse))(
       (s0.params, s0.opt_state), _batch())
-  (pd, _), _ = train.make_step(dense, train.make_optimizer(dense))(
+  (pd, _), _ = loop.make_step(dense, optimizers.make_optimizer(dense))(
       (d0.params, d0.opt_state), _batch())
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                        atol=1e-7), ps, pd)
@@ -142,6 +144,6 @@ def test_unknown_kind_and_bad_options():
   with pytest.raises(ValueError, match='unknown recommender kind'):
     get_model('gmf')
   with pytest.raises(ValueError, match='optimizer'):
-    train.TrainConfig(optimizer='lbfgs')
+    TrainConfig(optimizer='lbfgs')
   with pytest.raises(ValueError, match='unknown key'):
-    train.TrainConfig.from_mapping({'kind': 'mf', 'lr': 0.1})
+    TrainConfig.from_mapping({'kind': 'mf', 'lr': 0.1})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import recommender as rc
-from monosem_jax.data import protocol, synthetic
-from monosem_jax.recommenders import metrics, train
+from monosem_jax.data import protocol, samplers, synthetic
+from monosem_jax.recommenders import loop, metrics, train
+from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 
 
@@ -23,18 +24,18 @@ def split():
 
 @pytest.mark.parametrize('n', [1, 2, 3, 17, 1000, 4097])
 def test_feistel_permutation_is_a_permutation(n):
-  p = np.asarray(train.feistel_permutation(jax.random.PRNGKey(n), n))
+  p = np.asarray(samplers.feistel_permutation(jax.random.PRNGKey(n), n))
   assert sorted(p.tolist()) == list(range(n))
   if n > 100:
     assert not np.array_equal(p, np.arange(n))
-    q = np.asarray(train.feistel_permutation(jax.random.PRNGKey(n + 1), n))
+    q = np.asarray(samplers.feistel_permutation(jax.random.PRNGKey(n + 1), n))
     assert not np.array_equal(p, q)
 
 
 def test_epoch_batches_cover_positives_and_valid_negatives(split):
-  cfg = train.TrainConfig(batch_size=64)
+  cfg = TrainConfig(batch_size=64)
   users, items, labels, weights, n_bad = jax.jit(
-      lambda k: train.epoch_batches(cfg, k, jnp.asarray(split.train_users),
+      lambda k: loop.epoch_batches(cfg, k, jnp.asarray(split.train_users),
                                     jnp.asarray(split.train_items),
                                     split.sampler_tables()))(
                                         jax.random.PRNGKey(0))
@@ -42,7 +43,7 @@ def test_epoch_batches_cover_positives_and_valid_negatives(split):
                                       (users, items, labels, weights))
   n = split.n_train
   n_bad = int(n_bad)
-  # Negatives are distinct per user (PAPER.md §2.4); on this dense toy world
+  # Negatives are distinct per user (docs/method.md#protocol); on this dense toy world
   # a few users need nearly all their allowed items, and the rare entries
   # left without a fresh item get weight 0.
   assert users.size == -(-2 * n // 64) * 64 and n_bad < 0.05 * n
@@ -70,29 +71,29 @@ def test_sample_negatives_heavy_users_compacted_rounds():
   split = protocol.make_split(ds, seed=0, n_holdout=1, n_test_negatives=1)
   tables = split.sampler_tables()
   users = jnp.asarray(np.repeat(np.arange(split.n_users), 50))
-  items, ok = protocol.sample_negatives(tables, jax.random.PRNGKey(0),
+  items, ok = samplers.sample_negatives(tables, jax.random.PRNGKey(0),
                                        users, full_rounds=1)
   assert bool(ok.all())
-  assert not bool(protocol.is_forbidden(tables, users, items).any())
+  assert not bool(samplers.is_forbidden(tables, users, items).any())
 
 
 def test_same_seed_is_bitwise_identical_and_seed_matters(split):
-  cfg = train.TrainConfig(kind='ncf', dim=4, hidden=(8, 4), epochs=2,
+  cfg = TrainConfig(kind='ncf', dim=4, hidden=(8, 4), epochs=2,
                           optimizer='sparse_adam', learning_rate=1e-2,
                           reduction='mean', batch_size=64)
-  a, ha = train.fit(cfg, split)
-  b, hb = train.fit(cfg, split)
+  a, ha = loop.fit(cfg, split)
+  b, hb = loop.fit(cfg, split)
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
   assert ha == hb
-  c, _ = train.fit(train.TrainConfig(**{**cfg.__dict__, 'seed': 1}), split)
+  c, _ = loop.fit(TrainConfig(**{**cfg.__dict__, 'seed': 1}), split)
   assert not np.array_equal(a.params['user_emb'], c.params['user_emb'])
 
 
 def test_resumed_fit_is_bitwise_identical(split):
-  cfg = train.TrainConfig(kind='mf', dim=4, epochs=3, batch_size=64)
-  full, _ = train.fit(cfg, split)
-  half, _ = train.fit(cfg, split, epochs=1)
-  resumed, _ = train.fit(cfg, split, state=half)
+  cfg = TrainConfig(kind='mf', dim=4, epochs=3, batch_size=64)
+  full, _ = loop.fit(cfg, split)
+  half, _ = loop.fit(cfg, split, epochs=1)
+  resumed, _ = loop.fit(cfg, split, state=half)
   jax.tree.map(np.testing.assert_array_equal, full, resumed)
 
 
@@ -102,13 +103,13 @@ def test_short_run_beats_popularity():
   split = protocol.make_split(ds, seed=0)
   data = metrics.eval_data_from_split(split)
   pop = metrics.evaluate_popularity(split, data)
-  for cfg in (train.TrainConfig(kind='mf', dim=16, epochs=8, batch_size=128),
-              train.TrainConfig(kind='ncf', dim=16, epochs=8, batch_size=128,
+  for cfg in (TrainConfig(kind='mf', dim=16, epochs=8, batch_size=128),
+              TrainConfig(kind='ncf', dim=16, epochs=8, batch_size=128,
                                 optimizer='sparse_adam', learning_rate=5e-3,
                                 reg=0.0, reduction='mean')):
-    state, hist = train.fit(cfg, split)
+    state, hist = loop.fit(cfg, split)
     assert hist[-1]['loss'] < hist[0]['loss']
-    m = metrics.evaluate(train.score_fn(cfg.kind), state.params, data)
+    m = metrics.evaluate(loop.score_fn(cfg.kind), state.params, data)
     assert m['ndcg@10'] > pop['ndcg@10'], (cfg.kind, m, pop)
 
 
@@ -151,19 +152,19 @@ def test_run_writes_workdir_and_resumes_bitwise(tmp_path):
 
 
 def test_checkpoint_restore_gives_identical_scores(tmp_path, split):
-  cfg = train.TrainConfig(kind='ncf', dim=4, hidden=(8, 4), epochs=1,
+  cfg = TrainConfig(kind='ncf', dim=4, hidden=(8, 4), epochs=1,
                           optimizer='adam', learning_rate=1e-2,
                           reduction='mean', batch_size=64)
-  state, hist = train.fit(cfg, split)
+  state, hist = loop.fit(cfg, split)
   mngr = train.checkpoint_manager(str(tmp_path / 'ckpt'))
   train.save_checkpoint(mngr, state, hist)
-  template = train.init_state(cfg, split.n_users, split.n_items)
+  template = loop.init_state(cfg, split.n_users, split.n_items)
   restored, rh = train.restore_checkpoint(mngr, template)
   assert rh == hist and int(restored.epoch) == 1
   users = jnp.arange(split.n_users)
   np.testing.assert_array_equal(
-      train.score_fn('ncf')(state.params, users),
-      train.score_fn('ncf')(restored.params, users))
+      loop.score_fn('ncf')(state.params, users),
+      loop.score_fn('ncf')(restored.params, users))
   jax.tree.map(np.testing.assert_array_equal, state.opt_state,
                restored.opt_state)
 
@@ -180,7 +181,7 @@ def test_configs_build():
   for ds in rc.DATASETS:
     for model in rc.MODELS:
       c = rc.get_config(f'{ds},{model}')
-      train.TrainConfig.from_mapping({**c.model.to_dict(),
+      TrainConfig.from_mapping({**c.model.to_dict(),
                                       **c.train.to_dict()})
   c = rc.get_config('ml-1m,mf')
   assert (c.model.dim, c.train.learning_rate, c.train.reg, c.train.epochs,
@@ -202,11 +203,11 @@ def test_ml1m_smoke():
   c.dataset.data_dir = data_dir
   _, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
   assert (split.n_users, split.n_items) == (6039, 3706)
-  cfg = train.TrainConfig.from_mapping({**c.model.to_dict(),
+  cfg = TrainConfig.from_mapping({**c.model.to_dict(),
                                         **c.train.to_dict(), 'epochs': 2})
-  state, hist = train.fit(cfg, split)
+  state, hist = loop.fit(cfg, split)
   data = metrics.eval_data_from_split(split)
-  m = metrics.evaluate(train.score_fn('mf'), state.params, data)
+  m = metrics.evaluate(loop.score_fn('mf'), state.params, data)
   pop = metrics.evaluate_popularity(split, data)
   assert hist[1]['loss'] < hist[0]['loss']
   assert m['ndcg@10'] > pop['ndcg@10'] > 0.05

@@ -1,12 +1,14 @@
 """Each loss against a hand-written numpy reference (float64)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from monosem_jax.recommenders import ncf
-from monosem_jax.sae import losses
+from monosem_jax.recommenders import mf, ncf
+from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.sae import losses, model, objective
 
 RNG = np.random.default_rng(0)
 
@@ -40,14 +42,14 @@ def test_mf_score_mse_direct_and_gram_match_numpy():
   Uh, Ih = U + _r(7, 4, scale=0.1), I + _r(9, 4, scale=0.1)
   U64, I64, Uh64, Ih64 = (a.astype(np.float64) for a in (U, I, Uh, Ih))
   ref = np.mean((Uh64 @ Ih64.T - U64 @ I64.T) ** 2)
-  np.testing.assert_allclose(losses.mf_score_mse(U, I, Uh, Ih), ref, rtol=1e-5)
-  np.testing.assert_allclose(losses.mf_score_mse_gram(U, I, Uh, Ih), ref,
+  np.testing.assert_allclose(mf.score_mse(U, I, Uh, Ih), ref, rtol=1e-5)
+  np.testing.assert_allclose(mf.score_mse_gram(U, I, Uh, Ih), ref,
                              rtol=1e-5)
   np.testing.assert_allclose(
-      losses.mf_score_mse_gram(U, I, Uh, Ih, gram_uu=U.T @ U), ref, rtol=1e-5)
+      mf.score_mse_gram(U, I, Uh, Ih, gram_uu=U.T @ U), ref, rtol=1e-5)
   # the gradients agree too
-  gd = jax.grad(losses.mf_score_mse, argnums=(2, 3))(U, I, Uh, Ih)
-  gg = jax.grad(losses.mf_score_mse_gram, argnums=(2, 3))(U, I, Uh, Ih)
+  gd = jax.grad(mf.score_mse, argnums=(2, 3))(U, I, Uh, Ih)
+  gg = jax.grad(mf.score_mse_gram, argnums=(2, 3))(U, I, Uh, Ih)
   for a, b in zip(gd, gg):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
@@ -58,7 +60,7 @@ def test_mf_score_mse_gram_is_accurate_for_tiny_errors():
   U64, I64 = U.astype(np.float64), I.astype(np.float64)
   ref = np.mean((Uh.astype(np.float64) @ Ih.astype(np.float64).T
                  - U64 @ I64.T) ** 2)
-  np.testing.assert_allclose(losses.mf_score_mse_gram(U, I, Uh, Ih), ref,
+  np.testing.assert_allclose(mf.score_mse_gram(U, I, Uh, Ih), ref,
                              rtol=1e-3)
 
 
@@ -73,17 +75,17 @@ def test_ncf_prediction_losses_match_numpy(mlp):
   bias = _r(10)
   y = 1 / (1 + np.exp(-(_np_mlp(mlp, U, I) + bias)))
   yh = 1 / (1 + np.exp(-(_np_mlp(mlp, Uh, Ih) + bias)))
-  target = losses.ncf_target_probs(mlp, U, I, bias)
+  target = ncf.target_probs(mlp, U, I, bias)
   np.testing.assert_allclose(target, y, rtol=1e-5)
   bce = np.mean(-y * np.log(yh) - (1 - y) * np.log(1 - yh))
   np.testing.assert_allclose(
-      losses.ncf_prediction_loss(mlp, Uh, Ih, target, 'bce', bias), bce,
+      ncf.prediction_loss(mlp, Uh, Ih, target, 'bce', bias), bce,
       rtol=1e-5)
   np.testing.assert_allclose(
-      losses.ncf_prediction_loss(mlp, Uh, Ih, target, 'mse', bias),
+      ncf.prediction_loss(mlp, Uh, Ih, target, 'mse', bias),
       np.mean((yh - y) ** 2), rtol=1e-4)
   with pytest.raises(ValueError, match='kind'):
-    losses.ncf_prediction_loss(mlp, Uh, Ih, target, 'hinge')
+    ncf.prediction_loss(mlp, Uh, Ih, target, 'hinge')
 
 
 def test_l1_with_mask():
@@ -136,12 +138,39 @@ def test_no_gradient_reaches_recommender_quantities(mlp):
   Uh, Ih = U + 0.1, I - 0.1
 
   def f(mlp, U, I):
-    t = losses.ncf_target_probs(mlp, U, I)
-    return (losses.ncf_prediction_loss(mlp, Uh, Ih, t)
+    t = ncf.target_probs(mlp, U, I)
+    return (ncf.prediction_loss(mlp, Uh, Ih, t)
             + losses.embedding_loss(U, Uh, I, Ih)
-            + losses.mf_score_mse_gram(U, I, Uh, Ih)
-            + losses.mf_score_mse(U, I, Uh, Ih))
+            + mf.score_mse_gram(U, I, Uh, Ih)
+            + mf.score_mse(U, I, Uh, Ih))
 
   g = jax.grad(f, argnums=(0, 1, 2))(mlp, U, I)
   for leaf in jax.tree.leaves(g):
     assert not np.any(np.asarray(leaf))
+
+
+class ObjectiveVariantsTest(chex.TestCase):
+  """The SAE objective gives the same value jitted and not (chex variants),
+  and its prediction term is the scorer's."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_objective_terms(self):
+    cfg = model.SAEConfig.mf(d=4, n_latents=6)
+    sae = model.init(jax.random.PRNGKey(0), cfg)
+    U, I = jnp.asarray(_r(5, 4)), jnp.asarray(_r(7, 4))
+    scorer = make_scorer('mf', {})
+    w = objective.LossWeights(0.1, 1.0, 0.0, 0.01, 0.05)
+
+    @self.variant
+    def f(sae, U, I):
+      batch = objective.prepare_batch(U, I, cfg, scorer)
+      return objective.objective(sae, w, batch, cfg, scorer, 0, 6)
+
+    total, terms = f(sae, U, I)
+    recon = lambda x: model.reconstruct(sae, x, cfg)
+    np.testing.assert_allclose(
+        terms['pred'], mf.score_mse(U, I, recon(U), recon(I)), rtol=1e-5)
+    np.testing.assert_allclose(
+        total, 0.1 * terms['emb'] + terms['pred'] + 0.01 * terms['kl'],
+        rtol=1e-6)
+    chex.assert_shape(total, ())

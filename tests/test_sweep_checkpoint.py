@@ -8,23 +8,28 @@ import pytest
 
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint as ckpt
-from monosem_jax.sweep.engine import SweepData, train_sweep
-from monosem_jax.sweep.spec import SweepParams, SweepSpec
+from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.sweep.driver import train_sweep
+from monosem_jax.sweep.state import SweepInputs
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 
-SPEC = SweepSpec(model='mf', d=5, max_latents=8, batch_users=12,
+SPEC = SweepSpec(kind='mf', dim=5, max_dict_size=8, batch_users=12,
                  batch_items=12, epochs=4)
 
 
 @pytest.fixture(scope='module')
 def data():
   rng = np.random.default_rng(0)
-  return SweepData.mf(rng.normal(size=(40, 5)) * 0.3,
-                      rng.normal(size=(30, 5)) * 0.3, np.arange(36))
+  return SweepInputs.create(rng.normal(size=(40, 5)) * 0.3,
+                            rng.normal(size=(30, 5)) * 0.3, np.arange(36))
+
+
+SCORER = make_scorer('mf', {})
 
 
 @pytest.fixture(scope='module')
 def params():
-  return SweepParams.from_list([dict(dict_size=3, seed=1),
+  return SweepHparams.from_list([dict(dict_size=3, seed=1),
                                 dict(lambda_pred=5.0, seed=2),
                                 dict(lr=1e30, seed=3)], SPEC)   # diverges
 
@@ -42,7 +47,7 @@ def _assert_same(a, b):
 
 def test_resume_is_bitwise_identical(tmp_path, data, params):
   key = jax.random.PRNGKey(5)
-  full, hist_full = train_sweep(SPEC, params, data, key,
+  full, hist_full = train_sweep(SPEC, params, data, SCORER, key,
                                 workdir=str(tmp_path / 'full'),
                                 checkpoint_every=2)
 
@@ -52,12 +57,12 @@ def test_resume_is_bitwise_identical(tmp_path, data, params):
 
   work = str(tmp_path / 'cut')
   with pytest.raises(Interrupt):
-    train_sweep(SPEC, params, data, key, workdir=work, checkpoint_every=2,
+    train_sweep(SPEC, params, data, SCORER, key, workdir=work, checkpoint_every=2,
                 callback=stop_at_3)
   mgr = ckpt.make_manager(work)
   assert mgr.latest_step() == 2          # epoch 3 was never checkpointed
   mgr.close()
-  resumed, hist_res = train_sweep(SPEC, params, data, key, workdir=work,
+  resumed, hist_res = train_sweep(SPEC, params, data, SCORER, key, workdir=work,
                                   checkpoint_every=2)
   _assert_same(full, resumed)
   assert len(hist_full) == len(hist_res) == 4
@@ -75,7 +80,7 @@ def test_resume_is_bitwise_identical(tmp_path, data, params):
 
 def test_load_config_and_restore(tmp_path, data, params):
   work = str(tmp_path / 'w')
-  state, hist = train_sweep(SPEC, params, data, jax.random.PRNGKey(5),
+  state, hist = train_sweep(SPEC, params, data, SCORER, jax.random.PRNGKey(5),
                             epochs=2, workdir=work)
   sae0, hp0 = ckpt.load_config(work, 0)
   assert sae0['W'].shape == (3, 5) and sae0['b_lat'].shape == (3,)
@@ -101,7 +106,7 @@ def test_load_config_and_restore(tmp_path, data, params):
 
 def test_workdir_of_another_sweep_is_refused(tmp_path, data, params):
   work = str(tmp_path / 'w')
-  train_sweep(SPEC, params, data, epochs=1, workdir=work)
-  other = SweepParams.from_list([dict(seed=9)], SPEC)
+  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  other = SweepHparams.from_list([dict(seed=9)], SPEC)
   with pytest.raises(ValueError, match='different sweep'):
-    train_sweep(SPEC, other, data, epochs=1, workdir=work)
+    train_sweep(SPEC, other, data, SCORER, epochs=1, workdir=work)

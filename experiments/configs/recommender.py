@@ -17,7 +17,7 @@ Override anything with ``--config.train.epochs=30`` etc. Real datasets read
 ``dataset.data_dir`` (default ``$MONOSEM_DATA_DIR``, the folder holding
 ``ml-1m/`` / ``lastfm-2k/``, or the dataset folder itself).
 
-Defaults (PAPER.md §3): ML-1M MF K=20, plain SGD (summed batch gradients),
+Defaults (docs/method.md#recommenders): ML-1M MF K=20, plain SGD (summed batch gradients),
 lr 0.05, L2 0.01 per occurrence, 10 epochs, batch 256; NCF d=20, MLP
 [64, 32, 16], (sparse) Adam, 30 epochs, lr 5e-3 (the paper's 0.05 collapses)
 on ML-1M and 1e-3 on Last.FM. Last.FM (HetRec 2011): K = d = 100, alpha = 2, artists
@@ -42,7 +42,7 @@ def _dataset(name: str) -> ml_collections.ConfigDict:
   d.data_dir = os.environ.get('MONOSEM_DATA_DIR', '') if name != 'synthetic' else ''
   d.options = ml_collections.ConfigDict()
   d.min_item_users = 0
-  d.min_user_items = 0
+  d.min_user_positives = 0
   if name == 'synthetic':
     d.options.n_users = 1000
     d.options.n_items = 600
@@ -51,7 +51,7 @@ def _dataset(name: str) -> ml_collections.ConfigDict:
     d.options.paper_parity = True  # drop user 4169: 6,039 x 3,706
   elif name == 'lastfm-2k':
     d.min_item_users = 5
-    d.min_user_items = 10
+    d.min_user_positives = 10
   return d
 
 
@@ -81,7 +81,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.train.seed = 0
   c.train.batch_size = 256
   c.train.shuffle = 'feistel'
-  c.train.unique_negatives = True  # PAPER.md §2.4: without replacement per user
+  c.train.unique_negatives = True  # docs/method.md#protocol: without replacement per user
   if model == 'mf':
     c.train.optimizer = 'sgd'
     c.train.learning_rate = 0.05
@@ -89,7 +89,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
     c.train.reduction = 'sum'
     c.train.epochs = 30 if lastfm else 10
   else:
-    # PAPER.md §3: Adam, 30 epochs; lr 0.05 (ML-1M) / 1e-3 (Last.FM). Dense
+    # docs/method.md#recommenders: Adam, 30 epochs; lr 0.05 (ML-1M) / 1e-3 (Last.FM). Dense
     # Adam at 0.05 collapses on ML-1M (NDCG@10 ~0.01), so ML-1M uses 5e-3.
     # Sparse ("lazy") Adam updates only the embedding rows in the batch, as
     # PyTorch's SparseAdam; optimizer='adam' is dense Adam (slower on CPU).

@@ -31,12 +31,12 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments.configs import parse_dataset_model
+from monosem_jax.sweep.spec import FIELDS, paper_defaults
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
 MODELS = ('mf', 'ncf')
 #: Every per-config hyper-parameter; each can be a grid axis.
-GRID_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
-               'lr', 'seed', 'dict_size', 'k')
+GRID_FIELDS = FIELDS
 
 
 def grid_config(**axes) -> ml_collections.ConfigDict:
@@ -63,7 +63,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   lastfm = dataset == 'lastfm-2k'
   c = ml_collections.ConfigDict()
   c.dataset = dataset         # checked against the recommender's
-  c.model = model
+  c.kind = model
   c.allow_other_dataset = False
   c.recommender_workdir = f'runs/{dataset.replace("-", "")}_{model}'
   c.seed = 42                 # the shared batch stream
@@ -84,21 +84,8 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
     c.spec.pred_loss = 'mse' if lastfm else 'bce'
     c.spec.ncf_pairs = 'random' if lastfm else 'positive'
 
-  # Per-config values not swept (PAPER.md §5).
-  c.defaults = ml_collections.ConfigDict()
-  paper = {
-      ('ml-1m', 'mf'): dict(lambda_emb=0.1, lambda_pred=1.0, lambda_l1=0.0,
-                            lambda_kl=0.01, rho=0.05, dict_size=22),
-      ('ml-1m', 'ncf'): dict(lambda_emb=2.0, lambda_pred=10.0, lambda_l1=0.0,
-                             lambda_kl=0.07, rho=0.05, dict_size=22),
-      ('lastfm-2k', 'mf'): dict(lambda_emb=8.0, lambda_pred=1.0, lambda_l1=0.3,
-                                lambda_kl=0.003, rho=0.1, dict_size=70),
-      ('lastfm-2k', 'ncf'): dict(lambda_emb=2.6, lambda_pred=1.0,
-                                 lambda_l1=1.27e-5, lambda_kl=0.7, rho=0.05,
-                                 dict_size=70),
-  }
-  base = paper.get((dataset, model), paper[('ml-1m', model)])
-  c.defaults.update(dict(base, lr=1e-3, seed=42))
+  # Per-config values not swept: the paper's for this dataset and kind.
+  c.defaults = ml_collections.ConfigDict(paper_defaults(model, dataset))
 
   c.grid = grid_config(
       lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),

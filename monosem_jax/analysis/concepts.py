@@ -1,4 +1,4 @@
-"""Neuron-to-concept matching: activations and purity@K (PAPER.md §6).
+"""Neuron-to-concept matching: activations and purity@K (docs/method.md#evaluation).
 
 purity@K of neuron k for concept c = the fraction of the K items that
 activate k most strongly which carry c. Computed for all neurons x concepts

@@ -13,11 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use('Agg')  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
+RESULTS_PNG = 'sweep_results.png'
 
 PANELS = (
     ('score_mse', 'score-matrix MSE (orig vs recon)', True),
@@ -61,3 +65,14 @@ def plot_sweep(table: pd.DataFrame, x: str = 'lambda_pred',
     fig.savefig(path, dpi=120)
     plt.close(fig)
   return fig
+
+
+def plot_sweep_workdir(workdir: str) -> str:
+  """Draws ``WORKDIR/sweep_results.png`` from ``WORKDIR/sweep_results.csv``.
+
+  Returns the figure's path.
+  """
+  table = pd.read_csv(os.path.join(workdir, 'sweep_results.csv'))
+  path = os.path.join(workdir, RESULTS_PNG)
+  plot_sweep(table, path=path)
+  return path

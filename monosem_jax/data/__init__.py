@@ -1,12 +1,13 @@
-"""Datasets: loaders, the common :class:`Dataset` type, protocol and synthetic world.
+"""Datasets: loaders, the common :class:`Dataset` type, protocol, samplers and
+synthetic world.
 
 Entry point: :func:`load_dataset`.
 """
 
 from monosem_jax.data.dataset import DECADE_BUCKETS, DataError, Dataset
 from monosem_jax.data.loaders import DATASETS, load_dataset
-from monosem_jax.data.protocol import (SamplerTables, Split, make_split,
-                                       sample_negatives)
+from monosem_jax.data.protocol import Split, make_split
+from monosem_jax.data.samplers import SamplerTables, sample_negatives
 
 __all__ = ['DECADE_BUCKETS', 'DATASETS', 'DataError', 'Dataset',
            'SamplerTables', 'Split', 'load_dataset', 'make_split',

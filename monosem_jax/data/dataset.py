@@ -29,6 +29,18 @@ import numpy as np
 from monosem_jax.errors import MonosemError
 
 
+def csr_indptr(rows: np.ndarray, n_rows: int) -> np.ndarray:
+  """CSR row pointer of row-sorted ``rows``: row r spans
+  ``[indptr[r], indptr[r + 1])``.
+
+  >>> csr_indptr(np.array([0, 0, 2]), 3).tolist()
+  [0, 2, 2, 3]
+  """
+  indptr = np.zeros(n_rows + 1, np.int64)
+  np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+  return indptr
+
+
 class DataError(MonosemError):
   """Raised for malformed files, bad options or empty results.
 
@@ -40,7 +52,7 @@ DECADE_BUCKETS = ('<=1969', '1970s', '1980s', '1990s', '2000s+')
 
 
 def decade_bucket(year: np.ndarray) -> np.ndarray:
-  """Maps years to the era buckets of the paper (PAPER.md §6).
+  """Maps years to the era buckets of the paper (docs/method.md#evaluation).
 
   Args:
     year: int array, -1 where unknown.
@@ -134,9 +146,7 @@ class Dataset:
   # -- derived views ------------------------------------------------------
   def csr(self) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(indptr, indices)``: user u's items are ``indices[indptr[u]:indptr[u+1]]``."""
-    indptr = np.zeros(self.n_users + 1, np.int64)
-    np.cumsum(np.bincount(self.users, minlength=self.n_users), out=indptr[1:])
-    return indptr, self.items
+    return csr_indptr(self.users, self.n_users), self.items
 
   @property
   def user_degree(self) -> np.ndarray:

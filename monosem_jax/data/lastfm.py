@@ -1,6 +1,6 @@
 """Last.FM loaders: HetRec 2011 (``lastfm-2k``) and the authors' MSD variant.
 
-Tags become item concepts (PAPER.md §2.2-2.3): tag strings are normalised
+Tags become item concepts (docs/method.md#data): tag strings are normalised
 (lower-case, stripped, spaces and hyphens to ``_``), an exclusion list is
 applied, assignments are counted per (artist, tag), and each artist keeps its
 top-k tags (k = 4; ties broken by tag name). The multi-hot concept table is
@@ -18,7 +18,7 @@ import pandas as pd
 from monosem_jax.data import _io
 from monosem_jax.data.dataset import DataError, Dataset
 
-#: Tags the paper drops before picking each artist's top tags (§2.2).
+#: Tags the paper drops before picking each artist's top tags (docs/method.md#data).
 PAPER_EXCLUDED_TAGS = (
     'beautiful', 'indie', 'alternative', 'singer_songwriter', 'oldies',
     'alternative_rock', 'indie_pop', 'pop_rock', 'ambient', 'experimental',
@@ -80,7 +80,7 @@ def load_lastfm_2k(data_dir: str, *, top_k: int = 4,
     data_dir: folder with ``user_artists.dat``, ``artists.dat``, ``tags.dat``,
       ``user_taggedartists.dat``.
     top_k: tags kept per artist.
-    exclude_tags: ``'paper'`` (the §2.2 list), a list of tags, or None.
+    exclude_tags: ``'paper'`` (the list above), a list of tags, or None.
   """
   if top_k < 1:
     raise DataError(f'lastfm-2k: top_k={top_k} must be >= 1')
@@ -162,7 +162,7 @@ def load_lastfm_msd(data_dir: str, *, min_artist_users: int = 50,
                     exclude_tags: Sequence[str] | str | None = 'paper',
                     tracks_file: str = MSD_TRACKS_FILE,
                     listening_file: str = MSD_LISTENING_FILE) -> Dataset:
-  """Loads the authors' Last.FM variant at artist level (PAPER.md §2.2).
+  """Loads the authors' Last.FM variant at artist level (docs/method.md#data).
 
   Files (Kaggle "Million Song Dataset + Spotify + Last.fm"): ``Music
   Info.csv`` (``track_id, name, artist, ..., tags, ..., year, ...``) and

@@ -22,7 +22,7 @@ import pandas as pd
 from monosem_jax.data import _io
 from monosem_jax.data.dataset import DataError, Dataset
 
-#: The 18 ML-1M genres, in the column order of PAPER.md §2.1.
+#: The 18 ML-1M genres, in the column order of docs/method.md#data.
 ML1M_GENRES = ("Children's", 'Drama', 'Action', 'Comedy', 'Adventure',
                'Documentary', 'Animation', 'Crime', 'Fantasy', 'Film-Noir',
                'Mystery', 'Horror', 'Musical', 'Romance', 'Sci-Fi', 'Thriller',

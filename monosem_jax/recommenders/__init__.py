@@ -1,14 +1,17 @@
-"""Recommenders: logistic MF and MLP-only NCF as pure functions (PAPER.md §3).
+"""Recommenders: logistic MF and MLP-only NCF as pure functions (docs/method.md#recommenders).
 
 Modules:
-  mf, ncf    init / logits as pure functions over params pytrees; the frozen
-             scorers take arbitrary (e.g. reconstructed) embeddings.
-  train      jitted epochs (lax.scan, on-device negatives), checkpointed runs.
-  metrics    full-catalogue ranking metrics and the popularity baseline.
-  artifact   RecommenderArtifact: the frozen model the SAE stage loads.
+  mf, ncf     init / logits / prediction-loss terms as pure functions.
+  scorers     the frozen-scorer interface the SAE stage uses (one per kind).
+  config      TrainConfig.
+  optimizers  sparse SGD / lazy Adam as optax transformations on row updates.
+  loop        one jitted epoch (on-device negatives, shuffle, lax.scan); fit.
+  metrics     full-catalogue ranking metrics and the popularity baseline.
+  artifact    RecommenderArtifact: the frozen model the SAE stage loads.
+  train       the workdir run: load -> baseline -> restore -> fit -> freeze.
 
-This package imports only the model and metric modules eagerly; import
-``monosem_jax.recommenders.train`` / ``.artifact`` for the rest.
+This package imports only the model and metric modules eagerly; import the
+others by name.
 
 Example:
   >>> import jax

@@ -20,8 +20,8 @@ The frozen scorers take arbitrary (e.g. SAE-reconstructed) embeddings:
   ...     synthetic.WorldConfig(n_users=30, n_items=20)), seed=0)
   >>> p = jax.device_get(mf.init(jax.random.PRNGKey(0), 30, 20, 4))
   >>> art = RecommenderArtifact('mf', p, split, {'dataset': 'synthetic'})
-  >>> f = matrix_logits_fn(art)
-  >>> f(art.user_emb[:2], art.item_emb, items=jnp.arange(20)).shape
+  >>> s = art.scorer()
+  >>> s.matrix_logits(art.user_emb[:2], art.item_emb, items=jnp.arange(20)).shape
   (2, 20)
 """
 
@@ -30,17 +30,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from monosem_jax import files
+from monosem_jax.data.protocol import Split
 from monosem_jax.errors import MonosemError
-from monosem_jax.recommenders import get_model, mf, ncf
+from monosem_jax.recommenders import get_model, scorers
 
 FORMAT = 1
 _FILES = ('params.npz', 'split.npz', 'meta.json')
@@ -139,6 +138,12 @@ class RecommenderArtifact:
   def dim(self) -> int:
     return self.user_emb.shape[1]
 
+  def scorer(self, **options):
+    """The frozen scorer of this recommender
+    (:func:`~monosem_jax.recommenders.scorers.make_scorer`; options:
+    ``mf_impl``, ``pred_loss``, ``eval_chunk``)."""
+    return scorers.make_scorer(self.kind, self.params, **options)
+
   def user_item_logits(self, users) -> jax.Array:
     """``(B, n_items)`` logits of user indices (the trained model itself)."""
     return get_model(self.kind).user_item_logits(
@@ -147,33 +152,14 @@ class RecommenderArtifact:
   def save(self, directory: str) -> str:
     """Writes the artifact atomically to ``directory`` (replacing it)."""
     directory = os.path.abspath(os.fspath(directory))
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-',
-                           dir=parent)
-    try:
+    with files.atomic_directory(directory) as tmp:
       with open(os.path.join(tmp, 'params.npz'), 'wb') as f:
         np.savez(f, **flatten_params(jax.device_get(self.params)))
       with open(os.path.join(tmp, 'split.npz'), 'wb') as f:
         np.savez(f, **self.split.arrays())
       with open(os.path.join(tmp, 'meta.json'), 'w') as f:
         json.dump({'format': FORMAT, 'kind': self.kind,
-                   'meta': _jsonable(self.meta)}, f, indent=2)
-      for name in _FILES:
-        with open(os.path.join(tmp, name), 'rb') as f:
-          os.fsync(f.fileno())
-      old = None
-      if os.path.exists(directory):
-        old = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.old-',
-                               dir=parent)
-        os.rmdir(old)
-        os.replace(directory, old)
-      os.replace(tmp, directory)
-      if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
+                   'meta': files.jsonable(self.meta)}, f, indent=2)
     return directory
 
   @classmethod
@@ -184,7 +170,6 @@ class RecommenderArtifact:
       ArtifactError: the folder or one of its files is missing or corrupt;
         the message names the path.
     """
-    from monosem_jax.data.protocol import Split  # pylint: disable=import-outside-toplevel
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
       raise ArtifactError(f'no recommender artifact at {directory!r} (not a '
@@ -224,76 +209,3 @@ class RecommenderArtifact:
       raise ArtifactError(f'corrupt recommender artifact: cannot read '
                           f'{path!r}: {type(e).__name__}: {e}') from e
     return art
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  if isinstance(x, np.generic):
-    return x.item()
-  return x
-
-
-def _bias(table, idx):
-  return 0.0 if idx is None else table[idx]
-
-
-def pair_logits_fn(artifact: RecommenderArtifact) -> Callable:
-  """A jittable frozen scorer of paired embeddings.
-
-  ``f(user_vecs (..., d), item_vecs (..., d), users=None, items=None) ->
-  (...)`` logits. MF: ``<u, i>`` (+ ``b_u``, ``b_i``); NCF: the frozen MLP
-  (+ biases if the model has them). A bias is added only when the
-  corresponding index array (same leading shape) is given; the params are
-  closed over and receive no gradient.
-  """
-  frozen = jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a)),
-                        get_model(artifact.kind).frozen_scorer(artifact.params))
-  ub = frozen.get('user_bias')
-  ib = frozen.get('item_bias')
-
-  if artifact.kind == 'mf':
-    def f(user_vecs, item_vecs, users=None, items=None):
-      return mf.embedding_logits(user_vecs, item_vecs,
-                                 0.0 if ub is None else _bias(ub, users),
-                                 0.0 if ib is None else _bias(ib, items))
-  else:
-    def f(user_vecs, item_vecs, users=None, items=None):
-      out = ncf.mlp_logits(frozen['mlp'], user_vecs, item_vecs)
-      if ub is not None and users is not None:
-        out = out + ub[users]
-      if ib is not None and items is not None:
-        out = out + ib[items]
-      return out
-  return f
-
-
-def matrix_logits_fn(artifact: RecommenderArtifact) -> Callable:
-  """A jittable frozen scorer of every user vector against every item vector.
-
-  ``f(user_vecs (U, d), item_vecs (I, d), users=None, items=None) -> (U, I)``
-  logits; ``users`` ``(U,)`` / ``items`` ``(I,)`` add the biases as in
-  :func:`pair_logits_fn` (pass ``items=jnp.arange(n_items)`` when ranking
-  the whole catalogue so the item biases count).
-  """
-  frozen = jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a)),
-                        get_model(artifact.kind).frozen_scorer(artifact.params))
-  ub = frozen.get('user_bias')
-  ib = frozen.get('item_bias')
-
-  def biases(users, items):
-    return (0.0 if ub is None or users is None else ub[users],
-            0.0 if ib is None or items is None else ib[items])
-
-  if artifact.kind == 'mf':
-    def f(user_vecs, item_vecs, users=None, items=None):
-      return mf.matrix_logits(user_vecs, item_vecs, *biases(users, items))
-  else:
-    def f(user_vecs, item_vecs, users=None, items=None):
-      return ncf.matrix_logits(frozen['mlp'], user_vecs, item_vecs,
-                               *biases(users, items))
-  return f

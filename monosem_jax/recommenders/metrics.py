@@ -1,4 +1,4 @@
-"""Full-catalogue ranking metrics (PAPER.md §6), vectorised over user blocks.
+"""Full-catalogue ranking metrics (docs/method.md#evaluation), vectorised over user blocks.
 
 No sampled metrics (Krichene & Rendle, KDD 2020): every user is ranked
 against the whole catalogue. A user's training positives are masked (they can

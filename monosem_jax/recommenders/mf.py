@@ -1,4 +1,4 @@
-"""Logistic matrix factorisation as pure functions (PAPER.md §3).
+"""Logistic matrix factorisation as pure functions (docs/method.md#recommenders).
 
 score(u, i) = b_u + b_i + p_u . q_i   (a logit; sigmoid gives the probability)
 
@@ -26,7 +26,7 @@ Params = dict
 
 def init(key: jax.Array, n_users: int, n_items: int, dim: int,
          dtype=jnp.float32) -> Params:
-  """P, Q ~ N(0, (1/dim)^2); biases zero (PAPER.md §3)."""
+  """P, Q ~ N(0, (1/dim)^2); biases zero (docs/method.md#recommenders)."""
   ku, ki = jax.random.split(key)
   return {
       'user_emb': jax.random.normal(ku, (n_users, dim), dtype) / dim,
@@ -95,6 +95,60 @@ def rows_logits(dense: Params, rows: Params) -> jax.Array:
                           rows['user_bias'], rows['item_bias'])
 
 
-def frozen_scorer(params: Params) -> Params:
-  """The part of the params a frozen scorer needs besides the embeddings."""
-  return {'user_bias': params['user_bias'], 'item_bias': params['item_bias']}
+# Prediction-aware loss terms (docs/method.md#prediction-loss): original
+# embeddings and scores enter under stop_gradient.
+
+sg = jax.lax.stop_gradient
+
+
+def score_mse(U: jax.Array, I: jax.Array, U_hat: jax.Array, I_hat: jax.Array,
+              orig_scores: jax.Array | None = None) -> jax.Array:
+  """MF prediction loss ``mean((U_hat I_hat^T - U I^T)^2)`` (logit space).
+
+  Direct form that builds the ``(Bu, Bi)`` matrices. Biases cancel and are
+  left out.
+
+  Args:
+    U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
+    orig_scores: optional precomputed ``U @ I.T`` ``(Bu, Bi)``.
+
+  Returns:
+    scalar.
+  """
+  if orig_scores is None:
+    orig_scores = U @ I.T
+  return jnp.mean(jnp.square(U_hat @ I_hat.T - sg(orig_scores)))
+
+
+def score_mse_gram(U: jax.Array, I: jax.Array, U_hat: jax.Array,
+                   I_hat: jax.Array, gram_uu: jax.Array | None = None
+                   ) -> jax.Array:
+  """Exactly :func:`score_mse`, through ``d x d`` Gram matrices only.
+
+  With ``E_u = U_hat - U`` and ``E_i = I_hat - I``,
+  ``U_hat I_hat^T - U I^T = E_u I_hat^T + U E_i^T``, and
+  ``||A B^T||_F^2 = sum((A^T A) * (B^T B))`` gives::
+
+    ||.||^2 = sum(E_u'E_u * I_hat'I_hat) + 2 sum(E_u'U * I_hat'E_i)
+              + sum(U'U * E_i'E_i)
+
+  Every term is second order in the errors, so nothing large cancels (float32
+  stays accurate when the reconstruction is good), and the ``Bu x Bi`` matrix
+  never exists: cost ``O((Bu + Bi) d^2)`` instead of ``O(Bu Bi d)``.
+
+  Args:
+    U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
+    gram_uu: optional precomputed ``U.T @ U`` ``(d, d)`` (shared by configs).
+
+  Returns:
+    scalar, the mean over the ``Bu x Bi`` score matrix.
+  """
+  U, I = sg(U), sg(I)
+  if gram_uu is None:
+    gram_uu = U.T @ U
+  e_u = U_hat - U
+  e_i = I_hat - I
+  total = (jnp.sum((e_u.T @ e_u) * (I_hat.T @ I_hat))
+           + 2.0 * jnp.sum((e_u.T @ U) * (I_hat.T @ e_i))
+           + jnp.sum(sg(gram_uu) * (e_i.T @ e_i)))
+  return total / (U.shape[0] * I.shape[0])

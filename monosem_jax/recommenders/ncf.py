@@ -1,4 +1,4 @@
-"""MLP-only neural collaborative filtering as pure functions (PAPER.md §3).
+"""MLP-only neural collaborative filtering as pure functions (docs/method.md#recommenders).
 
 logit(u, i) = MLP([e_u ; e_i]) (+ b_u + b_i when biases are on); one sigmoid
 gives the probability. MLP: 2d -> 64 -> 32 -> 16 -> 1 with ReLU between.
@@ -128,10 +128,45 @@ def rows_logits(dense: Params, rows: Params) -> jax.Array:
           + rows.get('user_bias', 0.0) + rows.get('item_bias', 0.0))
 
 
-def frozen_scorer(params: Params) -> Params:
-  """The part of the params a frozen scorer needs besides the embeddings."""
-  out = {'mlp': params['mlp']}
-  for k in ('user_bias', 'item_bias'):
-    if k in params:
-      out[k] = params[k]
-  return out
+# Prediction-aware loss terms (docs/method.md#prediction-loss): original
+# embeddings and the MLP enter under stop_gradient.
+
+sg = jax.lax.stop_gradient
+
+
+def target_probs(mlp: Sequence[dict], U: jax.Array, I: jax.Array,
+                 bias: jax.Array | float = 0.0) -> jax.Array:
+  """Frozen-MLP probabilities ``y = sigmoid(f([u; i]) + bias)`` ``(B,)``.
+
+  Independent of the SAE: compute once per batch, under stop_gradient.
+  """
+  return sg(jax.nn.sigmoid(mlp_logits(sg(mlp), sg(U), sg(I)) + bias))
+
+
+def prediction_loss(mlp: Sequence[dict], U_hat: jax.Array, I_hat: jax.Array,
+                    target: jax.Array, kind: str = 'bce',
+                    bias: jax.Array | float = 0.0) -> jax.Array:
+  """NCF prediction loss through the frozen MLP on paired reconstructions.
+
+  ``y_hat = sigmoid(f([u_hat; i_hat]) + bias)``. 'bce':
+  ``mean(-y log y_hat - (1 - y) log(1 - y_hat))`` with the soft target ``y``,
+  computed from logits (``softplus(l) - y l``, stable); 'mse':
+  ``mean((y_hat - y)^2)`` in probability space.
+
+  Args:
+    mlp: the frozen ``params['mlp']`` list (stop_gradient applied here).
+    U_hat: ``(B, d)``; I_hat: ``(B, d)`` paired row by row.
+    target: ``(B,)`` original probabilities from :func:`target_probs`.
+    kind: 'bce' | 'mse'.
+    bias: optional ``(B,)`` user + item bias logits (frozen).
+
+  Returns:
+    scalar.
+  """
+  logits = mlp_logits(sg(mlp), U_hat, I_hat) + sg(bias)
+  y = sg(target)
+  if kind == 'bce':
+    return jnp.mean(jax.nn.softplus(logits) - y * logits)
+  if kind == 'mse':
+    return jnp.mean(jnp.square(jax.nn.sigmoid(logits) - y))
+  raise ValueError(f'ncf.prediction_loss: kind={kind!r}, expected bce | mse')

@@ -1,4 +1,4 @@
-"""Sparse autoencoders (PAPER.md §4) and their losses (§5) as pure functions.
+"""Sparse autoencoders (docs/method.md#sparse-autoencoder) and their losses (docs/method.md#objective) as pure functions.
 
 ``model``: init / encode / decode / activations / Matryoshka prefixes.
 ``losses``: embedding MSE, MF and NCF prediction-aware losses, L1, KL.

@@ -1,37 +1,29 @@
-"""SAE training losses as pure functions (PAPER.md §5).
+"""SAE training losses as pure functions (docs/method.md#objective).
 
 Notation: ``U`` ``(Bu, d)`` and ``I`` ``(Bi, d)`` are batches of original
 embeddings, ``U_hat``, ``I_hat`` their reconstructions, ``z`` latents
 ``(B, n)`` and ``mask`` the ``(n,)`` bool latent mask of a config's dictionary
 size (latents beyond it are excluded from every mean).
 
-Recommender quantities (original embeddings, original scores, the frozen MLP)
-enter under ``jax.lax.stop_gradient``: no gradient ever reaches them. Terms
-that do not depend on the SAE (the original scores, the Gram matrix
-``U^T U``) can be passed in precomputed, so a sweep computes them once per
-batch for all configs.
+Original embeddings enter under ``jax.lax.stop_gradient``: no gradient ever
+reaches the recommender. The prediction-aware term goes through the frozen
+recommender, so it lives with the recommenders
+(:mod:`monosem_jax.recommenders.scorers`) and reaches the SAE objective as an
+argument (:mod:`monosem_jax.sae.objective`).
 
 Example:
   >>> import jax.numpy as jnp
   >>> U, I = jnp.ones((3, 2)), jnp.ones((4, 2))
   >>> float(embedding_loss(U, U, I, I + 1.0))
   1.0
-  >>> float(mf_score_mse(U, I, U, I))
-  0.0
-  >>> float(mf_score_mse_gram(U, I, 2 * U, I))    # logits 2 -> 4
-  4.0
   >>> round(float(kl_sparsity(jnp.full((5, 3), 0.05), 0.05)[0]), 6)
   0.0
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
-
-from monosem_jax.recommenders import ncf
 
 KL_CLAMP = 1e-6
 KL_EPS = 1e-6
@@ -71,99 +63,6 @@ def matryoshka_embedding_loss(U: jax.Array, U_hats: jax.Array, I: jax.Array,
   return jnp.sum(per)
 
 
-def mf_score_mse(U: jax.Array, I: jax.Array, U_hat: jax.Array,
-                 I_hat: jax.Array, orig_scores: jax.Array | None = None
-                 ) -> jax.Array:
-  """MF prediction loss ``mean((U_hat I_hat^T - U I^T)^2)`` (logit space).
-
-  Direct form that builds the ``(Bu, Bi)`` matrices. Biases cancel and are
-  left out.
-
-  Args:
-    U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
-    orig_scores: optional precomputed ``U @ I.T`` ``(Bu, Bi)``.
-
-  Returns:
-    scalar.
-  """
-  if orig_scores is None:
-    orig_scores = U @ I.T
-  return jnp.mean(jnp.square(U_hat @ I_hat.T - sg(orig_scores)))
-
-
-def mf_score_mse_gram(U: jax.Array, I: jax.Array, U_hat: jax.Array,
-                      I_hat: jax.Array, gram_uu: jax.Array | None = None
-                      ) -> jax.Array:
-  """Exactly :func:`mf_score_mse`, through ``d x d`` Gram matrices only.
-
-  With ``E_u = U_hat - U`` and ``E_i = I_hat - I``,
-  ``U_hat I_hat^T - U I^T = E_u I_hat^T + U E_i^T``, and
-  ``||A B^T||_F^2 = sum((A^T A) * (B^T B))`` gives::
-
-    ||.||^2 = sum(E_u'E_u * I_hat'I_hat) + 2 sum(E_u'U * I_hat'E_i)
-              + sum(U'U * E_i'E_i)
-
-  Every term is second order in the errors, so nothing large cancels (float32
-  stays accurate when the reconstruction is good), and the ``Bu x Bi`` matrix
-  never exists: cost ``O((Bu + Bi) d^2)`` instead of ``O(Bu Bi d)``.
-
-  Args:
-    U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
-    gram_uu: optional precomputed ``U.T @ U`` ``(d, d)`` (shared by configs).
-
-  Returns:
-    scalar, the mean over the ``Bu x Bi`` score matrix.
-  """
-  U, I = sg(U), sg(I)
-  if gram_uu is None:
-    gram_uu = U.T @ U
-  e_u = U_hat - U
-  e_i = I_hat - I
-  total = (jnp.sum((e_u.T @ e_u) * (I_hat.T @ I_hat))
-           + 2.0 * jnp.sum((e_u.T @ U) * (I_hat.T @ e_i))
-           + jnp.sum(sg(gram_uu) * (e_i.T @ e_i)))
-  return total / (U.shape[0] * I.shape[0])
-
-
-def ncf_target_probs(mlp: Sequence[dict], U: jax.Array, I: jax.Array,
-                     bias: jax.Array | float = 0.0) -> jax.Array:
-  """Frozen-MLP probabilities ``y = sigmoid(f([u; i]) + bias)`` ``(B,)``.
-
-  Independent of the SAE: compute once per batch, under stop_gradient.
-  """
-  return sg(jax.nn.sigmoid(ncf.mlp_logits(sg(mlp), sg(U), sg(I)) + bias))
-
-
-def ncf_prediction_loss(mlp: Sequence[dict], U_hat: jax.Array,
-                        I_hat: jax.Array, target: jax.Array,
-                        kind: str = 'bce', bias: jax.Array | float = 0.0
-                        ) -> jax.Array:
-  """NCF prediction loss through the frozen MLP on paired reconstructions.
-
-  ``y_hat = sigmoid(f([u_hat; i_hat]) + bias)``. 'bce':
-  ``mean(-y log y_hat - (1 - y) log(1 - y_hat))`` with the soft target ``y``,
-  computed from logits (``softplus(l) - y l``, stable); 'mse':
-  ``mean((y_hat - y)^2)`` in probability space.
-
-  Args:
-    mlp: the frozen ``params['mlp']`` list (stop_gradient applied here).
-    U_hat: ``(B, d)``; I_hat: ``(B, d)`` paired row by row.
-    target: ``(B,)`` original probabilities from :func:`ncf_target_probs`.
-    kind: 'bce' | 'mse'.
-    bias: optional ``(B,)`` user + item bias logits (frozen).
-
-  Returns:
-    scalar.
-  """
-  logits = ncf.mlp_logits(sg(mlp), U_hat, I_hat) + sg(bias)
-  y = sg(target)
-  if kind == 'bce':
-    return jnp.mean(jax.nn.softplus(logits) - y * logits)
-  if kind == 'mse':
-    return jnp.mean(jnp.square(jax.nn.sigmoid(logits) - y))
-  raise ValueError(f'ncf_prediction_loss: kind={kind!r}, expected bce | mse')
-
-
 def _active_count(z: jax.Array, mask: jax.Array | None) -> jax.Array:
   return z.shape[-1] if mask is None else jnp.sum(mask)
 
@@ -183,7 +82,7 @@ def l1_penalty(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 def kl_sparsity(z: jax.Array, rho: jax.Array | float,
                 mask: jax.Array | None = None
                 ) -> tuple[jax.Array, jax.Array]:
-  """KL sparsity on the batch-mean activation (PAPER.md §5).
+  """KL sparsity on the batch-mean activation (docs/method.md#objective).
 
   ``rho_hat_j = clamp(mean_b z_bj, 1e-6, 1 - 1e-6)``;
   ``KL = sum_j rho log((rho+eps)/(rho_hat_j+eps))

@@ -1,4 +1,4 @@
-"""Sparse autoencoders as pure functions over a params pytree (PAPER.md §4).
+"""Sparse autoencoders as pure functions over a params pytree (docs/method.md#sparse-autoencoder).
 
 One SAE explains a recommender's user *and* item embeddings with shared
 weights. Everything that changes shapes or code paths lives in the static,
@@ -28,7 +28,7 @@ x_hat^(m) decodes it with units >= m zeroed. :func:`forward` always returns a
 ``(P, ..., d)`` stack of reconstructions whose last entry is the full one
 (``P = 1`` without Matryoshka).
 
-Initialisation (PAPER.md §4): W ~ U(+-1/sqrt(d)) (PyTorch ``nn.Linear``
+Initialisation (docs/method.md#sparse-autoencoder): W ~ U(+-1/sqrt(d)) (PyTorch ``nn.Linear``
 default), biases zero, an untied decoder starts equal to W. Each row of W is
 drawn from ``fold_in(key, row)``, so the first m rows of a size-M init equal a
 size-m init ("prefix-stable"): a size-m config inside a size-M sweep starts
@@ -106,12 +106,12 @@ class SAEConfig:
 
   @classmethod
   def mf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
-    """MF-SAE of PAPER.md §4: normalised, pre-bias, tied."""
+    """MF-SAE of docs/method.md#sparse-autoencoder: normalised, pre-bias, tied."""
     return cls(d=d, n_latents=n_latents, normalize=True, pre_bias=True, **kw)
 
   @classmethod
   def ncf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
-    """NCF-SAE of PAPER.md §4: raw inputs, no pre-bias, tied."""
+    """NCF-SAE of docs/method.md#sparse-autoencoder: raw inputs, no pre-bias, tied."""
     return cls(d=d, n_latents=n_latents, normalize=False, pre_bias=False, **kw)
 
   @property
@@ -158,7 +158,7 @@ def latent_mask(dict_size: jax.Array | int, n_latents: int) -> jax.Array:
 
 def normalize(x: jax.Array, eps: float = NORM_EPS
               ) -> tuple[jax.Array, NormStats]:
-  """Per-sample normalisation of ``x`` ``(..., d)`` (PAPER.md §4).
+  """Per-sample normalisation of ``x`` ``(..., d)`` (docs/method.md#sparse-autoencoder).
 
   Returns:
     ``x_n = (x - mu) / (sigma + eps)`` and ``NormStats(mu, sigma)`` with
@@ -267,7 +267,7 @@ def decode(params: Params, z: jax.Array, cfg: SAEConfig,
 
   Args:
     stats: the samples' own :class:`NormStats` (required iff
-      ``cfg.normalize``; PAPER.md §6 edits decode with the edited vector's own
+      ``cfg.normalize``; docs/method.md#evaluation edits decode with the edited vector's own
       mu and sigma).
   """
   return _finish(params, z @ decoder_weights(params, cfg), cfg, stats)

@@ -1,20 +1,27 @@
 """Hyper-parameter sweeps of SAEs: many configs trained together by vmap.
 
-``spec``: SweepSpec (static) + SweepParams (per-config arrays), validation.
-``engine``: init_sweep / run_epoch / train_sweep (the vmapped, scanned step).
-``metrics``: evaluate_configs (per-config L0, dead fraction, FVE, score MSE).
-``sharding``: config axis over all devices (Mesh + NamedSharding).
-``checkpoint``: orbax checkpoints, resume, load_config(workdir, i).
+Layers, each importing only those above it:
 
-See :mod:`monosem_jax.sweep.engine` for the usage pattern.
+``spec``       SweepSpec (static) + SweepHparams (per-config arrays), validation,
+               the paper's defaults.
+``state``      SweepInputs, SweepState (pytrees), init_sweep.
+``batches``    how an epoch's batches are drawn.
+``step``       the vmapped objective and Adam update; one jitted epoch.
+``sharding``   the config axis over all devices (Mesh + NamedSharding).
+``checkpoint`` orbax checkpoints, sweep.json, load_config(workdir, i).
+``driver``     train_sweep: epochs, checkpoints, resume.
+``metrics``    evaluate_configs (per-config L0, dead fraction, FVE, score MSE).
+``runner``     run_sweep: recommender workdir -> sweep_results.csv.
+
+See :mod:`monosem_jax.sweep.driver` for the usage pattern.
 """
 
-from monosem_jax.sweep.engine import (SweepData, SweepState, epoch_indices,
-                                      init_sweep, run_epoch, train_sweep)
+from monosem_jax.sweep.driver import run_epoch, train_sweep
 from monosem_jax.sweep.metrics import evaluate_configs
-from monosem_jax.sweep.spec import (SweepConfigError, SweepParams, SweepSpec,
+from monosem_jax.sweep.spec import (SweepConfigError, SweepHparams, SweepSpec,
                                     validate)
+from monosem_jax.sweep.state import SweepInputs, SweepState, init_sweep
 
-__all__ = ['SweepConfigError', 'SweepData', 'SweepParams', 'SweepSpec',
-           'SweepState', 'epoch_indices', 'evaluate_configs', 'init_sweep',
-           'run_epoch', 'train_sweep', 'validate']
+__all__ = ['SweepConfigError', 'SweepHparams', 'SweepInputs', 'SweepSpec',
+           'SweepState', 'evaluate_configs', 'init_sweep', 'run_epoch',
+           'train_sweep', 'validate']

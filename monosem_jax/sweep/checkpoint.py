@@ -5,7 +5,7 @@ Layout of a sweep workdir::
   workdir/
     sweep.json              spec + every config's hyper-parameters
     checkpoints/<epoch>/    orbax CheckpointManager steps (numbered by epoch)
-      state/                every leaf of the SweepState: stacked SAE params,
+      state/                every leaf of the SweepState: stacked SAE weights,
                             Adam state, data RNG key, epoch, step, finite,
                             diverged_step
       meta/                 JSON: epoch and the per-epoch histories so far
@@ -17,8 +17,8 @@ checkpoint intact, and a resumed sweep finishes bitwise-identical to an
 uninterrupted one (the state holds everything the next epoch reads).
 
 Example:
-  >>> # state, hist = engine.train_sweep(spec, params, data, workdir='/tmp/w',
-  >>> #                                  checkpoint_every=2)
+  >>> # state, hist = driver.train_sweep(spec, hparams, inputs, scorer, key,
+  >>> #                                    workdir="/tmp/w", checkpoint_every=2)
   >>> # sae_i, hp_i = load_config('/tmp/w', 3)   # config 3, trimmed to its size
 """
 
@@ -32,22 +32,23 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from monosem_jax import files
+from monosem_jax import checkpoints, files
 from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
-from monosem_jax.sweep.spec import SweepParams, SweepSpec, dumps, loads
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec, dumps, loads
+from monosem_jax.sweep.state import init_sweep
 
 SWEEP_JSON = 'sweep.json'
 CKPT_DIR = 'checkpoints'
 
 
-def write_sweep_json(workdir: str, spec: SweepSpec, params: SweepParams,
+def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
                      provenance: Mapping[str, Any] | None = None) -> None:
   """Writes ``workdir/sweep.json`` atomically, or checks the one there.
 
   Args:
     workdir: the sweep folder.
-    spec, params: the sweep (``params``: the real configs, not padded).
+    spec, hparams: the sweep (``hparams``: the real configs, not padded).
     provenance: what the sweep explains, e.g. ``{'recommender': {'kind',
       'dataset', 'fingerprint', 'workdir'}}`` (see
       :func:`~monosem_jax.sweep.runner.run_sweep`). On resume the recommender
@@ -59,15 +60,15 @@ def write_sweep_json(workdir: str, spec: SweepSpec, params: SweepParams,
   """
   path = os.path.join(workdir, SWEEP_JSON)
   if os.path.exists(path):
-    old_spec, old_params, old_prov = read_sweep_json(workdir, provenance=True)
+    old_spec, old_hparams, old_prov = read_sweep_json(workdir, provenance=True)
     if (old_spec != spec
-        or json.dumps(old_params.to_json_dict()) != json.dumps(params.to_json_dict())):
+        or json.dumps(old_hparams.to_json_dict()) != json.dumps(hparams.to_json_dict())):
       raise WorkdirError(f'{path} describes a different sweep (its spec or '
                          'configs differ); use a fresh --workdir to start a '
                          'new one')
     _check_provenance(path, old_prov, provenance)
     return
-  files.atomic_write_text(path, dumps(spec, params, provenance))
+  files.atomic_write_text(path, dumps(spec, hparams, provenance))
 
 
 def _describe(rec: Mapping[str, Any]) -> str:
@@ -95,31 +96,21 @@ def _check_provenance(path: str, old: Mapping[str, Any] | None,
 
 
 def read_sweep_json(workdir: str, provenance: bool = False):
-  """``(spec, params)`` of a sweep workdir (with ``provenance``: a triple)."""
+  """``(spec, hparams)`` of a sweep workdir (with ``provenance``: a triple)."""
   with open(os.path.join(workdir, SWEEP_JSON)) as f:
-    spec, params, prov = loads(f.read())
-  return (spec, params, prov) if provenance else (spec, params)
+    spec, hparams, prov = loads(f.read())
+  return (spec, hparams, prov) if provenance else (spec, hparams)
 
 
 def make_manager(workdir: str, max_to_keep: int | None = 2
                  ) -> ocp.CheckpointManager:
-  """An orbax CheckpointManager under ``workdir/checkpoints`` (synchronous)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                         enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CKPT_DIR)),
-                               options=options, item_names=('state', 'meta'))
+  """The sweep's CheckpointManager under ``workdir/checkpoints``."""
+  return checkpoints.make_manager(os.path.join(workdir, CKPT_DIR), max_to_keep)
 
 
 def saved_epochs(workdir: str) -> list[int]:
   """The epochs that have a finished checkpoint under ``workdir`` (sorted)."""
-  directory = os.path.join(workdir, CKPT_DIR)
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-
-
-def _leaf_dict(state) -> dict[str, Any]:
-  return {f'leaf_{j:04d}': x for j, x in enumerate(jax.tree.leaves(state))}
+  return checkpoints.saved_steps(os.path.join(workdir, CKPT_DIR))
 
 
 def _encode_histories(histories):
@@ -136,13 +127,9 @@ def _decode_histories(raw):
 def save(manager: ocp.CheckpointManager, state, histories=()) -> None:
   """Saves ``state`` (and the histories so far) as step ``state.epoch``."""
   epoch = int(np.asarray(state.epoch))
-  manager.save(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_leaf_dict(state)),
-      meta=ocp.args.JsonSave({'epoch': epoch,
-                              'num_configs': state.num_configs,
-                              'histories': _encode_histories(histories)})),
-      force=True)
-  manager.wait_until_finished()
+  checkpoints.save(manager, epoch, state, {
+      'epoch': epoch, 'num_configs': state.num_configs,
+      'histories': _encode_histories(histories)})
 
 
 def saved_num_configs(manager: ocp.CheckpointManager,
@@ -152,9 +139,7 @@ def saved_num_configs(manager: ocp.CheckpointManager,
   The count depends on the device count it was written with (configs are
   padded to a multiple of it); None if the checkpoint does not say.
   """
-  step = manager.latest_step() if step is None else step
-  meta = manager.restore(step, args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore()))['meta']
+  meta = checkpoints.restore_meta(manager, step)
   if 'num_configs' in meta:
     return int(meta['num_configs'])
   hist = meta.get('histories') or []
@@ -166,47 +151,39 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
 
   Args:
     template: a state with the right structure, shapes and shardings (e.g.
-      ``init_sweep(spec, params)``, placed as the run will be).
+      ``init_sweep(spec, hparams)``, placed as the run will be).
   """
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint under {manager.directory}')
-  abstract = _leaf_dict(template)
-  out = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-  leaves = [out['state'][k] for k in sorted(abstract)]
-  state = jax.tree.unflatten(jax.tree.structure(template), leaves)
-  return state, _decode_histories(out['meta']['histories'])
+  state, meta = checkpoints.restore(manager, template, step)
+  return state, _decode_histories(meta['histories'])
 
 
 def restore_sweep(workdir: str, step: int | None = None):
-  """Everything a workdir holds: ``(spec, params, state, histories)``.
+  """Everything a workdir holds: ``(spec, hparams, state, histories)``.
 
-  ``params`` and every per-config leaf cover the real configs only (the
+  ``hparams`` and every per-config leaf cover the real configs only (the
   padding a sharded run added is dropped).
   """
-  from monosem_jax.sweep.engine import init_sweep
-  spec, params = read_sweep_json(workdir)
-  n = params.num_configs
+  spec, hparams = read_sweep_json(workdir)
+  n = hparams.num_configs
   manager = make_manager(workdir, max_to_keep=None)
   try:
     saved = saved_num_configs(manager, step) or n
-    template = init_sweep(spec, params.pad_to(saved))
+    template = init_sweep(spec, hparams.pad_to(saved))
     state, histories = restore(manager, template, step)
   finally:
     manager.close()
   keep = np.arange(n)
-  return (spec, params, state.take(keep),
+  return (spec, hparams, state.take(keep),
           [{k: np.asarray(v)[keep] for k, v in h.items()} for h in histories])
 
 
-def config_from_state(spec: SweepSpec, params: SweepParams, state, i: int
+def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int
                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   """Config ``i`` of a (restored) sweep; see :func:`load_config`."""
-  if not 0 <= i < params.num_configs:
-    raise IndexError(f'config {i} not in [0, {params.num_configs})')
+  if not 0 <= i < hparams.num_configs:
+    raise IndexError(f'config {i} not in [0, {hparams.num_configs})')
   sae = jax.tree.map(lambda x: np.asarray(x)[i], state.sae)
-  hp = params.config(i)
+  hp = hparams.config(i)
   sae = model.trim(sae, hp['dict_size'])
   cfg = spec.sae
   prefixes = tuple(m for m in cfg.prefixes if m < hp['dict_size'])
@@ -226,7 +203,7 @@ def load_config(workdir: str, i: int, step: int | None = None
   """Config ``i`` of a checkpointed sweep.
 
   Returns:
-    ``(sae_params, hparams)``: numpy SAE params trimmed to the config's
+    ``(sae_params, hparams)``: numpy SAE weights trimmed to the config's
     dictionary size (``W`` ``(dict_size, d)``, ...), and its hyper-parameters
     plus ``finite``, ``diverged_step``, ``epoch`` and the static SAE
     architecture fields (``sae_config``: kwargs of
@@ -234,5 +211,5 @@ def load_config(workdir: str, i: int, step: int | None = None
     To read many configs, :func:`restore_sweep` once and call
     :func:`config_from_state`.
   """
-  spec, params, state, _ = restore_sweep(workdir, step)
-  return config_from_state(spec, params, state, i)
+  spec, hparams, state, _ = restore_sweep(workdir, step)
+  return config_from_state(spec, hparams, state, i)

@@ -6,11 +6,12 @@
    and the protocol split it was trained on);
 2. build the static :class:`~monosem_jax.sweep.spec.SweepSpec` (model kind
    and width from the artifact) and the per-config
-   :class:`~monosem_jax.sweep.spec.SweepParams` grid;
-3. train every config together (:func:`~monosem_jax.sweep.engine.train_sweep`:
+   :class:`~monosem_jax.sweep.spec.SweepHparams` grid;
+3. train every config together (:func:`~monosem_jax.sweep.driver.train_sweep`:
    vmapped, sharded over all devices, orbax checkpoints, automatic resume);
 4. evaluate every config on the SAE-test users and write one CSV row per
-   config (atomically), plus a figure of the metrics against lambda_pred.
+   config (atomically). The launcher draws the figure from the CSV
+   (:mod:`monosem_jax.analysis.sweep_figures`).
 
 Example (on a synthetic recommender)::
 
@@ -32,16 +33,15 @@ from monosem_jax import files
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
 from monosem_jax.sweep import checkpoint, sharding
-from monosem_jax.sweep.engine import (SweepData, evaluate_configs,
-                                      positive_pairs_of, steps_per_epoch,
-                                      train_sweep)
-from monosem_jax.sweep.spec import FIELDS, SweepParams, SweepSpec, validate
+from monosem_jax.sweep.batches import steps_per_epoch
+from monosem_jax.sweep.driver import train_sweep
+from monosem_jax.sweep.metrics import evaluate_configs
+from monosem_jax.sweep.spec import FIELDS, SweepHparams, SweepSpec, validate
+from monosem_jax.sweep.state import SweepInputs, positive_pairs_of
 
 RESULTS_CSV = 'sweep_results.csv'
-RESULTS_PNG = 'sweep_results.png'
-_HISTORY_TERMS = ('loss', 'emb', 'pred', 'l1', 'kl', 'n_clamped', 'l0')
-_METRICS = ('l0_users', 'l0_items', 'dead_frac', 'fve_users', 'fve_items',
-            'fve', 'emb_mse_users', 'emb_mse_items', 'score_mse')
+#: Per-config columns of the CSV that are not a metric or a final term.
+_STATUS_KEYS = ('finite', 'diverged_step', 'dict_size')
 
 
 def load_artifact(rec_workdir: str) -> RecommenderArtifact:
@@ -75,14 +75,14 @@ def load_artifact(rec_workdir: str) -> RecommenderArtifact:
 def check_recommender(config, artifact: RecommenderArtifact) -> None:
   """Refuses a sweep config written for another recommender kind or dataset.
 
-  ``config.model`` must equal the artifact's kind; ``config.dataset`` its
+  ``config.kind`` must equal the artifact's kind; ``config.dataset`` its
   dataset unless ``config.allow_other_dataset``. A config without these
   keys (built by hand) is not checked.
 
   Raises:
     ConfigError: naming both sides and the matching config argument.
   """
-  model = config.get('model')
+  model = config.get('kind')
   dataset = config.get('dataset')
   rec = (f'{config.recommender_workdir} holds an {artifact.kind.upper()} '
          f'recommender trained on {artifact.dataset}')
@@ -129,60 +129,73 @@ def build_spec(artifact: RecommenderArtifact, spec_cfg: Mapping[str, Any],
                grid: Mapping[str, Any]) -> SweepSpec:
   """Static spec: model and width from the artifact, the rest from config.
 
-  ``max_latents`` defaults to the largest ``dict_size`` of the grid.
+  ``max_dict_size`` defaults to the largest ``dict_size`` of the grid.
   """
   kw = dict(spec_cfg)
-  known = {f.name for f in dataclasses.fields(SweepSpec)} - {'model', 'd'}
+  known = {f.name for f in dataclasses.fields(SweepSpec)} - {'kind', 'dim'}
   unknown = sorted(set(kw) - known)
   if unknown:
     raise ConfigError(f'config.spec.{unknown[0]}: unknown field; known: '
                       f'{", ".join(sorted(known))}')
-  sizes = list(grid.get('dict_size', ())) or [kw.get('max_latents', 22)]
-  kw.setdefault('max_latents', int(max(sizes)))
-  kw['max_latents'] = max(int(kw['max_latents']), int(max(sizes)))
-  return SweepSpec(model=artifact.kind, d=artifact.dim, **kw)
+  sizes = list(grid.get('dict_size', ())) or [kw.get('max_dict_size', 22)]
+  kw.setdefault('max_dict_size', int(max(sizes)))
+  kw['max_dict_size'] = max(int(kw['max_dict_size']), int(max(sizes)))
+  return SweepSpec(kind=artifact.kind, dim=artifact.dim, **kw)
 
 
-def build_params(spec: SweepSpec, defaults: Mapping[str, Any],
-                 grid: Mapping[str, Any]) -> SweepParams:
+def build_hparams(spec: SweepSpec, defaults: Mapping[str, Any],
+                  grid: Mapping[str, Any]) -> SweepHparams:
   """The grid (cartesian product) over ``grid`` with ``defaults`` elsewhere."""
-  base = SweepParams.from_list([{}], spec).config(0)
+  base = SweepHparams.from_list([{}], spec).config(0)
   base.update({k: v for k, v in defaults.items() if v is not None})
-  return SweepParams.grid(base, **grid)
+  return SweepHparams.grid(base, **grid)
 
 
-def build_data(artifact: RecommenderArtifact, spec: SweepSpec) -> SweepData:
+def build_scorer(artifact: RecommenderArtifact, spec: SweepSpec):
+  """The artifact's frozen scorer with the spec's loss options."""
+  return artifact.scorer(mf_impl=spec.mf_pred_impl, pred_loss=spec.pred_loss)
+
+
+def build_inputs(artifact: RecommenderArtifact, spec: SweepSpec, scorer
+                 ) -> SweepInputs:
+  """Embedding tables, SAE-train users and (positive pairs) of the artifact."""
   split = artifact.split
-  if spec.model == 'mf':
-    return SweepData.mf(artifact.user_emb, artifact.item_emb,
-                        split.sae_train_users)
   pos_u = pos_i = None
-  if spec.ncf_pairs == 'positive':
+  if scorer.paired and spec.ncf_pairs == 'positive':
     pos_u, pos_i = positive_pairs_of(split.train_users, split.train_items,
                                      split.sae_train_users)
-  p = artifact.params
-  return SweepData.ncf(artifact.user_emb, artifact.item_emb,
-                       split.sae_train_users, p['mlp'], pos_u, pos_i,
-                       p.get('user_bias'), p.get('item_bias'))
+  return SweepInputs.create(artifact.user_emb, artifact.item_emb,
+                            split.sae_train_users, pos_u, pos_i)
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
   files.atomic_write(path, lambda f: df.to_csv(f, index=False))
 
 
-def results_table(params: SweepParams, histories: list[dict],
+def results_table(hparams: SweepHparams, histories: list[dict],
                   metrics: Mapping[str, np.ndarray], n: int) -> pd.DataFrame:
-  """One row per config: hyper-parameters, final loss terms, metrics, status."""
+  """One row per config: hyper-parameters, final epoch's terms, metrics, status.
+
+  Every term of the last epoch's history becomes ``final_<term>`` and every
+  metric a column of its own (a ``(C, P)`` metric, e.g. Matryoshka prefixes,
+  one column per prefix: ``<metric>_<p>``).
+  """
   cols: dict[str, Any] = {'config': np.arange(n)}
   for f in FIELDS:
-    cols[f] = np.asarray(getattr(params, f))[:n]
+    cols[f] = np.asarray(getattr(hparams, f))[:n]
   last = histories[-1] if histories else {}
-  for t in _HISTORY_TERMS:
-    if t in last:
-      cols[f'final_{t}'] = np.asarray(last[t])[:n]
-  for m in _METRICS:
-    if m in metrics:
-      cols[m] = np.asarray(metrics[m])[:n]
+  for t, v in last.items():
+    if t != 'finite':
+      cols[f'final_{t}'] = np.asarray(v)[:n]
+  for m, v in metrics.items():
+    if m in _STATUS_KEYS:
+      continue
+    v = np.asarray(v)[:n]
+    if v.ndim == 1:
+      cols[m] = v
+    else:
+      for p in range(v.shape[1]):
+        cols[f'{m}_{p}'] = v[:, p]
   finite = np.asarray(metrics['finite'])[:n]
   cols['status'] = np.where(finite, 'ok', 'diverged')
   cols['diverged_step'] = np.asarray(metrics['diverged_step'])[:n]
@@ -195,7 +208,7 @@ def run_sweep(config, workdir: str,
 
   Args:
     config: a ConfigDict with ``recommender_workdir``, ``spec`` (SweepSpec
-      fields except model/d), ``defaults`` (per-config values not swept),
+      fields except kind/dim), ``defaults`` (per-config values not swept),
       ``grid`` (field -> list of values), ``seed``, ``epochs``,
       ``checkpoint_every``, ``shard`` (bool).
     workdir: output folder: ``sweep.json``, ``checkpoints/``,
@@ -216,39 +229,40 @@ def run_sweep(config, workdir: str,
   check_recommender(config, artifact)
   grid = grid_axes(config.grid)
   spec = build_spec(artifact, dict(config.spec), grid)
-  params = build_params(spec, dict(config.defaults), grid)
-  validate(spec, params)  # every setting is checked before a file is written
+  hparams = build_hparams(spec, dict(config.defaults), grid)
+  validate(spec, hparams)  # every setting is checked before a file is written
   epochs = config.get('epochs')
   epochs = spec.epochs if epochs is None else epochs
   if not isinstance(epochs, (int, np.integer)) or epochs < 1:
     raise ConfigError(f'config.epochs={epochs!r}: must be an integer >= 1')
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
-    return _run_sweep(config, workdir, log, artifact, spec, params, epochs)
+    return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
   with files.WorkdirLock(workdir, 'sweep') as lock:
     if lock.stale_pid:
       log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
           'which is gone')
-    return _run_sweep(config, workdir, log, artifact, spec, params, epochs)
+    return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
 
 
-def _run_sweep(config, workdir, log, artifact, spec, params, epochs):
+def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
   t_start = time.perf_counter()
-  n = params.num_configs
+  n = hparams.num_configs
   mesh = None
   if config.shard and jax.device_count() > 1:
     mesh = sharding.config_mesh()
-    params = params.pad_to(sharding.padded_size(n, mesh))
-  data = build_data(artifact, spec)
-  steps = steps_per_epoch(spec, data)
+    hparams = hparams.pad_to(sharding.padded_size(n, mesh))
+  scorer = build_scorer(artifact, spec)
+  inputs = build_inputs(artifact, spec, scorer)
+  steps = steps_per_epoch(spec, inputs, scorer.paired)
   provenance = {'recommender': {
       'kind': artifact.kind, 'dataset': artifact.dataset,
       'fingerprint': artifact.fingerprint,
       'workdir': os.path.abspath(config.recommender_workdir)}}
-  log(f'sweep: {n} configs ({params.num_configs} after padding) on '
+  log(f'sweep: {n} configs ({hparams.num_configs} after padding) on '
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
-      f'{artifact.kind} d={spec.d}, M={spec.max_latents}, {epochs} epochs x '
-      f'{steps} steps')
+      f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
+      f'x {steps} steps')
   done = checkpoint.saved_epochs(workdir)
   if done:
     log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
@@ -264,27 +278,23 @@ def _run_sweep(config, workdir, log, artifact, spec, params, epochs):
         f'[{np.min(ok_loss):.4g}, {np.max(ok_loss):.4g}]  '
         f'L0 {np.median(np.asarray(hist["l0"])[:n]):.2f}  '
         f'diverged {int((~finite).sum())}  {dt:.1f}s  '
-        f'{params.num_configs * steps / max(dt, 1e-9):,.0f} config-steps/s  '
+        f'{hparams.num_configs * steps / max(dt, 1e-9):,.0f} config-steps/s  '
         f'elapsed {now - t_start:.1f}s')
 
   state, histories = train_sweep(
-      spec, params, data, jax.random.PRNGKey(int(config.seed)), epochs=epochs,
-      workdir=workdir, checkpoint_every=int(config.checkpoint_every),
-      mesh=mesh, num_real=n, provenance=provenance, callback=progress)
-  split = artifact.split
-  mlp = artifact.params.get('mlp') if spec.model == 'ncf' else None
+      spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
+      epochs=epochs, workdir=workdir,
+      checkpoint_every=int(config.checkpoint_every), mesh=mesh, num_real=n,
+      provenance=provenance, callback=progress)
   chunk = config.get('eval_config_chunk')
-  if chunk is None and mlp is not None:
-    # The NCF score matrices pass a (128 users x items x 64) hidden layer
-    # per config: bound it to ~1 GB at a time.
-    chunk = max(1, int(1e9 // (128 * artifact.n_items * 64 * 4)))
-  metrics = evaluate_configs(state, spec, params,
-                             artifact.user_emb[split.sae_test_users],
-                             artifact.item_emb, mlp=mlp, config_chunk=chunk)
-  table = results_table(params, histories, metrics, n)
+  if chunk is None:
+    chunk = scorer.eval_config_chunk(artifact.n_items)
+  metrics = evaluate_configs(
+      state, spec, hparams, scorer,
+      artifact.user_emb[artifact.split.sae_test_users], artifact.item_emb,
+      config_chunk=chunk)
+  table = results_table(hparams, histories, metrics, n)
   write_csv_atomic(table, os.path.join(workdir, RESULTS_CSV))
-  from monosem_jax.analysis.sweep_figures import plot_sweep  # matplotlib: lazy
-  plot_sweep(table, path=os.path.join(workdir, RESULTS_PNG))
   log(f'wrote {os.path.join(workdir, RESULTS_CSV)}: {n} configs, '
       f'{int((table.status == "ok").sum())} ok, '
       f'{int((table.status != "ok").sum())} diverged; '

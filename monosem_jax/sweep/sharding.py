@@ -1,14 +1,14 @@
 """Sharding the config axis of a sweep over every available device.
 
 A one-axis :class:`jax.sharding.Mesh` named ``'cfg'`` spans all devices. Every
-per-config array (SAE params, Adam moments, ``finite``, ``SweepParams``
+per-config array (SAE params, Adam moments, ``finite``, ``SweepHparams``
 fields: leading axis C) is placed with ``NamedSharding(mesh, P('cfg'))``; the
 data (embedding tables, pair arrays, the frozen MLP) and the scalar state
 (``adam_pows``, ``data_key``, ``epoch``, ``step``) are replicated. Configs
 never communicate, so each device trains its C / n_dev configs on the same
 (replicated) batch stream.
 
-:func:`~monosem_jax.sweep.engine.run_epoch` sees the sharded state and, by
+:func:`~monosem_jax.sweep.driver.run_epoch` sees the sharded state and, by
 default, runs :func:`dispatch_per_device`: each device executes the very
 executable an unsharded run of its block uses (dispatched asynchronously, so
 in parallel) and the results are assembled into global ``P('cfg')`` arrays.
@@ -18,7 +18,7 @@ device it agrees to float32 rounding: XLA vectorises the reductions inside
 the vmapped step by the block width, so C = 80 and C = 20 may round a loss
 term differently (bitwise for C = 8 over 4 devices in the CPU test, ~1 ulp
 for C = 80). The alternative
-``run_epoch(..., sharded_mode='shard_map')`` compiles one partitioned program
+``run_epoch_sharded(..., mode='shard_map')`` compiles one partitioned program
 (one compile instead of one per device) but XLA fuses it differently, so it
 agrees only to float32 rounding (~1e-8 here).
 
@@ -47,11 +47,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from monosem_jax.sweep import step
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.state import SweepState
 
 AXIS = 'cfg'
 
@@ -85,39 +91,36 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.tree.map(lambda x: _place(x, sh), tree)
 
 
-def shard_sweep(mesh: Mesh, state, params, data=None):
-  """Places a sweep's state, params (and data) on ``mesh``.
+def shard_sweep(mesh: Mesh, state: SweepState, hparams: SweepHparams,
+                inputs: Any = None, scorer: Any = None):
+  """Places a sweep's state and hyper-parameters (and inputs, scorer) on ``mesh``.
 
   Args:
     mesh: from :func:`config_mesh`.
-    state: a :class:`~monosem_jax.sweep.engine.SweepState` (unsharded).
-    params: its :class:`~monosem_jax.sweep.spec.SweepParams`.
-    data: optional :class:`~monosem_jax.sweep.engine.SweepData` (replicated).
+    state: a :class:`~monosem_jax.sweep.state.SweepState` (unsharded).
+    hparams: its :class:`~monosem_jax.sweep.spec.SweepHparams`.
+    inputs: optional :class:`~monosem_jax.sweep.state.SweepInputs`
+      (replicated).
+    scorer: optional frozen scorer (replicated).
 
   Returns:
-    ``(state, params, data)`` placed; ``data`` is None if not given.
+    ``(state, hparams, inputs, scorer)`` placed; None stays None.
 
   Raises:
     ValueError: if C is not a multiple of the device count.
   """
-  import dataclasses
   c = state.num_configs
   if c % mesh.size:
     raise ValueError(f'{c} configs do not split over {mesh.size} devices; pad '
-                     f'with params.pad_to({padded_size(c, mesh)}) and ignore '
+                     f'with hparams.pad_to({padded_size(c, mesh)}) and ignore '
                      'the padded configs')
-  state = dataclasses.replace(
-      state,
-      sae=shard_configs(state.sae, mesh), opt=shard_configs(state.opt, mesh),
-      finite=shard_configs(state.finite, mesh),
-      diverged_step=shard_configs(state.diverged_step, mesh),
-      adam_pows=replicate(state.adam_pows, mesh),
-      data_key=replicate(state.data_key, mesh),
-      epoch=replicate(state.epoch, mesh), step=replicate(state.step, mesh))
-  params = shard_configs(params, mesh)
-  if data is not None:
-    data = replicate(data, mesh)
-  return state, params, data
+  state = jax.tree.map(
+      lambda flag, sub: (shard_configs if flag else replicate)(sub, mesh),
+      state.per_config(), state, is_leaf=lambda f: isinstance(f, bool))
+  hparams = shard_configs(hparams, mesh)
+  inputs = None if inputs is None else replicate(inputs, mesh)
+  scorer = None if scorer is None else replicate(scorer, mesh)
+  return state, hparams, inputs, scorer
 
 
 def config_mesh_of(state) -> Mesh | None:
@@ -146,7 +149,8 @@ def _local_piece(x: Any, device: jax.Device, per_config: bool, index: int,
   return jax.device_put(host, device)
 
 
-def dispatch_per_device(fn, mesh: Mesh, args: tuple, out_per_config: Any):
+def dispatch_per_device(fn, mesh: Mesh, args: tuple, in_per_config: tuple,
+                        out_per_config: Any):
   """Runs ``fn`` on every local device of ``mesh`` over its block of configs.
 
   Each device executes exactly the single-device executable an unsharded run
@@ -157,26 +161,25 @@ def dispatch_per_device(fn, mesh: Mesh, args: tuple, out_per_config: Any):
   each block.
 
   Args:
-    fn: ``fn(params, state, data)`` on single-device arrays.
+    fn: ``fn(*args)`` on single-device arrays.
     mesh: a :func:`config_mesh`.
-    args: ``(params, state, data)``; per-config leaves are sharded ``P('cfg')``
-      (else split here), data replicated (else copied here).
-    out_per_config: pytree prefix of ``fn``'s output, True where a leaf has
-      the config axis.
+    args: the arguments; per-config leaves sharded ``P('cfg')`` (else split
+      here), the rest replicated (else copied here).
+    in_per_config: pytree prefix of ``args``, True where a leaf has the
+      config axis.
+    out_per_config: pytree prefix of ``fn``'s output, likewise.
   """
-  params, state, data = args
-  from monosem_jax.sweep.engine import _state_is_per_config
-  in_flags = (True, _state_is_per_config(state), False)
   devices = list(mesh.devices.flat)
   n = len(devices)
   local = [(i, d) for i, d in enumerate(devices)
            if d.process_index == jax.process_index()]
+  is_flag = lambda f: isinstance(f, bool)
   outs = []
   for i, dev in local:
     piece = jax.tree.map(
         lambda flag, sub: jax.tree.map(
             lambda x: _local_piece(x, dev, flag, i, n), sub),
-        in_flags, args, is_leaf=lambda f: isinstance(f, bool))
+        in_per_config, args, is_leaf=is_flag)
     outs.append(fn(*piece))
   per_sh, rep_sh = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
 
@@ -188,14 +191,41 @@ def dispatch_per_device(fn, mesh: Mesh, args: tuple, out_per_config: Any):
         shape, per_sh if flag else rep_sh, list(leaves))
 
   flags = jax.tree.map(lambda f, o: jax.tree.map(lambda _: f, o),
-                       out_per_config, outs[0],
-                       is_leaf=lambda f: isinstance(f, bool))
+                       out_per_config, outs[0], is_leaf=is_flag)
   return jax.tree.map(assemble, flags, *outs)
+
+
+def run_epoch_sharded(spec: SweepSpec, mesh: Mesh, hparams: SweepHparams,
+                      state: SweepState, inputs: Any, scorer: Any,
+                      mode: str = 'dispatch'):
+  """:func:`~monosem_jax.sweep.step.run_epoch` on a sharded state.
+
+  ``mode='dispatch'`` (default): every device runs the one-device executable
+  on its block (:func:`dispatch_per_device`). ``'shard_map'``: one
+  partitioned program (one compile instead of one per device; equal to
+  rounding).
+  """
+  if mode == 'shard_map':
+    return _run_epoch_shard_map(spec, mesh, hparams, state, inputs, scorer)
+  if mode != 'dispatch':
+    raise ValueError(f"sharded mode={mode!r}: 'dispatch' | 'shard_map'")
+  per = state.per_config()
+  return dispatch_per_device(
+      functools.partial(step.run_epoch, spec), mesh,
+      (hparams, state, inputs, scorer), (True, per, False, False), (per, True))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_epoch_shard_map(spec, mesh, hparams, state, inputs, scorer):
+  specs = jax.tree.map(lambda f: P(AXIS) if f else P(), state.per_config())
+  fn = jax.shard_map(functools.partial(step.run_epoch_impl, spec), mesh=mesh,
+                     in_specs=(P(AXIS), specs, P(), P()),
+                     out_specs=(specs, P(AXIS)), check_vma=False)
+  return fn(hparams, state, inputs, scorer)
 
 
 def to_host(x: Any) -> np.ndarray:
   """A numpy copy of ``x``; all-gathers across processes when needed."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)

@@ -1,28 +1,29 @@
-"""What a sweep is: a static :class:`SweepSpec` plus per-config :class:`SweepParams`.
+"""What a sweep is: a static :class:`SweepSpec` plus per-config :class:`SweepHparams`.
 
 * :class:`SweepSpec` (frozen, hashable; one compile per value) holds
-  everything that changes shapes or code paths: recommender kind, width ``d``,
-  the maximum dictionary size ``max_latents`` (M), activation and ``k_max``,
+  everything that changes shapes or code paths: recommender kind, width ``dim``,
+  the maximum dictionary size ``max_dict_size`` (M), activation and ``k_max``,
   Matryoshka prefixes, batch sizes, steps per epoch, epochs.
-* :class:`SweepParams` is a pytree of ``(C,)`` arrays, one entry per config:
+* :class:`SweepHparams` is a pytree of ``(C,)`` arrays, one entry per config:
   ``lambda_pred, lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size,
   k``. They are traced, so every combination trains in one program.
 
-Unspecified hyper-parameters take the paper's defaults (PAPER.md §5, ML-1M):
+Unspecified hyper-parameters take the paper's defaults
+(:func:`paper_defaults`; ML-1M shown, Last.FM in ``PAPER_HPARAMS``):
 
   ====== ========== =========== ========= ========= ===== ====== ====
-  model  lambda_emb lambda_pred lambda_l1 lambda_kl rho   lr     seed
+  kind   lambda_emb lambda_pred lambda_l1 lambda_kl rho   lr     seed
   ====== ========== =========== ========= ========= ===== ====== ====
   mf     0.1        1           0         0.01      0.05  1e-3   42
   ncf    2          10 (BCE)    0         0.07      0.05  1e-3   42
   ====== ========== =========== ========= ========= ===== ====== ====
 
-``dict_size`` defaults to the spec's ``max_latents`` (22 without a spec) and
+``dict_size`` defaults to the spec's ``max_dict_size`` (22 without a spec) and
 ``k`` to the spec's ``k_max`` (0, unused, for ReLU).
 
 Example:
-  >>> spec = SweepSpec(model='mf', d=20, max_latents=64)
-  >>> params = SweepParams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
+  >>> spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)
+  >>> params = SweepHparams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
   ...                           dict_size=[22, 64])
   >>> params.num_configs
   10
@@ -44,22 +45,41 @@ import numpy as np
 from monosem_jax.errors import MonosemError
 from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
 
-MODELS = ('mf', 'ncf')
+KINDS = ('mf', 'ncf')
 FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
                 'lr')
 INT_FIELDS = ('seed', 'dict_size', 'k')
 FIELDS = FLOAT_FIELDS + INT_FIELDS
 
-PAPER_DEFAULTS = {
-    'mf': dict(lambda_pred=1.0, lambda_emb=0.1, lambda_kl=0.01, rho=0.05,
-               lambda_l1=0.0, lr=1e-3, seed=42, dict_size=22, k=0),
-    'ncf': dict(lambda_pred=10.0, lambda_emb=2.0, lambda_kl=0.07, rho=0.05,
-                lambda_l1=0.0, lr=1e-3, seed=42, dict_size=22, k=0),
+class SweepConfigError(MonosemError):
+  """An invalid spec or hyper-parameter; the message names field and config."""
+
+
+#: The paper's SAE hyper-parameters per (dataset, kind) (docs/method.md#defaults);
+#: every other dataset takes ML-1M's. lr and seed are ours (Adam 1e-3, 42).
+PAPER_HPARAMS = {
+    ('ml-1m', 'mf'): dict(lambda_emb=0.1, lambda_pred=1.0, lambda_l1=0.0,
+                          lambda_kl=0.01, rho=0.05, dict_size=22),
+    ('ml-1m', 'ncf'): dict(lambda_emb=2.0, lambda_pred=10.0, lambda_l1=0.0,
+                           lambda_kl=0.07, rho=0.05, dict_size=22),
+    ('lastfm-2k', 'mf'): dict(lambda_emb=8.0, lambda_pred=1.0, lambda_l1=0.3,
+                              lambda_kl=0.003, rho=0.1, dict_size=70),
+    ('lastfm-2k', 'ncf'): dict(lambda_emb=2.6, lambda_pred=1.0,
+                               lambda_l1=1.27e-5, lambda_kl=0.7, rho=0.05,
+                               dict_size=70),
 }
 
 
-class SweepConfigError(MonosemError):
-  """An invalid spec or hyper-parameter; the message names field and config."""
+def paper_defaults(kind: str, dataset: str = 'ml-1m') -> dict:
+  """Every per-config field's default for a kind on a dataset.
+
+  >>> paper_defaults('ncf')['lambda_pred'], paper_defaults('mf', 'lastfm-2k')['rho']
+  (10.0, 0.1)
+  """
+  if kind not in KINDS:
+    raise SweepConfigError(f'kind={kind!r}: expected one of {KINDS}')
+  base = PAPER_HPARAMS.get((dataset, kind), PAPER_HPARAMS[('ml-1m', kind)])
+  return dict(base, lr=1e-3, seed=42, k=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +87,10 @@ class SweepSpec:
   """Static description of a sweep (closed over by jit; hashable).
 
   Attributes:
-    model: 'mf' | 'ncf' (which frozen scorer the prediction loss uses).
-    d: embedding width.
-    max_latents: M, the largest dictionary size; latents beyond a config's
+    kind: 'mf' | 'ncf', the recommender kind (its SAE defaults and which
+      scorer options apply).
+    dim: embedding width.
+    max_dict_size: M, the largest dictionary size; latents beyond a config's
       ``dict_size`` are masked.
     activation: 'relu' | 'topk' | 'batchtopk'.
     k_max: static bound on per-config ``k`` (TopK kinds only).
@@ -87,12 +108,12 @@ class SweepSpec:
       or the positive pairs (NCF positive), dropping the last partial batch;
       otherwise that many steps (the index streams then cycle with fresh
       permutations).
-    epochs: default epoch count for :func:`~monosem_jax.sweep.engine.train_sweep`.
+    epochs: default epoch count for :func:`~monosem_jax.sweep.driver.train_sweep`.
     mf_pred_impl: 'gram' (exact d x d Gram form) | 'direct' (Bu x Bi matrix).
   """
-  model: str = 'mf'
-  d: int = 20
-  max_latents: int = 22
+  kind: str = 'mf'
+  dim: int = 20
+  max_dict_size: int = 22
   activation: str = 'relu'
   k_max: int = 0
   prefixes: tuple[int, ...] = ()
@@ -110,15 +131,15 @@ class SweepSpec:
 
   def __post_init__(self):
     errors = []
-    if self.model not in MODELS:
-      errors.append(f'SweepSpec.model={self.model!r}: expected one of {MODELS}')
-    mf = self.model == 'mf'
+    if self.kind not in KINDS:
+      errors.append(f'SweepSpec.kind={self.kind!r}: expected one of {KINDS}')
+    mf = self.kind == 'mf'
     for name, default in (('normalize', mf), ('pre_bias', mf),
                           ('pred_loss', 'mse' if mf else 'bce')):
       if getattr(self, name) is None:
         object.__setattr__(self, name, default)
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
-    for name in ('d', 'max_latents', 'batch_users', 'batch_items',
+    for name in ('dim', 'max_dict_size', 'batch_users', 'batch_items',
                  'batch_pairs', 'epochs'):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
@@ -129,19 +150,19 @@ class SweepSpec:
     if self.activation not in ACTIVATIONS:
       errors.append(f'SweepSpec.activation={self.activation!r}: expected one '
                     f'of {ACTIVATIONS}')
-    elif self.activation != 'relu' and not 1 <= self.k_max <= self.max_latents:
+    elif self.activation != 'relu' and not 1 <= self.k_max <= self.max_dict_size:
       errors.append(f'SweepSpec.k_max={self.k_max}: activation '
-                    f'{self.activation!r} needs 1 <= k_max <= max_latents='
-                    f'{self.max_latents}')
+                    f'{self.activation!r} needs 1 <= k_max <= max_dict_size='
+                    f'{self.max_dict_size}')
     p = self.prefixes
     if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
-              or p[-1] > self.max_latents):
+              or p[-1] > self.max_dict_size):
       errors.append(f'SweepSpec.prefixes={p}: must be strictly increasing '
-                    f'sizes in [1, max_latents={self.max_latents}]')
+                    f'sizes in [1, max_dict_size={self.max_dict_size}]')
     allowed = ('mse',) if mf else ('bce', 'mse')
     if self.pred_loss not in allowed:
-      errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: model '
-                    f'{self.model!r} allows {allowed}')
+      errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: kind '
+                    f'{self.kind!r} allows {allowed}')
     if self.ncf_pairs not in ('positive', 'random'):
       errors.append(f'SweepSpec.ncf_pairs={self.ncf_pairs!r}: expected '
                     "'positive' | 'random'")
@@ -153,8 +174,8 @@ class SweepSpec:
 
   @property
   def sae(self) -> SAEConfig:
-    """The static SAE architecture of every config (n = max_latents)."""
-    return SAEConfig(d=self.d, n_latents=self.max_latents, tied=self.tied,
+    """The static SAE architecture of every config (n = max_dict_size)."""
+    return SAEConfig(d=self.dim, n_latents=self.max_dict_size, tied=self.tied,
                      normalize=self.normalize, pre_bias=self.pre_bias,
                      activation=self.activation, k_max=self.k_max,
                      prefixes=self.prefixes)
@@ -173,28 +194,28 @@ class SweepSpec:
 
 def _defaults(defaults) -> dict:
   if isinstance(defaults, SweepSpec):
-    out = dict(PAPER_DEFAULTS[defaults.model])
-    out['dict_size'] = defaults.max_latents
+    out = paper_defaults(defaults.kind)
+    out['dict_size'] = defaults.max_dict_size
     out['k'] = defaults.k_max if defaults.activation != 'relu' else 0
     return out
   if isinstance(defaults, str):
-    if defaults not in PAPER_DEFAULTS:
-      raise SweepConfigError(f'SweepParams defaults={defaults!r}: expected '
-                             f'one of {MODELS}, a SweepSpec or a dict')
-    return dict(PAPER_DEFAULTS[defaults])
-  return {**PAPER_DEFAULTS['mf'], **dict(defaults)}
+    if defaults not in KINDS:
+      raise SweepConfigError(f'SweepHparams defaults={defaults!r}: expected '
+                             f'one of {KINDS}, a SweepSpec or a dict')
+    return paper_defaults(defaults)
+  return {**paper_defaults('mf'), **dict(defaults)}
 
 
 def _check_names(names):
   bad = [n for n in names if n not in FIELDS]
   if bad:
-    raise SweepConfigError(f'SweepParams: unknown hyper-parameter(s) {bad}; '
+    raise SweepConfigError(f'SweepHparams: unknown hyper-parameter(s) {bad}; '
                            f'known: {list(FIELDS)}')
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class SweepParams:
+class SweepHparams:
   """Per-config hyper-parameters: every field is a ``(C,)`` array.
 
   Floats (float32): lambda_pred, lambda_emb, lambda_kl, rho, lambda_l1, lr.
@@ -214,16 +235,16 @@ class SweepParams:
   # ---- construction -------------------------------------------------------
   @classmethod
   def from_list(cls, configs: Sequence[Mapping[str, Any]],
-                defaults: 'str | SweepSpec | Mapping' = 'mf') -> 'SweepParams':
+                defaults: 'str | SweepSpec | Mapping' = 'mf') -> 'SweepHparams':
     """One config per mapping; missing fields take ``defaults``.
 
     Args:
       configs: e.g. ``[{'lambda_pred': 1.0}, {'lambda_pred': 5.0, 'seed': 0}]``.
       defaults: 'mf' | 'ncf' (paper defaults), a SweepSpec (paper defaults of
-        its model, ``dict_size = max_latents``, ``k = k_max``) or a dict.
+        its kind, ``dict_size = max_dict_size``, ``k = k_max``) or a dict.
     """
     if not configs:
-      raise SweepConfigError('SweepParams.from_list: empty config list')
+      raise SweepConfigError('SweepHparams.from_list: empty config list')
     base = _defaults(defaults)
     for c in configs:
       _check_names(c)
@@ -232,10 +253,10 @@ class SweepParams:
 
   @classmethod
   def grid(cls, defaults: 'str | SweepSpec | Mapping' = 'mf',
-           **axes: Sequence[Any]) -> 'SweepParams':
+           **axes: Sequence[Any]) -> 'SweepHparams':
     """Cartesian product of the given axes (last axis fastest).
 
-    Example: ``SweepParams.grid('ncf', lambda_pred=[0, 10], seed=[0, 1])``
+    Example: ``SweepHparams.grid('ncf', lambda_pred=[0, 10], seed=[0, 1])``
     gives 4 configs (0,0), (0,1), (10,0), (10,1).
     """
     _check_names(axes)
@@ -245,14 +266,14 @@ class SweepParams:
     return cls.from_list(combos or [{}], defaults)
 
   @classmethod
-  def _from_columns(cls, cols: Mapping[str, Sequence[Any]]) -> 'SweepParams':
+  def _from_columns(cls, cols: Mapping[str, Sequence[Any]]) -> 'SweepHparams':
     out = {}
     for f in FIELDS:
       raw = np.asarray(cols[f])
       if f in INT_FIELDS:
         if raw.dtype.kind == 'f' and not np.all(np.isfinite(raw) &
                                                 (raw == np.round(raw))):
-          raise SweepConfigError(f'SweepParams.{f}: values {raw.tolist()} '
+          raise SweepConfigError(f'SweepHparams.{f}: values {raw.tolist()} '
                                  'must be integers')
         out[f] = raw.astype(np.int64).astype(np.int32) if raw.size else raw
       else:
@@ -280,50 +301,60 @@ class SweepParams:
     return {f: np.asarray(getattr(self, f)).tolist() for f in FIELDS}
 
   @classmethod
-  def from_json_dict(cls, d: Mapping[str, Sequence[Any]]) -> 'SweepParams':
+  def from_json_dict(cls, d: Mapping[str, Sequence[Any]]) -> 'SweepHparams':
     return cls._from_columns({f: d[f] for f in FIELDS})
 
-  def numpy(self) -> 'SweepParams':
+  def numpy(self) -> 'SweepHparams':
     """Host copy with numpy leaves."""
-    return SweepParams(**{f: np.asarray(getattr(self, f)) for f in FIELDS})
+    return SweepHparams(**{f: np.asarray(getattr(self, f)) for f in FIELDS})
 
-  def take(self, idx) -> 'SweepParams':
+  def take(self, idx) -> 'SweepHparams':
     """Subset / reorder configs by an index array (numpy)."""
     idx = np.asarray(idx)
-    return SweepParams(**{f: np.asarray(getattr(self, f))[idx]
+    return SweepHparams(**{f: np.asarray(getattr(self, f))[idx]
                           for f in FIELDS})
 
-  def pad_to(self, n: int) -> 'SweepParams':
+  def pad_to(self, n: int) -> 'SweepHparams':
     """Pads to ``n`` configs by repeating the last config."""
     c = self.num_configs
     if n < c:
-      raise SweepConfigError(f'SweepParams.pad_to({n}) < num_configs {c}')
-    return self.take(np.concatenate([np.arange(c), np.full(n - c, c - 1)]))
+      raise SweepConfigError(f'SweepHparams.pad_to({n}) < num_configs {c}')
+    return self.take(padding_index(c, n))
 
 
-def validate(spec: SweepSpec, params: SweepParams) -> None:
+def padding_index(num_real: int, size: int) -> np.ndarray:
+  """Config indices of a sweep padded to ``size`` by repeating the last.
+
+  >>> padding_index(3, 5).tolist()
+  [0, 1, 2, 2, 2]
+  """
+  return np.concatenate([np.arange(num_real),
+                         np.full(size - num_real, num_real - 1)])
+
+
+def validate(spec: SweepSpec, params: SweepHparams) -> None:
   """Rejects invalid hyper-parameters before anything compiles.
 
   Checks every field has shape ``(C,)`` with the same C >= 1, floats finite,
   ``0 < rho < 1``, weights >= 0, lr > 0, seed >= 0,
-  ``1 <= dict_size <= spec.max_latents``, ``k <= dict_size`` and, for TopK
+  ``1 <= dict_size <= spec.max_dict_size``, ``k <= dict_size`` and, for TopK
   activations, ``1 <= k <= spec.k_max``.
 
   Raises:
     SweepConfigError: listing every violation as
-      ``SweepParams.<field>[<config>] = <value>: <rule>``.
+      ``SweepHparams.<field>[<config>] = <value>: <rule>``.
   """
   errors: list[str] = []
   arrays = {f: np.asarray(getattr(params, f)) for f in FIELDS}
   shapes = {f: a.shape for f, a in arrays.items()}
   c = shapes['lr'][0] if len(shapes['lr']) == 1 else None
   if c is None or c < 1 or any(s != (c,) for s in shapes.values()):
-    raise SweepConfigError(f'SweepParams: every field must be a (C,) array with '
+    raise SweepConfigError(f'SweepHparams: every field must be a (C,) array with '
                            f'the same C >= 1; got shapes {shapes}')
 
   def bad(field, cond, rule):
     for i in np.flatnonzero(cond)[:20]:
-      errors.append(f'SweepParams.{field}[{i}] = {arrays[field][i].item()!r}: '
+      errors.append(f'SweepHparams.{field}[{i}] = {arrays[field][i].item()!r}: '
                     f'{rule}')
 
   for f in FLOAT_FIELDS:
@@ -335,8 +366,8 @@ def validate(spec: SweepSpec, params: SweepParams) -> None:
   bad('lr', ~(arrays['lr'] > 0), 'the learning rate must be > 0')
   bad('seed', arrays['seed'] < 0, 'seed must be >= 0')
   m = arrays['dict_size']
-  bad('dict_size', (m < 1) | (m > spec.max_latents),
-      f'dictionary size must be in [1, spec.max_latents={spec.max_latents}]')
+  bad('dict_size', (m < 1) | (m > spec.max_dict_size),
+      f'dictionary size must be in [1, spec.max_dict_size={spec.max_dict_size}]')
   if spec.prefixes:
     # Prefixes at or beyond a smaller dict_size would all repeat the full
     # reconstruction and count it several times in the embedding loss.
@@ -346,7 +377,7 @@ def validate(spec: SweepSpec, params: SweepParams) -> None:
         'sweep the prefixes with separate specs')
   k = arrays['k']
   bad('k', k > m, 'k must not exceed the config\'s dict_size '
-      '(SweepParams.dict_size)')
+      '(SweepHparams.dict_size)')
   if spec.activation == 'relu':
     bad('k', k < 0, 'k must be >= 0 (it is ignored by the relu activation)')
   else:
@@ -357,7 +388,7 @@ def validate(spec: SweepSpec, params: SweepParams) -> None:
                            'problem(s)):\n  ' + '\n  '.join(errors))
 
 
-def dumps(spec: SweepSpec, params: SweepParams,
+def dumps(spec: SweepSpec, params: SweepHparams,
           provenance: Mapping[str, Any] | None = None) -> str:
   """JSON text holding the spec, every config and where they came from."""
   out = {'spec': spec.to_json_dict(), 'params': params.to_json_dict()}
@@ -366,8 +397,8 @@ def dumps(spec: SweepSpec, params: SweepParams,
   return json.dumps(out, indent=1)
 
 
-def loads(text: str) -> tuple[SweepSpec, SweepParams, dict | None]:
+def loads(text: str) -> tuple[SweepSpec, SweepHparams, dict | None]:
   """Inverse of :func:`dumps`: ``(spec, params, provenance or None)``."""
   d = json.loads(text)
   return (SweepSpec.from_json_dict(d['spec']),
-          SweepParams.from_json_dict(d['params']), d.get('provenance'))
+          SweepHparams.from_json_dict(d['params']), d.get('provenance'))

@@ -1,0 +1,83 @@
+"""How a sweep's batches are drawn (docs/method.md#sae-batches).
+
+All configs see the same batches: an epoch's indices come from
+``fold_in(state.data_key, epoch)``, drawn on device.
+
+* Unpaired scorers (MF): a shuffled batch of SAE-train users (one pass,
+  last partial batch dropped) against a shuffled, cycled batch of all items.
+* Paired scorers (NCF), ``spec.ncf_pairs='positive'``: observed positive
+  (user, item) pairs of SAE-train users; ``'random'``: a user batch zipped
+  row by row with an item batch.
+
+Example:
+  >>> import jax, numpy as np
+  >>> from monosem_jax.sweep.spec import SweepSpec
+  >>> from monosem_jax.sweep.state import SweepInputs
+  >>> spec = SweepSpec(kind='mf', dim=2, batch_users=4, batch_items=3)
+  >>> inputs = SweepInputs.create(np.zeros((10, 2)), np.zeros((7, 2)),
+  ...                             np.arange(8))
+  >>> ix = epoch_indices(spec, inputs, jax.random.PRNGKey(0), paired=False)
+  >>> ix.users.shape, ix.items.shape
+  ((2, 4), (2, 3))
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+
+from monosem_jax.sweep.spec import SweepConfigError, SweepSpec
+from monosem_jax.sweep.state import SweepInputs
+
+
+@flax.struct.dataclass
+class BatchIndices:
+  """An epoch's batches: ``users`` ``(S, Bu)`` rows of ``user_emb`` and
+  ``items`` ``(S, Bi)`` rows of ``item_emb`` (paired row by row when the
+  scorer is paired, ``Bu = Bi``)."""
+  users: jax.Array
+  items: jax.Array
+
+
+def steps_per_epoch(spec: SweepSpec, inputs: SweepInputs, paired: bool) -> int:
+  """Static number of steps per epoch (from the inputs' shapes)."""
+  if paired and spec.ncf_pairs == 'positive':
+    if inputs.pos_users is None:
+      raise SweepConfigError("SweepSpec.ncf_pairs='positive' needs "
+                             'SweepInputs.pos_users / pos_items')
+    n, b, what = inputs.pos_users.shape[0], spec.batch_pairs, 'positive pairs'
+  else:
+    b = spec.batch_pairs if paired else spec.batch_users
+    n, what = inputs.train_users.shape[0], 'SAE-train users'
+  if spec.steps_per_epoch:
+    return spec.steps_per_epoch
+  if n // b < 1:
+    raise SweepConfigError(f'{n} {what} do not fill one batch of {b}; lower '
+                           'the batch size or set SweepSpec.steps_per_epoch')
+  return n // b
+
+
+def _stream(key: jax.Array, n: int, total: int) -> jax.Array:
+  """``total`` indices in [0, n): consecutive fresh permutations, cut."""
+  reps = -(-total // n)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
+      jax.random.split(key, reps))
+  return perms.reshape(-1)[:total]
+
+
+def epoch_indices(spec: SweepSpec, inputs: SweepInputs, key: jax.Array,
+                  paired: bool) -> BatchIndices:
+  """The epoch's batches as index arrays (see :class:`BatchIndices`)."""
+  s = steps_per_epoch(spec, inputs, paired)
+  ku, ki = jax.random.split(key)
+  n_train, n_items = inputs.train_users.shape[0], inputs.item_emb.shape[0]
+  if paired:
+    bu = bi = spec.batch_pairs
+  else:
+    bu, bi = spec.batch_users, spec.batch_items
+  if paired and spec.ncf_pairs == 'positive':
+    p = _stream(ku, inputs.pos_users.shape[0], s * bu).reshape(s, bu)
+    return BatchIndices(inputs.pos_users[p], inputs.pos_items[p])
+  users = inputs.train_users[_stream(ku, n_train, s * bu)].reshape(s, bu)
+  items = _stream(ki, n_items, s * bi).reshape(s, bi)
+  return BatchIndices(users, items)

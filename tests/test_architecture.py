@@ -1,0 +1,133 @@
+"""The package's layering, read from its imports (docs/architecture.md).
+
+Data flows one way: data -> recommenders -> sae -> sweep -> analysis, with
+the launchers (experiments/) on top. The SAE package never imports the
+recommenders (the scorer reaches it as an argument), training never imports
+analysis, the sweep package is itself layered, there are no import cycles
+and no imports of the package inside functions. Every declared dependency
+is imported somewhere.
+"""
+
+import ast
+import pathlib
+import re
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / 'monosem_jax'
+
+#: Rank of each top-level part; a module may import parts of lower or equal rank.
+LAYERS = {'errors': 0, 'files': 0, 'data': 1, 'recommenders': 2, 'sae': 3,
+          'sweep': 4, 'analysis': 5}
+#: Order inside the sweep package.
+SWEEP = ['spec', 'state', 'batches', 'step', 'sharding', 'checkpoint',
+         'driver', 'metrics', 'runner']
+
+
+def _module_name(path: pathlib.Path) -> str:
+  rel = path.relative_to(ROOT).with_suffix('')
+  parts = list(rel.parts)
+  if parts[-1] == '__init__':
+    parts = parts[:-1]
+  return '.'.join(parts)
+
+
+def _imports(path: pathlib.Path):
+  """(imported module, inside a function?) for every import in a file."""
+  tree = ast.parse(path.read_text())
+  in_function = set()
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      for sub in ast.walk(node):
+        in_function.add(id(sub))
+  out = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      out += [(a.name, id(node) in in_function) for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      # `from pkg import mod` imports pkg.mod when it is a module.
+      for a in node.names:
+        sub = f'{node.module}.{a.name}'
+        is_module = (ROOT / (sub.replace('.', '/') + '.py')).exists() or (
+            ROOT / sub.replace('.', '/')).is_dir()
+        out.append((sub if is_module else node.module, id(node) in in_function))
+  return out
+
+
+def _graph():
+  graph = {}
+  for path in PACKAGE.rglob('*.py'):
+    name = _module_name(path)
+    graph[name] = {m for m, _ in _imports(path)
+                   if m.startswith('monosem_jax.') and m != name}
+  return graph
+
+
+def _part(module: str) -> str:
+  return module.split('.')[1] if module.count('.') else ''
+
+
+def test_no_import_cycles():
+  graph = _graph()
+  state = {}
+
+  def visit(node, stack):
+    state[node] = 'open'
+    for dep in sorted(graph.get(node, ())):
+      if dep not in graph:
+        continue
+      if state.get(dep) == 'open':
+        raise AssertionError('import cycle: ' + ' -> '.join(
+            stack[stack.index(dep):] + [dep]))
+      if dep not in state:
+        visit(dep, stack + [dep])
+    state[node] = 'done'
+
+  for node in sorted(graph):
+    if node not in state:
+      visit(node, [node])
+
+
+def test_layers_point_one_way():
+  bad = []
+  for module, deps in _graph().items():
+    if module == 'monosem_jax':
+      continue
+    for dep in deps:
+      src, dst = _part(module), _part(dep)
+      if src in LAYERS and dst in LAYERS and LAYERS[dst] > LAYERS[src]:
+        bad.append(f'{module} imports {dep}')
+      if src == 'sae' and dst == 'recommenders':
+        bad.append(f'{module} imports {dep} (the scorer is an argument)')
+      if src == 'sweep' and dst == 'sweep':
+        a = module.split('.')[-1]
+        b = dep.split('.')[-1]
+        if a in SWEEP and b in SWEEP and SWEEP.index(b) > SWEEP.index(a):
+          bad.append(f'{module} imports {dep} (sweep order: {SWEEP})')
+  assert not bad, '\n'.join(sorted(bad))
+
+
+def test_no_package_imports_inside_functions():
+  bad = [f'{path.relative_to(ROOT)} imports {m} inside a function'
+         for path in PACKAGE.rglob('*.py')
+         for m, inside in _imports(path) if inside and m.startswith('monosem_jax')]
+  assert not bad, '\n'.join(bad)
+
+
+def test_every_sweep_module_is_placed_in_the_order():
+  modules = {p.stem for p in (PACKAGE / 'sweep').glob('*.py')} - {'__init__'}
+  assert modules == set(SWEEP)
+
+
+def test_every_declared_dependency_is_imported():
+  meta = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
+  import_names = {'orbax-checkpoint': 'orbax', 'ml-collections':
+                  'ml_collections', 'absl-py': 'absl'}
+  used = set()
+  for path in list(PACKAGE.rglob('*.py')) + list((ROOT / 'experiments').rglob(
+      '*.py')):
+    used |= {m.split('.')[0] for m, _ in _imports(path)}
+  for dep in meta['dependencies']:
+    name = re.split(r'[<>=!~ \[]', dep, maxsplit=1)[0]
+    top = import_names.get(name, name.replace('-', '_'))
+    assert top in used, f'{name} is declared in pyproject.toml but never imported'
