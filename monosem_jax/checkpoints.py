@@ -25,6 +25,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from monosem_jax.errors import WorkdirError
+
+#: Layout version of the saved state; a checkpoint of another version is
+#: refused in one line instead of failing inside orbax.
+FORMAT = 2
+
 
 def make_manager(directory: str, max_to_keep: int | None = 2
                  ) -> ocp.CheckpointManager:
@@ -51,7 +57,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
   """Saves ``state`` and the JSON-able ``meta`` as ``step`` (replacing it)."""
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_leaf_dict(state)),
-      meta=ocp.args.JsonSave(meta)), force=True)
+      meta=ocp.args.JsonSave(dict(meta, format=FORMAT))), force=True)
   manager.wait_until_finished()
 
 
@@ -73,10 +79,17 @@ def restore(manager: ocp.CheckpointManager, template: Any,
 
   Raises:
     FileNotFoundError: no checkpoint.
+    WorkdirError: the checkpoint was written by another layout version.
   """
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f'no checkpoint under {manager.directory}')
+  found = restore_meta(manager, step).get('format', 1)
+  if found != FORMAT:
+    raise WorkdirError(
+        f'{manager.directory}/{step} was written by another version of '
+        f'monosem-jax (checkpoint format {found}, this one reads {FORMAT}); '
+        'start again in a fresh --workdir')
   abstract = _leaf_dict(template)
   out = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))

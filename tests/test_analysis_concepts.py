@@ -40,7 +40,7 @@ def test_concept_matches_finds_planted_neuron():
 
 
 def test_activations_shape_and_nonnegative():
-  cfg = model.SAEConfig.mf(d=4, n_latents=6)
+  cfg = model.SAEConfig.mf(dim=4, dict_size=6)
   p = model.init(jax.random.PRNGKey(0), cfg)
   z = concepts.activations(p, cfg, np.random.default_rng(0).normal(size=(9, 4)))
   assert z.shape == (9, 6) and (z >= 0).all()

@@ -155,7 +155,7 @@ class ObjectiveVariantsTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_objective_terms(self):
-    cfg = model.SAEConfig.mf(d=4, n_latents=6)
+    cfg = model.SAEConfig.mf(dim=4, dict_size=6)
     sae = model.init(jax.random.PRNGKey(0), cfg)
     U, I = jnp.asarray(_r(5, 4)), jnp.asarray(_r(7, 4))
     scorer = make_scorer('mf', {})

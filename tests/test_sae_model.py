@@ -26,17 +26,17 @@ def _trained_like(cfg, seed=0):
 
 
 def test_init_shapes_bounds_and_prefix_stability():
-  cfg = SAEConfig.mf(d=9, n_latents=40)
+  cfg = SAEConfig.mf(dim=9, dict_size=40)
   p = model.init(jax.random.PRNGKey(3), cfg)
   assert p['W'].shape == (40, 9) and p['b_lat'].shape == (40,)
   assert p['b_pre'].shape == (9,)
   assert np.all(np.abs(p['W']) <= 1 / 3) and np.std(p['W']) > 0.1
   assert not np.any(p['b_lat']) and not np.any(p['b_pre'])
-  small = model.init(jax.random.PRNGKey(3), SAEConfig.mf(d=9, n_latents=13))
+  small = model.init(jax.random.PRNGKey(3), SAEConfig.mf(dim=9, dict_size=13))
   np.testing.assert_array_equal(small['W'], p['W'][:13])
-  ncf = model.init(jax.random.PRNGKey(3), SAEConfig.ncf(d=9, n_latents=4))
+  ncf = model.init(jax.random.PRNGKey(3), SAEConfig.ncf(dim=9, dict_size=4))
   assert set(ncf) == {'W', 'b_lat'}
-  untied = model.init(jax.random.PRNGKey(3), SAEConfig(d=9, n_latents=4,
+  untied = model.init(jax.random.PRNGKey(3), SAEConfig(dim=9, dict_size=4,
                                                        tied=False))
   np.testing.assert_array_equal(untied['W_dec'], untied['W'])
 
@@ -51,7 +51,7 @@ def test_normalize_matches_numpy():
 
 
 def test_mf_sae_forward_matches_numpy():
-  cfg = SAEConfig.mf(d=5, n_latents=8)
+  cfg = SAEConfig.mf(dim=5, dict_size=8)
   p = _trained_like(cfg)
   x = _x()
   z, xh = model.forward(p, jnp.asarray(x), cfg)
@@ -68,13 +68,13 @@ def test_mf_sae_forward_matches_numpy():
 
 def test_ncf_sae_and_untied_forward_match_numpy():
   x = _x()
-  cfg = SAEConfig.ncf(d=5, n_latents=8)
+  cfg = SAEConfig.ncf(dim=5, dict_size=8)
   p = _trained_like(cfg)
   W, bl = np.asarray(p['W'], np.float64), np.asarray(p['b_lat'], np.float64)
   z_ref = np.maximum(x @ W.T + bl, 0)
   np.testing.assert_allclose(model.reconstruct(p, jnp.asarray(x), cfg),
                              z_ref @ W, rtol=1e-4, atol=1e-5)
-  cfg_u = SAEConfig(d=5, n_latents=8, tied=False)
+  cfg_u = SAEConfig(dim=5, dict_size=8, tied=False)
   pu = _trained_like(cfg_u)
   z = model.encode(pu, jnp.asarray(x), cfg_u)
   np.testing.assert_allclose(model.decode(pu, z, cfg_u),
@@ -83,7 +83,7 @@ def test_ncf_sae_and_untied_forward_match_numpy():
 
 
 def test_topk_keeps_k_largest_then_relu():
-  cfg = SAEConfig.ncf(d=5, n_latents=8, activation='topk', k_max=4)
+  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='topk', k_max=4)
   h = jnp.asarray(np.random.default_rng(0).normal(size=(6, 8)), jnp.float32)
   for k in (1, 2, 4):
     z = np.asarray(model.activate(h, cfg, k=k))
@@ -98,7 +98,7 @@ def test_topk_keeps_k_largest_then_relu():
 
 
 def test_topk_never_selects_masked_latents():
-  cfg = SAEConfig.ncf(d=5, n_latents=8, activation='topk', k_max=3)
+  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='topk', k_max=3)
   h = jnp.arange(8.0)[None].repeat(2, 0)      # the largest are the last ones
   mask = model.latent_mask(5, 8)
   z = np.asarray(model.activate(h, cfg, k=3, mask=mask))
@@ -106,7 +106,7 @@ def test_topk_never_selects_masked_latents():
 
 
 def test_batchtopk_keeps_k_times_batch_over_the_batch():
-  cfg = SAEConfig.ncf(d=5, n_latents=8, activation='batchtopk', k_max=3)
+  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='batchtopk', k_max=3)
   hn = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32) + 1.0
   z = np.asarray(model.activate(jnp.asarray(hn), cfg, k=2))
   thr = np.sort(hn.ravel())[-8]
@@ -115,7 +115,7 @@ def test_batchtopk_keeps_k_times_batch_over_the_batch():
 
 
 def test_masked_latents_zero_activation_and_zero_gradient():
-  cfg = SAEConfig.mf(d=5, n_latents=8)
+  cfg = SAEConfig.mf(dim=5, dict_size=8)
   p = _trained_like(cfg)
   x = jnp.asarray(_x())
   mask = model.latent_mask(3, 8)
@@ -133,7 +133,7 @@ def test_masked_latents_zero_activation_and_zero_gradient():
 
 
 def test_matryoshka_prefixes_decode_with_units_zeroed():
-  cfg = SAEConfig.mf(d=5, n_latents=8, prefixes=(2, 5, 8))
+  cfg = SAEConfig.mf(dim=5, dict_size=8, prefixes=(2, 5, 8))
   p = _trained_like(cfg)
   x = jnp.asarray(_x())
   z, xh = model.forward(p, x, cfg)
@@ -144,20 +144,20 @@ def test_matryoshka_prefixes_decode_with_units_zeroed():
     np.testing.assert_allclose(xh[j], model.decode(p, zm, cfg, stats),
                                rtol=1e-5, atol=1e-5)
   # a prefix list without the full size gets it appended
-  assert SAEConfig.mf(d=5, n_latents=8, prefixes=(2, 5)).prefix_sizes == (2, 5, 8)
+  assert SAEConfig.mf(dim=5, dict_size=8, prefixes=(2, 5)).prefix_sizes == (2, 5, 8)
 
 
 def test_config_rejects_bad_static_fields():
   with pytest.raises(ValueError, match='activation'):
-    SAEConfig(d=3, n_latents=4, activation='gelu')
+    SAEConfig(dim=3, dict_size=4, activation='gelu')
   with pytest.raises(ValueError, match='k_max'):
-    SAEConfig(d=3, n_latents=4, activation='topk', k_max=9)
+    SAEConfig(dim=3, dict_size=4, activation='topk', k_max=9)
   with pytest.raises(ValueError, match='prefixes'):
-    SAEConfig(d=3, n_latents=4, prefixes=(3, 2))
+    SAEConfig(dim=3, dict_size=4, prefixes=(3, 2))
 
 
 def test_trim_gives_size_m_params():
-  cfg = SAEConfig(d=5, n_latents=8, tied=False, pre_bias=True)
+  cfg = SAEConfig(dim=5, dict_size=8, tied=False, pre_bias=True)
   p = model.init(jax.random.PRNGKey(0), cfg)
   t = model.trim(p, 3)
   assert t['W'].shape == (3, 5) and t['W_dec'].shape == (3, 5)

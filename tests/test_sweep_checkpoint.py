@@ -1,5 +1,6 @@
 """Checkpoints: resume is bitwise identical; load_config; sweep.json safety."""
 
+import json
 import os
 
 import jax
@@ -110,3 +111,30 @@ def test_workdir_of_another_sweep_is_refused(tmp_path, data, params):
   other = SweepHparams.from_list([dict(seed=9)], SPEC)
   with pytest.raises(ValueError, match='different sweep'):
     train_sweep(SPEC, other, data, SCORER, epochs=1, workdir=work)
+
+
+def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
+                                                             params):
+  from monosem_jax import checkpoints
+  from monosem_jax.errors import WorkdirError
+  from monosem_jax.sweep.spec import SweepConfigError
+  work = str(tmp_path / 'w')
+  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  path = os.path.join(work, ckpt.SWEEP_JSON)
+  with open(path) as f:
+    doc = json.load(f)
+  doc.pop('format')
+  doc['params'] = doc.pop('hparams')        # the layout before issue 8
+  with open(path, 'w') as f:
+    json.dump(doc, f)
+  with pytest.raises(SweepConfigError, match='sweep.json format 1: written by '
+                     'another version'):
+    ckpt.restore_sweep(work)
+  m = checkpoints.make_manager(str(tmp_path / 'c'))
+  m.save(1, args=checkpoints.ocp.args.Composite(
+      state=checkpoints.ocp.args.StandardSave({'leaf_0000': np.zeros(2)}),
+      meta=checkpoints.ocp.args.JsonSave({'epoch': 1})))   # no format
+  with pytest.raises(WorkdirError, match='checkpoint format 1, this one '
+                     'reads 2'):
+    checkpoints.restore(m, {'w': np.zeros(2)})
+  m.close()

@@ -31,7 +31,7 @@ def sae_config_of(hparams: Mapping[str, Any]) -> model.SAEConfig:
 
 def activations(sae_params: Mapping[str, Any], cfg: model.SAEConfig,
                 embeddings: np.ndarray, k: int | None = None) -> np.ndarray:
-  """``(N, n_latents)`` SAE codes of raw embeddings ``(N, d)``."""
+  """``(N, dict_size)`` SAE codes of raw embeddings ``(N, d)``."""
   p = jax.tree.map(jnp.asarray, dict(sae_params))
   z = jax.jit(lambda x: model.encode(p, x, cfg, k))(jnp.asarray(embeddings, jnp.float32))
   return np.asarray(z)

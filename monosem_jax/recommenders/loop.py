@@ -62,10 +62,8 @@ class TrainState(NamedTuple):
 
 def init_params(cfg: TrainConfig, key: jax.Array, n_users: int,
                 n_items: int) -> dict:
-  if cfg.kind == 'mf':
-    return get_model('mf').init(key, n_users, n_items, cfg.dim)
-  return get_model('ncf').init(key, n_users, n_items, cfg.dim,
-                               hidden=cfg.hidden, use_bias=cfg.use_bias)
+  """Initial params of ``cfg.kind`` (each model reads the options it has)."""
+  return get_model(cfg.kind).init_from_config(key, n_users, n_items, cfg)
 
 
 def init_state(cfg: TrainConfig, n_users: int, n_items: int) -> TrainState:

@@ -36,6 +36,12 @@ def init(key: jax.Array, n_users: int, n_items: int, dim: int,
   }
 
 
+
+def init_from_config(key: jax.Array, n_users: int, n_items: int, cfg) -> Params:
+  """:func:`init` with the width of a ``TrainConfig`` (``cfg.dim``)."""
+  return init(key, n_users, n_items, cfg.dim)
+
+
 def embedding_logits(user_vecs: jax.Array, item_vecs: jax.Array,
                      user_bias: jax.Array | float = 0.0,
                      item_bias: jax.Array | float = 0.0) -> jax.Array:

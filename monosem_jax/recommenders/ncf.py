@@ -57,6 +57,13 @@ def init(key: jax.Array, n_users: int, n_items: int, dim: int,
   return params
 
 
+
+def init_from_config(key: jax.Array, n_users: int, n_items: int, cfg) -> Params:
+  """:func:`init` with a ``TrainConfig``'s ``dim``, ``hidden``, ``use_bias``."""
+  return init(key, n_users, n_items, cfg.dim, hidden=cfg.hidden,
+              use_bias=cfg.use_bias)
+
+
 def mlp_logits(mlp: Sequence[dict], user_vecs: jax.Array,
                item_vecs: jax.Array) -> jax.Array:
   """Frozen-scorer logits of paired embedding vectors.

@@ -36,7 +36,7 @@ exactly like a size-m SAE alone.
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> cfg = SAEConfig.mf(d=4, n_latents=6)
+  >>> cfg = SAEConfig.mf(dim=4, dict_size=6)
   >>> p = init(jax.random.PRNGKey(0), cfg)
   >>> x = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
   >>> z, x_hats = forward(p, x, cfg)
@@ -65,8 +65,9 @@ class SAEConfig:
   """Static SAE architecture (hashable; closed over by jit).
 
   Attributes:
-    d: embedding width.
-    n_latents: number of latents n (the sweep maximum M).
+    dim: embedding width.
+    dict_size: number of latents n (in a sweep, the maximum M; a config
+      uses its first ``dict_size`` of them by mask).
     tied: decoder is W (True) or a separate ``W_dec``.
     normalize: per-sample normalise / denormalise (MF-SAE).
     pre_bias: learn ``b_pre`` (centring) subtracted before encoding and added
@@ -74,11 +75,11 @@ class SAEConfig:
     activation: 'relu' | 'topk' | 'batchtopk'.
     k_max: static upper bound on k for the TopK activations (per-config k is
       applied by a rank mask, ``1 <= k <= k_max``).
-    prefixes: Matryoshka prefix sizes, strictly increasing, each <= n_latents;
+    prefixes: Matryoshka prefix sizes, strictly increasing, each <= dict_size;
       () for a plain SAE.
   """
-  d: int
-  n_latents: int
+  dim: int
+  dict_size: int
   tied: bool = True
   normalize: bool = False
   pre_bias: bool = False
@@ -88,39 +89,39 @@ class SAEConfig:
 
   def __post_init__(self):
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
-    if self.d < 1 or self.n_latents < 1:
-      raise ValueError(f'SAEConfig: d={self.d} and n_latents={self.n_latents} '
+    if self.dim < 1 or self.dict_size < 1:
+      raise ValueError(f'SAEConfig: d={self.dim} and dict_size={self.dict_size} '
                        'must be >= 1')
     if self.activation not in ACTIVATIONS:
       raise ValueError(f'SAEConfig.activation={self.activation!r}: expected one '
                        f'of {ACTIVATIONS}')
-    if self.activation != 'relu' and not 1 <= self.k_max <= self.n_latents:
+    if self.activation != 'relu' and not 1 <= self.k_max <= self.dict_size:
       raise ValueError(f'SAEConfig.k_max={self.k_max}: activation '
-                       f'{self.activation!r} needs 1 <= k_max <= n_latents='
-                       f'{self.n_latents}')
+                       f'{self.activation!r} needs 1 <= k_max <= dict_size='
+                       f'{self.dict_size}')
     p = self.prefixes
     if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
-              or p[-1] > self.n_latents):
+              or p[-1] > self.dict_size):
       raise ValueError(f'SAEConfig.prefixes={p}: must be strictly increasing '
-                       f'sizes in [1, n_latents={self.n_latents}]')
+                       f'sizes in [1, dict_size={self.dict_size}]')
 
   @classmethod
-  def mf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
+  def mf(cls, dim: int, dict_size: int, **kw) -> 'SAEConfig':
     """MF-SAE of docs/method.md#sparse-autoencoder: normalised, pre-bias, tied."""
-    return cls(d=d, n_latents=n_latents, normalize=True, pre_bias=True, **kw)
+    return cls(dim=dim, dict_size=dict_size, normalize=True, pre_bias=True, **kw)
 
   @classmethod
-  def ncf(cls, d: int, n_latents: int, **kw) -> 'SAEConfig':
+  def ncf(cls, dim: int, dict_size: int, **kw) -> 'SAEConfig':
     """NCF-SAE of docs/method.md#sparse-autoencoder: raw inputs, no pre-bias, tied."""
-    return cls(d=d, n_latents=n_latents, normalize=False, pre_bias=False, **kw)
+    return cls(dim=dim, dict_size=dict_size, normalize=False, pre_bias=False, **kw)
 
   @property
   def prefix_sizes(self) -> tuple[int, ...]:
-    """The reconstruction prefixes; ``(n_latents,)`` without Matryoshka."""
+    """The reconstruction prefixes; ``(dict_size,)`` without Matryoshka."""
     if not self.prefixes:
-      return (self.n_latents,)
-    return self.prefixes if self.prefixes[-1] == self.n_latents else (
-        *self.prefixes, self.n_latents)
+      return (self.dict_size,)
+    return self.prefixes if self.prefixes[-1] == self.dict_size else (
+        *self.prefixes, self.dict_size)
 
 
 class NormStats(NamedTuple):
@@ -139,21 +140,21 @@ def init(key: jax.Array, cfg: SAEConfig, dtype=jnp.float32) -> Params:
   Returns:
     The params dict (see module docstring).
   """
-  bound = 1.0 / np.sqrt(cfg.d)
-  rows = jnp.arange(cfg.n_latents)
+  bound = 1.0 / np.sqrt(cfg.dim)
+  rows = jnp.arange(cfg.dict_size)
   w = jax.vmap(lambda j: jax.random.uniform(
-      jax.random.fold_in(key, j), (cfg.d,), dtype, -bound, bound))(rows)
-  params = {'W': w, 'b_lat': jnp.zeros((cfg.n_latents,), dtype)}
+      jax.random.fold_in(key, j), (cfg.dim,), dtype, -bound, bound))(rows)
+  params = {'W': w, 'b_lat': jnp.zeros((cfg.dict_size,), dtype)}
   if cfg.pre_bias:
-    params['b_pre'] = jnp.zeros((cfg.d,), dtype)
+    params['b_pre'] = jnp.zeros((cfg.dim,), dtype)
   if not cfg.tied:
     params['W_dec'] = w
   return params
 
 
-def latent_mask(dict_size: jax.Array | int, n_latents: int) -> jax.Array:
+def latent_mask(active: jax.Array | int, size: int) -> jax.Array:
   """``(n,)`` bool, True for the first ``dict_size`` latents."""
-  return jnp.arange(n_latents) < dict_size
+  return jnp.arange(size) < active
 
 
 def normalize(x: jax.Array, eps: float = NORM_EPS

@@ -19,7 +19,7 @@ Example (an MF-like scorer written inline):
   ...   def batch_terms(self, U, I, users=None, items=None): return U @ I.T
   ...   def prediction_loss(self, t, U, I, Uh, Ih):
   ...     return jnp.mean((Uh @ Ih.T - t) ** 2)
-  >>> cfg = model.SAEConfig.mf(d=4, n_latents=6)
+  >>> cfg = model.SAEConfig.mf(dim=4, dict_size=6)
   >>> sae = model.init(jax.random.PRNGKey(0), cfg)
   >>> U, I = jnp.ones((3, 4)), jnp.ones((5, 4))
   >>> batch = prepare_batch(U, I, cfg, Dot())
@@ -94,7 +94,7 @@ def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
       object with those attributes, e.g. one config of a sweep's
       hyper-parameters).
     batch: from :func:`prepare_batch`.
-    cfg: the static SAE architecture (``n_latents`` = the largest size).
+    cfg: the static SAE architecture (``dict_size`` = the largest size).
     scorer: the frozen scorer (``prediction_loss``).
     k: TopK ``k`` (ignored by ReLU); dict_size: active latents (mask).
 
@@ -103,7 +103,7 @@ def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
     ``n_clamped`` (KL-clamped active latents, users + items) and ``l0``
     (mean active latents per sample, users and items averaged).
   """
-  mask = model.latent_mask(dict_size, cfg.n_latents)
+  mask = model.latent_mask(dict_size, cfg.dict_size)
   zu, u_hats = model.forward_prepared(sae, batch.u_in, batch.u_stats, cfg, k,
                                       mask)
   zi, i_hats = model.forward_prepared(sae, batch.i_in, batch.i_stats, cfg, k,

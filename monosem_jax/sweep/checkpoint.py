@@ -190,7 +190,7 @@ def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int
   hp.update(finite=bool(np.asarray(state.finite)[i]),
             diverged_step=int(np.asarray(state.diverged_step)[i]),
             epoch=int(np.asarray(state.epoch)),
-            sae_config=dict(d=cfg.d, n_latents=hp['dict_size'], tied=cfg.tied,
+            sae_config=dict(dim=cfg.dim, dict_size=hp['dict_size'], tied=cfg.tied,
                             normalize=cfg.normalize, pre_bias=cfg.pre_bias,
                             activation=cfg.activation,
                             k_max=min(cfg.k_max, hp['dict_size']),
@@ -207,7 +207,7 @@ def load_config(workdir: str, i: int, step: int | None = None
     dictionary size (``W`` ``(dict_size, d)``, ...), and its hyper-parameters
     plus ``finite``, ``diverged_step``, ``epoch`` and the static SAE
     architecture fields (``sae_config``: kwargs of
-    :class:`~monosem_jax.sae.model.SAEConfig` with ``n_latents = dict_size``).
+    :class:`~monosem_jax.sae.model.SAEConfig` with ``dict_size = dict_size``).
     To read many configs, :func:`restore_sweep` once and call
     :func:`config_from_state`.
   """

@@ -64,7 +64,7 @@ def _evaluate_impl(spec, scorer, users, items):
 
   def one(args):
     sae, hp = args
-    mask = model.latent_mask(hp.dict_size, cfg.n_latents)
+    mask = model.latent_mask(hp.dict_size, cfg.dict_size)
     m = jnp.sum(mask)
     zu, uh = model.forward_prepared(sae, u_in, u_stats, cfg, hp.k, mask)
     zi, ih = model.forward_prepared(sae, i_in, i_stats, cfg, hp.k, mask)

@@ -2,7 +2,7 @@
 
 :func:`run_sweep` is what ``python -m experiments.sweep`` calls:
 
-1. load the frozen recommender (``REC_WORKDIR/frozen``: params, embeddings
+1. load the frozen recommender (``REC_WORKDIR/frozen``: weights, embeddings
    and the protocol split it was trained on);
 2. build the static :class:`~monosem_jax.sweep.spec.SweepSpec` (model kind
    and width from the artifact) and the per-config

@@ -1,10 +1,10 @@
 """Sharding the config axis of a sweep over every available device.
 
 A one-axis :class:`jax.sharding.Mesh` named ``'cfg'`` spans all devices. Every
-per-config array (SAE params, Adam moments, ``finite``, ``SweepHparams``
+per-config array (SAE weights, Adam state, ``finite``, ``SweepHparams``
 fields: leading axis C) is placed with ``NamedSharding(mesh, P('cfg'))``; the
-data (embedding tables, pair arrays, the frozen MLP) and the scalar state
-(``adam_pows``, ``data_key``, ``epoch``, ``step``) are replicated. Configs
+inputs (embedding tables, pair arrays), the scorer (the frozen MLP) and the
+scalar state (``data_key``, ``epoch``, ``step``) are replicated. Configs
 never communicate, so each device trains its C / n_dev configs on the same
 (replicated) batch stream.
 
@@ -23,7 +23,7 @@ for C = 80). The alternative
 agrees only to float32 rounding (~1e-8 here).
 
 C must be a multiple of the device count: pad with
-``params.pad_to(padded_size(C, mesh))`` and drop the padded configs from the
+``hparams.pad_to(padded_size(C, mesh))`` and drop the padded configs from the
 results (they are copies of the last config).
 
 **Multi-host (TPU pod slices, multi-node GPU).** Run the *same* script on every

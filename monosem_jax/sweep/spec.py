@@ -23,13 +23,13 @@ Unspecified hyper-parameters take the paper's defaults
 
 Example:
   >>> spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)
-  >>> params = SweepHparams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
+  >>> hparams = SweepHparams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
   ...                           dict_size=[22, 64])
-  >>> params.num_configs
+  >>> hparams.num_configs
   10
-  >>> params.config(3)['lambda_pred'], params.config(3)['dict_size']
+  >>> hparams.config(3)['lambda_pred'], hparams.config(3)['dict_size']
   (1.0, 64)
-  >>> validate(spec, params)        # raises SweepConfigError when invalid
+  >>> validate(spec, hparams)        # raises SweepConfigError when invalid
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ from monosem_jax.errors import MonosemError
 from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
 
 KINDS = ('mf', 'ncf')
+SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
+#: The SAE of each recommender kind (docs/method.md#sparse-autoencoder):
+#: MF-SAE normalised with pre-bias, NCF-SAE on raw embeddings.
+SAE_DEFAULTS = {'mf': dict(normalize=True, pre_bias=True, pred_loss='mse'),
+                'ncf': dict(normalize=False, pre_bias=False, pred_loss='bce')}
+PRED_LOSSES = {'mf': ('mse',), 'ncf': ('bce', 'mse')}
 FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
                 'lr')
 INT_FIELDS = ('seed', 'dict_size', 'k')
@@ -133,9 +139,7 @@ class SweepSpec:
     errors = []
     if self.kind not in KINDS:
       errors.append(f'SweepSpec.kind={self.kind!r}: expected one of {KINDS}')
-    mf = self.kind == 'mf'
-    for name, default in (('normalize', mf), ('pre_bias', mf),
-                          ('pred_loss', 'mse' if mf else 'bce')):
+    for name, default in SAE_DEFAULTS.get(self.kind, {}).items():
       if getattr(self, name) is None:
         object.__setattr__(self, name, default)
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
@@ -159,8 +163,8 @@ class SweepSpec:
               or p[-1] > self.max_dict_size):
       errors.append(f'SweepSpec.prefixes={p}: must be strictly increasing '
                     f'sizes in [1, max_dict_size={self.max_dict_size}]')
-    allowed = ('mse',) if mf else ('bce', 'mse')
-    if self.pred_loss not in allowed:
+    allowed = PRED_LOSSES.get(self.kind, ())
+    if self.kind in KINDS and self.pred_loss not in allowed:
       errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: kind '
                     f'{self.kind!r} allows {allowed}')
     if self.ncf_pairs not in ('positive', 'random'):
@@ -175,7 +179,7 @@ class SweepSpec:
   @property
   def sae(self) -> SAEConfig:
     """The static SAE architecture of every config (n = max_dict_size)."""
-    return SAEConfig(d=self.dim, n_latents=self.max_dict_size, tied=self.tied,
+    return SAEConfig(dim=self.dim, dict_size=self.max_dict_size, tied=self.tied,
                      normalize=self.normalize, pre_bias=self.pre_bias,
                      activation=self.activation, k_max=self.k_max,
                      prefixes=self.prefixes)
@@ -332,7 +336,7 @@ def padding_index(num_real: int, size: int) -> np.ndarray:
                          np.full(size - num_real, num_real - 1)])
 
 
-def validate(spec: SweepSpec, params: SweepHparams) -> None:
+def validate(spec: SweepSpec, hparams: SweepHparams) -> None:
   """Rejects invalid hyper-parameters before anything compiles.
 
   Checks every field has shape ``(C,)`` with the same C >= 1, floats finite,
@@ -345,7 +349,7 @@ def validate(spec: SweepSpec, params: SweepHparams) -> None:
       ``SweepHparams.<field>[<config>] = <value>: <rule>``.
   """
   errors: list[str] = []
-  arrays = {f: np.asarray(getattr(params, f)) for f in FIELDS}
+  arrays = {f: np.asarray(getattr(hparams, f)) for f in FIELDS}
   shapes = {f: a.shape for f, a in arrays.items()}
   c = shapes['lr'][0] if len(shapes['lr']) == 1 else None
   if c is None or c < 1 or any(s != (c,) for s in shapes.values()):
@@ -388,17 +392,27 @@ def validate(spec: SweepSpec, params: SweepHparams) -> None:
                            'problem(s)):\n  ' + '\n  '.join(errors))
 
 
-def dumps(spec: SweepSpec, params: SweepHparams,
+def dumps(spec: SweepSpec, hparams: SweepHparams,
           provenance: Mapping[str, Any] | None = None) -> str:
   """JSON text holding the spec, every config and where they came from."""
-  out = {'spec': spec.to_json_dict(), 'params': params.to_json_dict()}
+  out = {'format': SWEEP_FORMAT, 'spec': spec.to_json_dict(),
+         'hparams': hparams.to_json_dict()}
   if provenance is not None:
     out['provenance'] = dict(provenance)
   return json.dumps(out, indent=1)
 
 
 def loads(text: str) -> tuple[SweepSpec, SweepHparams, dict | None]:
-  """Inverse of :func:`dumps`: ``(spec, params, provenance or None)``."""
+  """Inverse of :func:`dumps`: ``(spec, hparams, provenance or None)``.
+
+  Raises:
+    SweepConfigError: the text was written by another format version.
+  """
   d = json.loads(text)
+  if d.get('format', 1) != SWEEP_FORMAT:
+    raise SweepConfigError(
+        f'sweep.json format {d.get("format", 1)}: written by another version '
+        f'of monosem-jax (this one reads {SWEEP_FORMAT}); start again in a '
+        'fresh --workdir')
   return (SweepSpec.from_json_dict(d['spec']),
-          SweepHparams.from_json_dict(d['params']), d.get('provenance'))
+          SweepHparams.from_json_dict(d['hparams']), d.get('provenance'))
