@@ -1,0 +1,175 @@
+"""Read-only access to finished work: :func:`open_recommender`, :func:`open_sweep`.
+
+The analysis, the launchers and the notebooks read workdirs only through
+these. :func:`open_sweep` gathers what a sweep explains: the frozen
+recommender it was trained on (checked by content hash), its split, its
+frozen scorer, the spec, every config's hyper-parameters and the stacked SAE
+weights (real configs only, padding dropped).
+
+Example::
+
+  view = open_sweep('runs/ml1m_mf_sweep')
+  view.hparams.num_configs, view.state.sae['W'].shape   # C, (C, M, d)
+  sae, hp = view.config(3)                              # trimmed to its size
+  table = sweep_fidelity(view)                          # one row per config
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from monosem_jax.analysis import fidelity
+from monosem_jax.errors import WorkdirError
+from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax.sae import model
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import build_scorer, load_artifact
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.state import SweepState
+
+
+def open_recommender(workdir: str) -> RecommenderArtifact:
+  """The frozen recommender of a ``train_recommender`` workdir."""
+  return load_artifact(workdir)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepView:
+  """A finished (or checkpointed) sweep, read-only.
+
+  Attributes:
+    workdir: the sweep folder.
+    artifact: the frozen recommender it explains.
+    scorer: its frozen scorer, with the sweep's loss options.
+    spec, hparams: the sweep's static spec and per-config hyper-parameters.
+    state: the stacked state of the latest checkpoint (real configs).
+    histories: per-epoch ``(C,)`` training terms.
+  """
+  workdir: str
+  artifact: RecommenderArtifact
+  scorer: Any
+  spec: SweepSpec
+  hparams: SweepHparams
+  state: SweepState
+  histories: list
+
+  @property
+  def num_configs(self) -> int:
+    return self.hparams.num_configs
+
+  def config(self, i: int) -> tuple[dict, dict]:
+    """Config ``i``'s SAE weights (trimmed) and hyper-parameters."""
+    return checkpoint.config_from_state(self.spec, self.hparams, self.state, i)
+
+
+def open_sweep(workdir: str, step: int | None = None) -> SweepView:
+  """Opens a sweep workdir and the recommender it was trained on.
+
+  Raises:
+    WorkdirError: no sweep there, or its recommender is gone or changed
+      since the sweep (content hash).
+  """
+  if not os.path.isfile(os.path.join(workdir, checkpoint.SWEEP_JSON)):
+    raise WorkdirError(f'{workdir}: no {checkpoint.SWEEP_JSON}; pass the '
+                       '--workdir of python -m experiments.sweep')
+  _, _, prov = checkpoint.read_sweep_json(workdir, provenance=True)
+  rec = (prov or {}).get('recommender') or {}
+  if not rec.get('workdir'):
+    raise WorkdirError(f'{workdir}/{checkpoint.SWEEP_JSON} does not name its '
+                       'recommender (an older sweep); rerun the sweep')
+  artifact = load_artifact(rec['workdir'])
+  if artifact.fingerprint != rec.get('fingerprint'):
+    raise WorkdirError(
+        f'the recommender at {rec["workdir"]} changed since {workdir} was '
+        f'trained (sha256 {str(artifact.fingerprint)[:12]}, the sweep '
+        f'recorded {str(rec.get("fingerprint"))[:12]}); its analysis would '
+        'mix two models')
+  spec, hparams, state, histories = checkpoint.restore_sweep(workdir, step)
+  return SweepView(os.path.abspath(workdir), artifact,
+                   build_scorer(artifact, spec), spec, hparams, state,
+                   histories)
+
+
+def seen_mask(split, users: np.ndarray) -> np.ndarray:
+  """``(len(users), n_items)`` bool: each user's training positives."""
+  indptr = split.train_indptr()
+  lo, hi = indptr[users], indptr[users + 1]
+  rows = np.repeat(np.arange(len(users)), hi - lo)
+  starts = np.repeat(lo, hi - lo)
+  offsets = np.arange(len(rows)) - np.repeat(np.cumsum(hi - lo) - (hi - lo),
+                                             hi - lo)
+  mask = np.zeros((len(users), split.n_items), bool)
+  mask[rows, split.train_items[starts + offsets]] = True
+  return mask
+
+
+def _reconstructions(spec: SweepSpec, sae, hp, users, items):
+  cfg = spec.sae
+  mask = model.latent_mask(hp.dict_size, cfg.dict_size)
+  return (model.reconstruct(sae, users, cfg, hp.k, mask),
+          model.reconstruct(sae, items, cfg, hp.k, mask))
+
+
+def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
+                   max_users: int | None = None,
+                   config_chunk: int = 8) -> pd.DataFrame:
+  """Ranking fidelity of every config on the SAE-test users.
+
+  Original and reconstructed top-k lists (training positives removed), both
+  ranked by the frozen scorer; means over users of the measures of
+  :func:`monosem_jax.analysis.fidelity.list_agreement`.
+
+  Args:
+    view: from :func:`open_sweep`.
+    k, p: list length and RBO persistence.
+    max_users: use only the first this many SAE-test users (None: all).
+    config_chunk: configs ranked at once (bounds memory).
+
+  Returns:
+    One row per config: ``config``, the swept hyper-parameters, and
+    ``rbo, rbo_norm, rbo_ext, kendall_tau, overlap`` (means over users).
+  """
+  art = view.artifact
+  users_idx = np.asarray(art.split.sae_test_users)[:max_users]
+  users = jnp.asarray(art.user_emb[users_idx])
+  items = jnp.asarray(art.item_emb)
+  item_idx = jnp.arange(items.shape[0])
+  seen = jnp.asarray(seen_mask(art.split, users_idx))
+  scorer = view.scorer
+  original = fidelity.top_k_lists(
+      scorer.matrix_logits(users, items, jnp.asarray(users_idx), item_idx),
+      seen, k)
+
+  @jax.jit
+  def lists(sae, hp):
+    def one(args):
+      u_hat, i_hat = _reconstructions(view.spec, args[0], args[1], users,
+                                      items)
+      return fidelity.top_k_lists(
+          scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
+                               item_idx), seen, k)
+    return jax.lax.map(one, (sae, hp))
+
+  rows = []
+  c = view.num_configs
+  for start in range(0, c, config_chunk):
+    idx = np.arange(start, min(c, start + config_chunk))
+    sae = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]),
+                       view.state.sae)
+    recon = lists(sae, view.hparams.take(idx))                # (c, N, k)
+    n = recon.shape[1]
+    m = fidelity.list_agreement(
+        jnp.tile(original, (len(idx), 1)), recon.reshape(-1, k), p)
+    for j, i in enumerate(idx):
+      row = {'config': int(i), **view.hparams.config(int(i))}
+      row.update({key: float(np.nanmean(v[j * n:(j + 1) * n]))
+                  for key, v in m.items()})
+      rows.append(row)
+  return pd.DataFrame(rows)

@@ -1,0 +1,91 @@
+"""open_sweep reads a finished sweep; sweep_fidelity ranks every config."""
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import recommender as rec_configs
+from experiments.configs import sweep as sweep_configs
+from monosem_jax.analysis import fidelity, workdirs
+from monosem_jax.errors import WorkdirError
+from monosem_jax.recommenders import train
+from monosem_jax.sae import model
+from monosem_jax.sweep.runner import run_sweep
+
+QUIET = dict(log=lambda _: None)
+
+
+@pytest.fixture(scope='module')
+def sweep_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('analysis')
+  cfg = rec_configs.get_config('synthetic,mf')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 2
+  train.run(cfg, str(root / 'rec'), **QUIET)
+  s = sweep_configs.get_config('synthetic,mf')
+  s.recommender_workdir = str(root / 'rec')
+  s.epochs = 2
+  s.spec.batch_users = s.spec.batch_items = 64
+  s.spec.steps_per_epoch = 3
+  s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
+  run_sweep(s, str(root / 'sweep'), **QUIET)
+  return root
+
+
+def test_open_sweep_and_fidelity_agree_with_a_direct_computation(sweep_dir):
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  assert view.num_configs == 4 and view.artifact.kind == 'mf'
+  table = workdirs.sweep_fidelity(view, k=10, config_chunk=3)
+  assert table.config.tolist() == [0, 1, 2, 3]
+  assert table.rbo_norm.between(0, 1).all() and table.kendall_tau.notna().all()
+  # config 3 by hand: its trimmed SAE, the same scorer and seen-item mask
+  sae, hp = view.config(3)
+  cfg = model.SAEConfig(**hp['sae_config'])
+  split = view.artifact.split
+  users_idx = np.asarray(split.sae_test_users)
+  users = jnp.asarray(view.artifact.user_emb[users_idx])
+  items = jnp.asarray(view.artifact.item_emb)
+  seen = workdirs.seen_mask(split, users_idx)
+  for u in (0, len(users_idx) - 1):  # the mask is the user's training items
+    lo, hi = split.train_indptr()[users_idx[u]:users_idx[u] + 2]
+    assert set(np.flatnonzero(seen[u])) == set(split.train_items[lo:hi])
+  sae = {k: jnp.asarray(v) for k, v in sae.items()}
+  direct = fidelity.ranking_fidelity(
+      view.scorer, users, items, model.reconstruct(sae, users, cfg),
+      model.reconstruct(sae, items, cfg), jnp.asarray(users_idx),
+      jnp.arange(items.shape[0]), jnp.asarray(seen), k=10)
+  for key in ('rbo', 'rbo_norm', 'kendall_tau', 'overlap'):
+    np.testing.assert_allclose(table[key][3], np.nanmean(direct[key]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_changed_recommender_is_refused(sweep_dir, tmp_path):
+  with open(sweep_dir / 'rec' / 'frozen' / 'meta.json', 'a') as f:
+    f.write(' ')                                  # same model, other bytes
+  try:
+    with pytest.raises(WorkdirError, match='changed since'):
+      workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  finally:
+    path = sweep_dir / 'rec' / 'frozen' / 'meta.json'
+    path.write_text(path.read_text()[:-1])
+  with pytest.raises(WorkdirError, match='no sweep.json'):
+    workdirs.open_sweep(str(tmp_path))
+  assert os.path.isdir(sweep_dir / 'sweep')
+
+
+def test_fidelity_launcher_writes_the_table(sweep_dir):
+  import subprocess
+  import sys
+  import pandas as pd
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.fidelity',
+       f'--workdir={sweep_dir / "sweep"}', '--k=10'], cwd=root, env=env,
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = pd.read_csv(sweep_dir / 'sweep' / 'fidelity.csv')
+  assert len(table) == 4 and {'rbo', 'kendall_tau', 'l0_items'} <= set(table)
