@@ -76,16 +76,27 @@ def test_a_changed_recommender_is_refused(sweep_dir, tmp_path):
   assert os.path.isdir(sweep_dir / 'sweep')
 
 
-def test_fidelity_launcher_writes_the_table(sweep_dir):
+def test_analyze_launcher_writes_the_tables(sweep_dir):
   import subprocess
   import sys
   import pandas as pd
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.fidelity',
+      [sys.executable, '-m', 'experiments.analyze',
        f'--workdir={sweep_dir / "sweep"}', '--k=10'], cwd=root, env=env,
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   table = pd.read_csv(sweep_dir / 'sweep' / 'fidelity.csv')
-  assert len(table) == 4 and {'rbo', 'kendall_tau', 'l0_items'} <= set(table)
+  assert len(table) == 4 and {'rbo', 'kendall_tau', 'l0_items',
+                              'pure_concepts@10'} <= set(table)
+  rows = pd.read_csv(sweep_dir / 'sweep' / 'neurons.csv')
+  assert len(rows) == 2 * 8 + 2 * 16   # dict sizes 8 and 16, two each
+  assert {'best_concept', 'purity@10', 'p_value@10', 'ms'} <= set(rows)
+
+
+def test_open_dataset_reloads_the_concepts(sweep_dir):
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  ds = workdirs.open_dataset(view.artifact)
+  assert ds.n_items == view.artifact.n_items
+  assert ds.item_concepts.shape[0] == view.artifact.n_items

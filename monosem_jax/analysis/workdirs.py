@@ -28,6 +28,7 @@ import pandas as pd
 from monosem_jax.analysis import fidelity
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax.recommenders.train import load_data
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import build_scorer, load_artifact
@@ -38,6 +39,29 @@ from monosem_jax.sweep.state import SweepState
 def open_recommender(workdir: str) -> RecommenderArtifact:
   """The frozen recommender of a ``train_recommender`` workdir."""
   return load_artifact(workdir)
+
+
+def open_dataset(artifact: RecommenderArtifact):
+  """The dataset a recommender was trained on (concept labels, titles,
+  popularity), loaded again with the settings it recorded.
+
+  Raises:
+    DataError: the data cannot be loaded (e.g. ``$MONOSEM_DATA_DIR`` moved).
+    WorkdirError: it no longer matches the recommender's split.
+  """
+  config = artifact.meta.get('config') or {}
+  if 'dataset' not in config:
+    raise WorkdirError('the recommender does not record its dataset settings;'
+                       ' retrain it with experiments.train_recommender')
+  dataset, split = load_data(config['dataset'], config.get('split', {}))
+  old = artifact.split
+  if (split.n_users, split.n_items) != (old.n_users, old.n_items) or not (
+      np.array_equal(split.train_items, old.train_items)):
+    raise WorkdirError(
+        f'{dataset.name} as loaded now ({split.n_users} x {split.n_items}) is '
+        'not the data the recommender was trained on; point '
+        'MONOSEM_DATA_DIR at the same files')
+  return dataset
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
