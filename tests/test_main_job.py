@@ -51,7 +51,8 @@ def test_analysis_notebook_runs_on_a_quickstart_workdir(quickstart):
   workdir, _ = quickstart
   ns = run_notebook(os.path.join(ROOT, 'notebooks', 'analysis.ipynb'), {
       "'runs/quickstart/sweep'": repr(str(workdir / 'sweep')),
-      "'runs/quickstart/recommender'": repr(str(workdir / 'recommender')),
   })
   assert len(ns['matches']) == 8  # one row per planted concept
   assert ns['acts'].shape[0] == 150
+  assert len(ns['fid']) == 20 and ns['fid'].rbo.between(0, 1).all()
+  assert len(ns['neuron_rows']) == ns['acts'].shape[1]
