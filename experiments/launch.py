@@ -1,9 +1,9 @@
 """What every absl launcher shares: flag parsing and one-line refusals.
 
-``app.run(main, flags_parser=parse_flags)`` turns an override of a config
-field that does not exist (``--config.grid.sead=...``) into one line naming
-the field and the valid ones, where ml_collections would raise a bare
-``AttributeError``. :func:`refusals_in_one_line` wraps ``main`` so that a
+``app.run(main, flags_parser=parse_flags)`` with the config flag from
+:func:`define_config_file` turns an override of a config field that does not
+exist (``--config.grid.sead=...``) into one line naming the field and the
+valid ones, where ml_collections would raise a bare ``AttributeError``. :func:`refusals_in_one_line` wraps ``main`` so that a
 deliberate refusal of the library (:class:`~monosem_jax.errors.MonosemError`:
 bad data, an invalid config, a busy or foreign workdir) prints as
 ``error: <message>`` with exit status 1, without a traceback.
@@ -18,22 +18,23 @@ import re
 import sys
 
 from absl import flags
+from ml_collections import config_flags
 
 from monosem_jax.errors import MonosemError
 
 
-def _config_value(argv, name):
+def _config_of(argv: list[str], name: str):
+  """The config ``--name`` builds: from ``--name=FILE[:ARG]`` in ``argv``,
+  else the flag's default (None if neither can be had)."""
   for arg in argv[1:]:
     if arg.startswith(f'--{name}='):
-      return arg.split('=', 1)[1]
+      return _load_config(arg.split('=', 1)[1])
   default = flags.FLAGS[name].default if name in flags.FLAGS else None
-  return getattr(default, 'path', None) if default is not None else None
+  return default if hasattr(default, 'keys') else None
 
 
-def _load_config(config_arg: str | None):
+def _load_config(config_arg: str):
   """The config a ``FILE[:ARG]`` flag value builds, or None."""
-  if not config_arg:
-    return None
   path, _, arg = config_arg.partition(':')
   try:
     spec = importlib.util.spec_from_file_location('_launch_config', path)
@@ -56,26 +57,51 @@ def _unknown_field(config, path: list[str]) -> tuple[int, list[str]] | None:
   return None
 
 
+def _exit_if_unknown_field(argv: list[str], config_of) -> None:
+  """Exits with one line if an override in ``argv`` names a missing field.
+
+  ``config_of(flag_name)`` gives the config that flag holds (or None).
+  """
+  for arg in argv[1:]:
+    m = re.match(r'--(\w+)\.([\w.]+)(=.*)?$', arg)
+    if not m:
+      continue
+    name, path = m.group(1), m.group(2).split('.')
+    config = config_of(name)
+    found = _unknown_field(config, path) if config is not None else None
+    if found is None:
+      continue
+    i, known = found
+    where = '.'.join([name] + path[:i + 1])
+    close = difflib.get_close_matches(path[i], known, n=1)
+    hint = f' (did you mean {close[0]}?)' if close else ''
+    sys.exit(f'error: {arg.split("=", 1)[0]}: {where} is not a config '
+             f'field{hint}; valid here: {", ".join(known)}')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing; an unknown config field exits with one line."""
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError):
-    for arg in argv[1:]:
-      m = re.match(r'--(\w+)\.([\w.]+)(=.*)?$', arg)
-      if not m:
-        continue
-      name, path = m.group(1), m.group(2).split('.')
-      config = _load_config(_config_value(argv, name))
-      found = _unknown_field(config, path) if config is not None else None
-      if found is None:
-        continue
-      i, known = found
-      where = '.'.join([name] + path[:i + 1])
-      close = difflib.get_close_matches(path[i], known, n=1)
-      hint = f' (did you mean {close[0]}?)' if close else ''
-      sys.exit(f'error: {arg.split("=", 1)[0]}: {where} is not a config '
-               f'field{hint}; valid here: {", ".join(known)}')
+    _exit_if_unknown_field(argv, lambda name: _config_of(argv, name))
+    raise
+
+
+def define_config_file(name: str, default: str | None, help_string: str):
+  """``config_flags.DEFINE_config_file`` (unlocked).
+
+  With a default file, ml_collections applies the command line's overrides
+  while the flag is defined, before :func:`parse_flags` runs; an unknown
+  field there exits with the same one line.
+  """
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_string,
+                                           lock_config=False)
+  except (AttributeError, KeyError):
+    _exit_if_unknown_field(
+        sys.argv, lambda n: _load_config(default) if n == name and default
+        else None)
     raise
 
 

@@ -21,9 +21,9 @@ import os
 import time
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from experiments.launch import parse_flags, refusals_in_one_line
+from experiments.launch import (define_config_file, parse_flags,
+                                refusals_in_one_line)
 from monosem_jax import files
 from monosem_jax.analysis import concepts
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
@@ -32,9 +32,9 @@ from monosem_jax.recommenders import train
 from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import load_artifact, run_sweep
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = define_config_file(
     'config', 'experiments/configs/quickstart.py',
-    'Quickstart config (get_config in that file).', lock_config=False)
+    'Quickstart config (get_config in that file).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart',
                                'Where outputs are written.')
 

@@ -16,15 +16,15 @@ slice (or several GPU hosts) run the same command on every host with
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from experiments.launch import parse_flags, refusals_in_one_line
+from experiments.launch import (define_config_file, parse_flags,
+                                refusals_in_one_line)
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.sweep.runner import run_sweep
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).',
-    lock_config=False)
+_CONFIG = define_config_file(
+    'config', None,
+    'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False,

@@ -14,11 +14,11 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from experiments.launch import parse_flags, refusals_in_one_line
+from experiments.launch import (define_config_file, parse_flags,
+                                refusals_in_one_line)
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = define_config_file(
     'config', 'experiments/configs/recommender.py:ml-1m,mf',
     'Training config file (DATASET,MODEL argument).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.',
