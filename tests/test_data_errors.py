@@ -19,6 +19,13 @@ def _ml1m_dir(tmp_path, ratings_text, movies=None):
   return tmp_path
 
 
+def _lastfm_copy(tmp_path):
+  src = fixture_dir('lastfm-2k')
+  for f in os.listdir(src):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  return tmp_path
+
+
 def test_unknown_dataset_name():
   with pytest.raises(DataError, match="unknown dataset 'ml-2m'.*ml-1m"):
     load_dataset('ml-2m', '.')
@@ -50,22 +57,20 @@ def test_wrong_separator(tmp_path):
     load_dataset('ml-1m', d)
 
 
-def test_non_integer_id(tmp_path):
-  d = _ml1m_dir(tmp_path, '1::1::5::1\n1::2::4::2\nx7::3::3::3\n')
-  with pytest.raises(DataError, match=r'ratings\.dat, line 3: field UserID is '
-                     r"not an integer: 'x7'"):
-    load_dataset('ml-1m', d)
-
-
-def test_inconsistent_field_count(tmp_path):
-  d = _ml1m_dir(tmp_path, '1::1::5::1\n1::2::4::2::9\n')
-  with pytest.raises(DataError, match=r'line 2: expected 4 fields'):
-    load_dataset('ml-1m', d)
-
-
-def test_unknown_movie_in_ratings(tmp_path):
-  d = _ml1m_dir(tmp_path, '1::999::5::1\n')
-  with pytest.raises(DataError, match=r'MovieID 999 is not in .*movies\.dat'):
+@pytest.mark.parametrize('ratings,message', [
+    ('1::1::5::1\n1::2::4::2\nx7::3::3::3\n',
+     r"ratings\.dat, line 3: field UserID is not an integer: 'x7'"),
+    ('1::1::5::1\n1::2::4::2::9\n', r'line 2: expected 4 fields'),
+    ('1::999::5::1\n', r'MovieID 999 is not in .*movies\.dat'),
+    ('', r'ratings\.dat: file is empty'),
+    ('1::1::5::1\r1::2::4::2\r', r'ratings\.dat: old Mac line endings'),
+    ('1::1::5::1\n100000000000000000000000::2::4::2\n',
+     r'ratings\.dat, line 2: field UserID = 100000000000000000000000 is '
+     r'outside the 64-bit'),
+])
+def test_malformed_ratings(tmp_path, ratings, message):
+  d = _ml1m_dir(tmp_path, ratings)
+  with pytest.raises(DataError, match=message):
     load_dataset('ml-1m', d)
 
 
@@ -84,12 +89,6 @@ def test_corrupt_gzip(tmp_path):
     load_dataset('ml-1m', tmp_path)
 
 
-def test_empty_file(tmp_path):
-  d = _ml1m_dir(tmp_path, '')
-  with pytest.raises(DataError, match=r'ratings\.dat: file is empty'):
-    load_dataset('ml-1m', d)
-
-
 def test_ml100k_genre_flag_count(tmp_path):
   src = fixture_dir('ml-100k')
   for f in ('u.data', 'u.user'):
@@ -102,9 +101,7 @@ def test_ml100k_genre_flag_count(tmp_path):
 
 
 def test_lastfm_header_wrong_separator(tmp_path):
-  src = fixture_dir('lastfm-2k')
-  for f in os.listdir(src):
-    shutil.copy(os.path.join(src, f), tmp_path)
+  _lastfm_copy(tmp_path)
   (tmp_path / 'user_artists.dat').write_text('userID,artistID,weight\n2,51,1\n')
   with pytest.raises(DataError, match=r'user_artists\.dat, line 1: header has '
                      r"1 fields separated by '\\t'"):
@@ -112,9 +109,7 @@ def test_lastfm_header_wrong_separator(tmp_path):
 
 
 def test_lastfm_unknown_tag_id(tmp_path):
-  src = fixture_dir('lastfm-2k')
-  for f in os.listdir(src):
-    shutil.copy(os.path.join(src, f), tmp_path)
+  _lastfm_copy(tmp_path)
   with open(tmp_path / 'user_taggedartists.dat', 'a') as f:
     f.write('2\t51\t777\t1\t1\t2009\r\n')
   with pytest.raises(DataError, match=r'user_taggedartists\.dat, line 21: '
@@ -165,14 +160,7 @@ def test_bad_world_config():
     load_dataset('synthetic', n_items=0)
 
 
-# ---- issue 7: silent data losses and unclear failures ---------------------
-
-def _lastfm_copy(tmp_path):
-  src = fixture_dir('lastfm-2k')
-  for f in os.listdir(src):
-    shutil.copy(os.path.join(src, f), tmp_path)
-  return tmp_path
-
+# ---- Last.FM headers -----------------------------------------------------
 
 def test_lastfm_without_header_keeps_first_interaction(tmp_path):
   d = _lastfm_copy(tmp_path)
@@ -205,16 +193,3 @@ def test_headerless_tagged_artists_reports_true_line(tmp_path):
   with pytest.warns(UserWarning), pytest.raises(
       DataError, match=r'user_taggedartists\.dat, line 20: tagID 777'):
     load_dataset('lastfm-2k', d)
-
-
-def test_old_mac_line_endings(tmp_path):
-  d = _ml1m_dir(tmp_path, '1::1::5::1\r1::2::4::2\r')
-  with pytest.raises(DataError, match=r'ratings\.dat: old Mac line endings'):
-    load_dataset('ml-1m', d)
-
-
-def test_id_beyond_int64(tmp_path):
-  d = _ml1m_dir(tmp_path, '1::1::5::1\n100000000000000000000000::2::4::2\n')
-  with pytest.raises(DataError, match=r'ratings\.dat, line 2: field UserID = '
-                     r'100000000000000000000000 is outside the 64-bit'):
-    load_dataset('ml-1m', d)

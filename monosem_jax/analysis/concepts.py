@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from monosem_jax.analysis import neurons
 from monosem_jax.sae import model
 
 
@@ -39,26 +40,23 @@ def activations(sae_params: Mapping[str, Any], cfg: model.SAEConfig,
 
 def top_items(acts: np.ndarray, k: int) -> np.ndarray:
   """``(n_neurons, k)`` indices of each neuron's k most activating items."""
-  k = min(k, acts.shape[0])
-  _, idx = jax.lax.top_k(jnp.asarray(acts).T, k)
-  return np.asarray(idx)
+  return neurons.top_items(acts, k)[0]
 
 
 def purity_at_k(acts: np.ndarray, item_concepts: np.ndarray, k: int = 10
                 ) -> np.ndarray:
   """``(n_neurons, n_concepts)`` purity@k.
 
+  A neuron firing on fewer than k items is scored on those items (never on
+  arbitrary non-firing ones); a dead neuron scores 0. See
+  :func:`monosem_jax.analysis.neurons.concept_scores` for lift and p-values.
+
   Args:
     acts: ``(n_items, n_neurons)`` activations.
     item_concepts: ``(n_items, n_concepts)`` bool multi-hot.
     k: list length.
   """
-  idx = top_items(acts, k)                                  # (n, k)
-  hits = np.asarray(item_concepts, np.float32)[idx]         # (n, k, c)
-  purity = hits.mean(axis=1)
-  dead = (np.asarray(acts) <= 0).all(axis=0)
-  purity[dead] = 0.0  # a dead neuron ranks items arbitrarily
-  return purity
+  return neurons.concept_scores(acts, item_concepts, (k,))['purity'][0]
 
 
 def concept_matches(acts: np.ndarray, item_concepts: np.ndarray,

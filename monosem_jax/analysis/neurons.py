@@ -43,8 +43,8 @@ import pandas as pd
 from scipy import stats
 
 
-def _top(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  """``(M, k)`` top-k item indices per neuron and whether each fires."""
+def top_items(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """``(M, k)`` top-k item indices per neuron, and whether each fires."""
   k = min(k, acts.shape[0])
   vals, idx = jax.lax.top_k(jnp.asarray(acts, jnp.float32).T, k)
   return np.asarray(idx), np.asarray(vals) > 0
@@ -72,7 +72,7 @@ def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
   base = count / max(n_items, 1)
   purity, lift, pval, n_scored = [], [], [], []
   for k in ks:  # a handful of list lengths; each vectorised over M x T
-    idx, fires = _top(acts, k)                                # (M, k)
+    idx, fires = top_items(acts, k)                                # (M, k)
     hits = np.einsum('mk,mkt->mt', fires.astype(np.float32),
                      table[idx].astype(np.float32))
     n = fires.sum(1)                                          # (M,)
@@ -107,7 +107,7 @@ def ms_scores(acts: np.ndarray, item_emb: np.ndarray, top: int = 30
   acts = np.asarray(acts, np.float64)
   lo, hi = acts.min(0), acts.max(0)
   scaled = np.where(hi > lo, (acts - lo) / np.where(hi > lo, hi - lo, 1), 0.0)
-  idx, _ = _top(acts, top)                                    # (M, top)
+  idx, _ = top_items(acts, top)                                    # (M, top)
   a = np.take_along_axis(scaled.T, idx, axis=1)               # (M, top)
   emb = np.asarray(item_emb, np.float64)
   unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
@@ -143,7 +143,7 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
   m = np.arange(acts.shape[1])
   pop_rank = stats.rankdata(-np.asarray(popularity, np.float64),
                             method='ordinal') - 1           # 0 = most popular
-  idx, top_fires = _top(acts, pop_top)
+  idx, top_fires = top_items(acts, pop_top)
   n_top = top_fires.sum(1)
   mean_rank = np.where(n_top > 0, (pop_rank[idx] * top_fires).sum(1)
                        / np.maximum(n_top, 1), np.nan)

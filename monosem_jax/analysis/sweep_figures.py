@@ -21,6 +21,8 @@ matplotlib.use('Agg')  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from monosem_jax.sweep.runner import RESULTS_CSV  # noqa: E402
+
 RESULTS_PNG = 'sweep_results.png'
 
 PANELS = (
@@ -72,7 +74,7 @@ def plot_sweep_workdir(workdir: str) -> str:
 
   Returns the figure's path.
   """
-  table = pd.read_csv(os.path.join(workdir, 'sweep_results.csv'))
+  table = pd.read_csv(os.path.join(workdir, RESULTS_CSV))
   path = os.path.join(workdir, RESULTS_PNG)
   plot_sweep(table, path=path)
   return path

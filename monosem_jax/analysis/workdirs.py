@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.analysis import fidelity
+from monosem_jax.data.dataset import csr_gather
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.recommenders.train import load_data
@@ -123,14 +124,9 @@ def open_sweep(workdir: str, step: int | None = None) -> SweepView:
 
 def seen_mask(split, users: np.ndarray) -> np.ndarray:
   """``(len(users), n_items)`` bool: each user's training positives."""
-  indptr = split.train_indptr()
-  lo, hi = indptr[users], indptr[users + 1]
-  rows = np.repeat(np.arange(len(users)), hi - lo)
-  starts = np.repeat(lo, hi - lo)
-  offsets = np.arange(len(rows)) - np.repeat(np.cumsum(hi - lo) - (hi - lo),
-                                             hi - lo)
+  owner, items, _ = csr_gather(split.train_indptr(), split.train_items, users)
   mask = np.zeros((len(users), split.n_items), bool)
-  mask[rows, split.train_items[starts + offsets]] = True
+  mask[owner, items] = True
   return mask
 
 

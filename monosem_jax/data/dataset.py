@@ -41,6 +41,23 @@ def csr_indptr(rows: np.ndarray, n_rows: int) -> np.ndarray:
   return indptr
 
 
+def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The CSR rows ``rows`` flattened: ``(owner, values, lengths)``, where
+  ``owner`` is each value's position in ``rows``.
+
+  >>> o, v, n = csr_gather(np.array([0, 2, 2, 3]), np.array([5, 6, 7]),
+  ...                      np.array([2, 0]))
+  >>> o.tolist(), v.tolist(), n.tolist()
+  ([0, 1, 1], [7, 5, 6], [1, 2])
+  """
+  lo, hi = indptr[rows], indptr[rows + 1]
+  lens = hi - lo
+  owner = np.repeat(np.arange(len(rows)), lens)
+  start = np.repeat(lo - np.cumsum(lens) + lens, lens)
+  return owner, indices[np.arange(lens.sum()) + start], lens
+
+
 class DataError(MonosemError):
   """Raised for malformed files, bad options or empty results.
 

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from monosem_jax.data.dataset import csr_gather
+
 DEFAULT_KS = (10, 20, 50)
 TIES = ('index', 'pessimistic')
 
@@ -156,15 +158,6 @@ class EvalData:
         self.rel_items, self.rel_valid))
 
 
-def _csr_rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray):
-  """Flat (position-in-users, item) of the CSR rows of ``users``."""
-  lo, hi = indptr[users], indptr[users + 1]
-  lens = hi - lo
-  owner = np.repeat(np.arange(len(users)), lens)
-  start = np.repeat(lo - np.cumsum(lens) + lens, lens)
-  return owner, indices[np.arange(lens.sum()) + start], lens
-
-
 def make_eval_data(n_items: int, eval_users: np.ndarray,
                    mask_indptr: np.ndarray, mask_items: np.ndarray,
                    rel_indptr: np.ndarray, rel_items: np.ndarray,
@@ -188,7 +181,7 @@ def make_eval_data(n_items: int, eval_users: np.ndarray,
   users = np.concatenate([eval_users, np.zeros(pad, np.int64)])
   user_valid = np.arange(n_blocks * b) < n
   # Relevant items, padded to the max count H.
-  owner, items, lens = _csr_rows(np.asarray(rel_indptr), np.asarray(rel_items),
+  owner, items, lens = csr_gather(np.asarray(rel_indptr), np.asarray(rel_items),
                                  eval_users)
   h = int(max(1, lens.max(initial=0)))
   slot = np.arange(len(owner)) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -197,7 +190,7 @@ def make_eval_data(n_items: int, eval_users: np.ndarray,
   rel[owner, slot] = items
   rel_valid[owner, slot] = True
   # Masked items per block, padded to the max block count L.
-  owner, items, _ = _csr_rows(np.asarray(mask_indptr), np.asarray(mask_items),
+  owner, items, _ = csr_gather(np.asarray(mask_indptr), np.asarray(mask_items),
                               eval_users)
   block = owner // b
   counts = np.bincount(block, minlength=n_blocks)

@@ -137,13 +137,9 @@ def saved_num_configs(manager: ocp.CheckpointManager,
   """How many (padded) configs the checkpoint at ``step`` holds.
 
   The count depends on the device count it was written with (configs are
-  padded to a multiple of it); None if the checkpoint does not say.
+  padded to a multiple of it).
   """
-  meta = checkpoints.restore_meta(manager, step)
-  if 'num_configs' in meta:
-    return int(meta['num_configs'])
-  hist = meta.get('histories') or []
-  return len(hist[0]['finite']['values']) if hist else None
+  return checkpoints.restore_meta(manager, step).get('num_configs')
 
 
 def restore(manager: ocp.CheckpointManager, template, step: int | None = None):

@@ -43,7 +43,7 @@ from monosem_jax.errors import WorkdirError
 from monosem_jax.sweep import checkpoint as ckpt
 from monosem_jax.sweep import sharding, step
 from monosem_jax.sweep.spec import (SweepConfigError, SweepHparams, SweepSpec,
-                                    padding_index)
+                                    epochs_of, padding_index)
 from monosem_jax.sweep.state import SweepInputs, SweepState, init_sweep
 
 
@@ -88,9 +88,7 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     SweepConfigError: ``epochs < 1`` or invalid hyper-parameters.
     WorkdirError: the workdir holds another sweep, or more epochs.
   """
-  epochs = spec.epochs if epochs is None else epochs
-  if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-    raise SweepConfigError(f'epochs={epochs!r}: must be an integer >= 1')
+  epochs = epochs_of(spec, epochs)
   c = hparams.num_configs
   num_real = c if num_real is None else int(num_real)
   if not 1 <= num_real <= c:

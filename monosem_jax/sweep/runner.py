@@ -36,7 +36,8 @@ from monosem_jax.sweep import checkpoint, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
 from monosem_jax.sweep.driver import train_sweep
 from monosem_jax.sweep.metrics import evaluate_configs
-from monosem_jax.sweep.spec import FIELDS, SweepHparams, SweepSpec, validate
+from monosem_jax.sweep.spec import (FIELDS, SweepHparams, SweepSpec, epochs_of,
+                                    validate)
 from monosem_jax.sweep.state import SweepInputs, positive_pairs_of
 
 RESULTS_CSV = 'sweep_results.csv'
@@ -231,10 +232,7 @@ def run_sweep(config, workdir: str,
   spec = build_spec(artifact, dict(config.spec), grid)
   hparams = build_hparams(spec, dict(config.defaults), grid)
   validate(spec, hparams)  # every setting is checked before a file is written
-  epochs = config.get('epochs')
-  epochs = spec.epochs if epochs is None else epochs
-  if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-    raise ConfigError(f'config.epochs={epochs!r}: must be an integer >= 1')
+  epochs = epochs_of(spec, config.get('epochs'), 'config.epochs')
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
     return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)

@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from monosem_jax.errors import MonosemError
+from monosem_jax.errors import ConfigError
 from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
 
 KINDS = ('mf', 'ncf')
@@ -57,7 +57,7 @@ FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
 INT_FIELDS = ('seed', 'dict_size', 'k')
 FIELDS = FLOAT_FIELDS + INT_FIELDS
 
-class SweepConfigError(MonosemError):
+class SweepConfigError(ConfigError):
   """An invalid spec or hyper-parameter; the message names field and config."""
 
 
@@ -324,6 +324,19 @@ class SweepHparams:
     if n < c:
       raise SweepConfigError(f'SweepHparams.pad_to({n}) < num_configs {c}')
     return self.take(padding_index(c, n))
+
+
+def epochs_of(spec: SweepSpec, epochs: int | None,
+              field: str = 'epochs') -> int:
+  """``epochs`` (``spec.epochs`` when None), checked to be an integer >= 1.
+
+  >>> epochs_of(SweepSpec(epochs=18), None)
+  18
+  """
+  epochs = spec.epochs if epochs is None else epochs
+  if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+    raise SweepConfigError(f'{field}={epochs!r}: must be an integer >= 1')
+  return int(epochs)
 
 
 def padding_index(num_real: int, size: int) -> np.ndarray:
