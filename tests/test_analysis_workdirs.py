@@ -10,7 +10,7 @@ from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import fidelity, workdirs
 from monosem_jax.errors import WorkdirError
-from monosem_jax.recommenders import train
+from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.sae import model
 from monosem_jax.sweep.runner import run_sweep
 
@@ -60,6 +60,47 @@ def test_open_sweep_and_fidelity_agree_with_a_direct_computation(sweep_dir):
   for key in ('rbo', 'rbo_norm', 'kendall_tau', 'overlap'):
     np.testing.assert_allclose(table[key][3], np.nanmean(direct[key]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_reconstructed_ndcg_and_hr_match_the_recommender_evaluation(
+    sweep_dir):
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  table = workdirs.sweep_fidelity(view, k=10, config_chunk=3)
+  art = view.artifact
+  split = art.split
+  users_idx = np.asarray(split.sae_test_users)
+  # independent path: the recommender's own evaluate() in blocks of 16
+  # (scatter mask) over full embedding tables
+  data = metrics.eval_data_from_split(split, block_size=16, users=users_idx)
+  orig = metrics.evaluate(loop.score_fn(art.kind), art.params, data,
+                          ks=(10,))
+  assert orig['n_users'] > 0 and orig['ndcg@10'] > 0
+  np.testing.assert_allclose(table['ndcg@10_original'], orig['ndcg@10'],
+                             rtol=1e-5)
+  np.testing.assert_allclose(table['hr@10_original'], orig['hr@10'],
+                             rtol=1e-5)
+  n = art.n_items
+
+  def recon_scores(tables, u):
+    return view.scorer.matrix_logits(tables[0][u], tables[1], u,
+                                     jnp.arange(n))
+
+  for i in (0, 3):
+    sae, hp = view.config(i)
+    cfg = model.SAEConfig(**hp['sae_config'])
+    sae = {key: jnp.asarray(v) for key, v in sae.items()}
+    user_tab = np.array(art.user_emb)
+    user_tab[users_idx] = model.reconstruct(sae, jnp.asarray(
+        user_tab[users_idx]), cfg)
+    item_tab = model.reconstruct(sae, jnp.asarray(art.item_emb), cfg)
+    got = metrics.evaluate(recon_scores, (jnp.asarray(user_tab), item_tab),
+                           data, ks=(10,))
+    np.testing.assert_allclose(table['ndcg@10'][i], got['ndcg@10'],
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table['hr@10'][i], got['hr@10'],
+                               rtol=1e-4, atol=1e-6)
+  # the reconstructions change the ranking: not the original numbers again
+  assert not np.allclose(table['ndcg@10'], orig['ndcg@10'])
 
 
 def test_a_changed_recommender_is_refused(sweep_dir, tmp_path):

@@ -28,6 +28,7 @@ import pandas as pd
 from monosem_jax.analysis import fidelity
 from monosem_jax.data.dataset import csr_gather
 from monosem_jax.errors import WorkdirError
+from monosem_jax.recommenders import metrics
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.recommenders.train import load_data
 from monosem_jax.sae import model
@@ -139,22 +140,30 @@ def _reconstructions(spec: SweepSpec, sae, hp, users, items):
 
 def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
                    max_users: int | None = None,
-                   config_chunk: int = 8) -> pd.DataFrame:
-  """Ranking fidelity of every config on the SAE-test users.
+                   config_chunk: int = 8, metric_k: int = 10) -> pd.DataFrame:
+  """Ranking fidelity and accuracy of every config on the SAE-test users.
 
   Original and reconstructed top-k lists (training positives removed), both
   ranked by the frozen scorer; means over users of the measures of
-  :func:`monosem_jax.analysis.fidelity.list_agreement`.
+  :func:`monosem_jax.analysis.fidelity.list_agreement`. Beside them, the
+  reconstructed model (reconstructed user and item embeddings through the
+  frozen scorer) is evaluated on the same users' held-out positives with the
+  recommender's own metric code (:func:`metrics.block_sums`, the evaluation
+  data of :func:`metrics.eval_data_from_split`), as is the original model.
 
   Args:
     view: from :func:`open_sweep`.
     k, p: list length and RBO persistence.
     max_users: use only the first this many SAE-test users (None: all).
     config_chunk: configs ranked at once (bounds memory).
+    metric_k: cut-off of NDCG and HR.
 
   Returns:
-    One row per config: ``config``, the swept hyper-parameters, and
-    ``rbo, rbo_norm, rbo_ext, kendall_tau, overlap`` (means over users).
+    One row per config: ``config``, the swept hyper-parameters,
+    ``rbo, rbo_norm, rbo_ext, kendall_tau, overlap`` (means over users),
+    ``ndcg@K, hr@K`` of the reconstructed model and ``ndcg@K_original,
+    hr@K_original`` of the original one (the same in every row), means over
+    the users with held-out positives.
   """
   art = view.artifact
   users_idx = np.asarray(art.split.sae_test_users)[:max_users]
@@ -162,28 +171,37 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
   items = jnp.asarray(art.item_emb)
   item_idx = jnp.arange(items.shape[0])
   seen = jnp.asarray(seen_mask(art.split, users_idx))
+  # one block of all these users, in this order: row r is users_idx[r]
+  block = tuple(a[0] for a in metrics.eval_data_from_split(
+      art.split, block_size=len(users_idx), users=users_idx).device_arrays())
+  n_items = items.shape[0]
   scorer = view.scorer
-  original = fidelity.top_k_lists(
-      scorer.matrix_logits(users, items, jnp.asarray(users_idx), item_idx),
-      seen, k)
+
+  def rank(logits):
+    sums = metrics.block_sums(logits, *block[1:], n_items, (metric_k,))
+    return fidelity.top_k_lists(logits, seen, k), sums
+
+  original, original_sums = jax.jit(rank)(
+      scorer.matrix_logits(users, items, jnp.asarray(users_idx), item_idx))
+  original_acc = metrics.mean_metrics(original_sums)
 
   @jax.jit
   def lists(sae, hp):
     def one(args):
       u_hat, i_hat = _reconstructions(view.spec, args[0], args[1], users,
                                       items)
-      return fidelity.top_k_lists(
-          scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
-                               item_idx), seen, k)
+      return rank(scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
+                                       item_idx))
     return jax.lax.map(one, (sae, hp))
 
+  acc_keys = (f'ndcg@{metric_k}', f'hr@{metric_k}')
   rows = []
   c = view.num_configs
   for start in range(0, c, config_chunk):
     idx = np.arange(start, min(c, start + config_chunk))
     sae = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]),
                        view.state.sae)
-    recon = lists(sae, view.hparams.take(idx))                # (c, N, k)
+    recon, sums = lists(sae, view.hparams.take(idx))          # (c, N, k)
     n = recon.shape[1]
     m = fidelity.list_agreement(
         jnp.tile(original, (len(idx), 1)), recon.reshape(-1, k), p)
@@ -191,5 +209,8 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
       row = {'config': int(i), **view.hparams.config(int(i))}
       row.update({key: float(np.nanmean(v[j * n:(j + 1) * n]))
                   for key, v in m.items()})
+      acc = metrics.mean_metrics({key: v[j] for key, v in sums.items()})
+      row.update({key: acc[key] for key in acc_keys})
+      row.update({f'{key}_original': original_acc[key] for key in acc_keys})
       rows.append(row)
   return pd.DataFrame(rows)

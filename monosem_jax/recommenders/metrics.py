@@ -223,18 +223,43 @@ def eval_data_from_split(split, block_size: int = 256,
                         split.test_items, block_size)
 
 
+def block_sums(scores: jax.Array, user_valid, mask_rows, mask_cols, rel_items,
+               rel_valid, n_items: int, ks: Sequence[int] = DEFAULT_KS,
+               ties: str = 'index') -> dict:
+  """Metric sums over one block of users from its ``(B, n_items)`` scores.
+
+  The arguments after ``scores`` are one block of :class:`EvalData`
+  (``user_valid`` ``(B,)``, ``mask_rows``/``mask_cols`` ``(L,)``,
+  ``rel_items``/``rel_valid`` ``(B, H)``). Traceable.
+
+  Returns:
+    dict of scalar sums over the block's users, including ``has_relevant``
+    (the number of users the means divide by; see :func:`mean_metrics`).
+  """
+  scores = scores.astype(jnp.float32).at[mask_rows, mask_cols].set(
+      -jnp.inf, mode='drop')
+  ranks = relevant_ranks(scores, rel_items, ties)
+  m = per_user_metrics(ranks, rel_valid & user_valid[:, None], n_items, ks,
+                       xp=jnp)
+  return {k: v.sum() for k, v in m.items()}
+
+
+def mean_metrics(sums: dict) -> dict[str, float]:
+  """Means over the evaluated users from summed :func:`block_sums`."""
+  sums = {k: float(v) for k, v in jax.device_get(sums).items()}
+  n = sums.pop('has_relevant')
+  out = {k: v / max(n, 1.0) for k, v in sums.items()}
+  out['n_users'] = int(round(n))
+  return out
+
+
 @functools.lru_cache(maxsize=64)
 def _evaluator(score_fn: ScoreFn, ks: tuple[int, ...], ties: str,
                n_items: int):
 
   def block(params, xs):
-    users, user_valid, mrows, mcols, rel, rel_valid = xs
-    scores = score_fn(params, users).astype(jnp.float32)
-    scores = scores.at[mrows, mcols].set(-jnp.inf, mode='drop')
-    ranks = relevant_ranks(scores, rel, ties)
-    m = per_user_metrics(ranks, rel_valid & user_valid[:, None], n_items, ks,
-                         xp=jnp)
-    return {k: v.sum() for k, v in m.items()}
+    users, *rest = xs
+    return block_sums(score_fn(params, users), *rest, n_items, ks, ties)
 
   @jax.jit
   def run(params, arrays):
@@ -266,12 +291,8 @@ def evaluate(score_fn: ScoreFn, params, data: EvalData,
   if ties not in TIES:
     raise ValueError(f'ties={ties!r}; expected one of {TIES}')
   run = _evaluator(score_fn, tuple(int(k) for k in ks), ties, data.n_items)
-  sums = run(params, data.device_arrays() if arrays is None else arrays)
-  sums = {k: float(v) for k, v in jax.device_get(sums).items()}
-  n = sums.pop('has_relevant')
-  out = {k: v / max(n, 1.0) for k, v in sums.items()}
-  out['n_users'] = int(round(n))
-  return out
+  return mean_metrics(run(params, data.device_arrays() if arrays is None
+                          else arrays))
 
 
 def popularity_scores(pop: jax.Array, users: jax.Array) -> jax.Array:
