@@ -2,8 +2,10 @@
 
 import jax
 import numpy as np
+import pytest
 
 from monosem_jax.analysis import concepts
+from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
 
@@ -37,6 +39,42 @@ def test_concept_matches_finds_planted_neuron():
   row = table[table.concept == 'c'].iloc[0]
   assert row.best_neuron == 4 and row['purity@10'] == 1.0
   assert 0.1 < row.base_rate < 0.3
+  assert {'lift@10', 'p_value@10', 'n_scored@10'} <= set(table)
+
+
+TAGS = ['heavy_metal', 'death_metal', 'rock', 'pop', 'black_metal']
+
+
+def test_concept_sets_are_the_union_of_their_tags():
+  rng = np.random.default_rng(2)
+  table = rng.random((60, 5)) < 0.2
+  sets = {'metal (any)': ['heavy_metal', 'death_metal', 'black_metal'],
+          'guitars': ['rock', 'heavy_metal']}
+  out, names = concepts.concept_sets(table, TAGS, sets)
+  assert names == tuple(TAGS) + ('metal (any)', 'guitars')
+  np.testing.assert_array_equal(out[:, :5], table)
+  np.testing.assert_array_equal(out[:, 5], table[:, [0, 1, 4]].any(1))
+  np.testing.assert_array_equal(out[:, 6], table[:, 2] | table[:, 0])
+  # scored like any concept: purity = share of top items carrying any tag
+  acts = rng.random((60, 3))
+  purity = concepts.purity_at_k(acts, out, k=10)
+  ref = _purity_reference(acts, out, 10)
+  np.testing.assert_allclose(purity[:, 5:], ref[:, 5:], atol=1e-6)
+
+
+def test_unknown_tags_in_a_set_are_refused_with_a_suggestion():
+  table = np.zeros((3, 5), bool)
+  with pytest.raises(ConfigError, match=(
+      r"set 'metal \(any\)': unknown concept 'death metal'; did you mean "
+      r"'death_metal'")):
+    concepts.concept_sets(table, TAGS,
+                          {'metal (any)': ['heavy_metal', 'death metal']})
+  with pytest.raises(ConfigError, match="unknown concept 'zzz'$"):
+    concepts.concept_sets(table, TAGS, {'x': ['zzz']})
+  with pytest.raises(ConfigError, match="'rock': a concept of that name"):
+    concepts.concept_sets(table, TAGS, {'rock': ['rock', 'pop']})
+  with pytest.raises(ConfigError, match="'x': expected a list"):
+    concepts.concept_sets(table, TAGS, {'x': 'rock'})
 
 
 def test_activations_shape_and_nonnegative():

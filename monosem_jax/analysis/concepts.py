@@ -1,4 +1,5 @@
-"""Neuron-to-concept matching: activations and purity@K (docs/method.md#evaluation).
+"""Neuron-to-concept matching: activations, purity@K, concept sets
+(docs/method.md#concepts).
 
 purity@K of neuron k for concept c = the fraction of the K items that
 activate k most strongly which carry c. Computed for all neurons x concepts
@@ -14,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import difflib
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.analysis import neurons
+from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
 
@@ -60,13 +63,57 @@ def purity_at_k(acts: np.ndarray, item_concepts: np.ndarray, k: int = 10
 
 
 def concept_matches(acts: np.ndarray, item_concepts: np.ndarray,
-                    concept_names, k: int = 10) -> pd.DataFrame:
-  """For each concept, the neuron with the best purity@k, and the base rate."""
-  purity = purity_at_k(acts, item_concepts, k)
-  best = purity.argmax(axis=0)
-  return pd.DataFrame({
-      'concept': list(concept_names),
-      'best_neuron': best,
-      f'purity@{k}': purity[best, np.arange(purity.shape[1])],
-      'base_rate': np.asarray(item_concepts, np.float32).mean(0),
-  })
+                    concept_names: Sequence[str], k: int = 10) -> pd.DataFrame:
+  """:func:`monosem_jax.analysis.neurons.concept_table` at one K."""
+  return neurons.concept_table(acts, item_concepts, concept_names, (k,))
+
+
+def concept_sets(item_concepts: np.ndarray, concept_names: Sequence[str],
+                 sets: Mapping[str, Sequence[str]]
+                 ) -> tuple[np.ndarray, tuple[str, ...]]:
+  """Adds one concept per named set of concepts: an item has it when it
+  carries any of the set's concepts (e.g. Last.FM's many metal tags).
+
+  Args:
+    item_concepts: ``(n_items, T)`` bool multi-hot.
+    concept_names: ``T`` names.
+    sets: ``{set name: concept names}``, e.g.
+      ``{'metal (any)': ['heavy_metal', 'death_metal', 'black_metal']}``.
+
+  Returns:
+    ``(n_items, T + S)`` table and the ``T + S`` names, the sets last in
+    the order given.
+
+  Raises:
+    ConfigError: a set is empty, names an unknown concept (with the closest
+      known names), or is named like an existing concept or another set.
+
+  Example:
+    >>> t, names = concept_sets(np.array([[1, 0], [0, 1], [0, 0]], bool),
+    ...                         ['rock', 'metal'], {'loud': ['rock', 'metal']})
+    >>> names, t[:, 2].tolist()
+    (('rock', 'metal', 'loud'), [True, True, False])
+  """
+  names = tuple(concept_names)
+  table = np.asarray(item_concepts, bool)
+  column = {n: j for j, n in enumerate(names)}
+  cols, seen = [], set(names)
+  for set_name, members in sets.items():  # a few sets; each one vectorised
+    if set_name in seen:
+      raise ConfigError(f'concept set {set_name!r}: a concept of that name '
+                        'exists already; give the set another name, e.g. '
+                        f'{set_name + " (any)"!r}')
+    seen.add(set_name)
+    if isinstance(members, str) or not len(members):
+      raise ConfigError(f'concept set {set_name!r}: expected a list of '
+                        f'concept names, got {members!r}')
+    for tag in members:
+      if tag not in column:
+        close = difflib.get_close_matches(str(tag), names, n=3)
+        hint = (f'; did you mean {" or ".join(map(repr, close))}?' if close
+                else '')
+        raise ConfigError(f'concept set {set_name!r}: unknown concept '
+                          f'{tag!r}{hint}')
+    cols.append(table[:, [column[t] for t in members]].any(1))
+  extra = np.stack(cols, 1) if cols else np.zeros((len(table), 0), bool)
+  return np.concatenate([table, extra], 1), names + tuple(sets)

@@ -12,10 +12,16 @@ neuron and concept at once (docs/method.md#concepts):
   that fires on fewer than K items is scored on the items it fires on, and
   flagged (``n_scored < K``), instead of padding its list with arbitrary
   zero-activation items.
+* :func:`concept_table`: per concept, the neuron with the best purity (then
+  p-value) and its purity / lift / p-value at each K.
+* :func:`era_scores`: the era mix of every neuron's top-200 items against
+  the eras' base rates (the eras scored as concepts).
 * :func:`neuron_table`: per neuron, firing rate, dead flag, its best concept
   (by purity, then p-value) with purity / lift / p-value at each K, the mean
   popularity rank of its top-N items and the Spearman correlation of its
-  activation with popularity, and its MS score.
+  activation with popularity, and its MS score; optionally its best era and
+  its firing on users (:func:`user_activation_stats`).
+* :func:`l0`: mean active latents per user or item.
 * :func:`ms_scores`: the monosemanticity score of each neuron: with ``a`` its
   activations min-max scaled, T its top-30 items, ``R = a_T a_T^T`` and ``S``
   the cosine similarities of the recommender's item embeddings on T (both
@@ -34,13 +40,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from monosem_jax.data.dataset import DECADE_BUCKETS
 
 
 def top_items(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,14 +58,40 @@ def top_items(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(idx), np.asarray(vals) > 0
 
 
+#: Bound on the ``(M, K, T_chunk)`` gather of :func:`concept_scores`.
+CHUNK_BYTES = 64 * 2 ** 20
+
+
+def _hits(weights: np.ndarray, idx: np.ndarray, table: np.ndarray,
+          max_bytes: int) -> np.ndarray:
+  """``(M, T)`` concept counts among each neuron's weighted top items.
+
+  ``weights`` ``(M, k)`` (1 = scored), ``idx`` ``(M, k)`` items, ``table``
+  ``(n_items, T)`` bool. The ``(M, k, chunk)`` gather is built one concept
+  chunk at a time, each at most ``max_bytes`` of float32.
+  """
+  step = int(max(1, max_bytes // max(1, idx.size * 4)))
+  chunks = [np.einsum('mk,mkt->mt', weights,
+                      table[:, a:a + step][idx].astype(np.float32))
+            for a in range(0, table.shape[1], step)]  # chunks of concepts
+  return (np.concatenate(chunks, axis=1) if chunks
+          else np.zeros((idx.shape[0], 0), np.float32))
+
+
 def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
-                   ks: Sequence[int] = (10, 20, 50)) -> dict[str, np.ndarray]:
+                   ks: Sequence[int] = (10, 20, 50),
+                   max_bytes: int = CHUNK_BYTES) -> dict[str, np.ndarray]:
   """Purity, lift and p-value of every (neuron, concept) at each K.
+
+  Concepts are scored in chunks so that the ``(M, K, T_chunk)`` hit table
+  stays under ``max_bytes`` (Last.FM has thousands of tags); the results do
+  not depend on the chunking.
 
   Args:
     acts: ``(n_items, M)`` activations.
     item_concepts: ``(n_items, T)`` bool multi-hot concept table.
     ks: list lengths.
+    max_bytes: memory bound of one chunk's hit table.
 
   Returns:
     ``purity``, ``lift``, ``p_value`` ``(len(ks), M, T)``; ``n_scored``
@@ -67,14 +101,13 @@ def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
   """
   acts = np.asarray(acts, np.float32)
   table = np.asarray(item_concepts, bool)
-  n_items = acts.shape[0]
+  n_items = table.shape[0]
   count = table.sum(0)                                        # (T,)
   base = count / max(n_items, 1)
   purity, lift, pval, n_scored = [], [], [], []
   for k in ks:  # a handful of list lengths; each vectorised over M x T
     idx, fires = top_items(acts, k)                                # (M, k)
-    hits = np.einsum('mk,mkt->mt', fires.astype(np.float32),
-                     table[idx].astype(np.float32))
+    hits = _hits(fires.astype(np.float32), idx, table, max_bytes)  # (M, T)
     n = fires.sum(1)                                          # (M,)
     pur = np.where(n[:, None] > 0, hits / np.maximum(n, 1)[:, None], 0.0)
     purity.append(pur)
@@ -121,10 +154,135 @@ def ms_scores(acts: np.ndarray, item_emb: np.ndarray, top: int = 30
       total > 0, total, 1), 0.0)
 
 
+def _best(score: np.ndarray, tie: np.ndarray, axis: int) -> np.ndarray:
+  """Index of the highest ``score`` along ``axis``; ties by the smaller
+  ``tie`` (e.g. a p-value), then by the lower index."""
+  return np.take(np.lexsort((tie, -score), axis=axis), 0, axis=axis)
+
+
+def era_scores(acts: np.ndarray, item_decade: np.ndarray, top: int = 200
+               ) -> dict[str, Any]:
+  """Era mix of every neuron's top items against the eras' base rates.
+
+  The eras are the buckets of :data:`DECADE_BUCKETS`
+  (:func:`monosem_jax.data.dataset.decade_bucket`); each is scored as a
+  concept by :func:`concept_scores` with K = ``top`` (firing items only), so
+  an item of unknown year counts in no era but in every denominator.
+
+  Args:
+    acts: ``(n_items, M)`` activations.
+    item_decade: ``(n_items,)`` int era index, -1 where unknown
+      (``Dataset.item_decade``).
+    top: list length.
+
+  Returns:
+    ``share``, ``lift``, ``p_value`` ``(M, B)``; ``base_rate`` ``(B,)`` (share
+    of all items); ``n_scored`` ``(M,)``; ``eras`` the ``B`` bucket names.
+
+  Example:
+    >>> acts = np.array([[2., 0.], [1., 0.], [0., 1.], [0., 0.]])
+    >>> e = era_scores(acts, np.array([0, 0, 3, 3]), top=2)
+    >>> e['share'][:, [0, 3]].tolist(), e['base_rate'][[0, 3]].tolist()
+    ([[1.0, 0.0], [0.0, 1.0]], [0.5, 0.5])
+  """
+  decade = np.asarray(item_decade)
+  n_eras = len(DECADE_BUCKETS)
+  if decade.shape != (np.shape(acts)[0],) or not (
+      (decade >= -1) & (decade < n_eras)).all():
+    raise ValueError(f'item_decade: expected ({np.shape(acts)[0]},) ints in '
+                     f'[-1, {n_eras}); got shape {decade.shape}')
+  s = concept_scores(acts, decade[:, None] == np.arange(n_eras), (top,))
+  return {'share': s['purity'][0], 'lift': s['lift'][0],
+          'p_value': s['p_value'][0], 'base_rate': s['base_rate'],
+          'n_scored': s['n_scored'][0], 'eras': DECADE_BUCKETS}
+
+
+def concept_table(acts: np.ndarray, item_concepts: np.ndarray,
+                  concept_names: Sequence[str],
+                  ks: Sequence[int] = (10, 20, 50),
+                  max_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+  """One row per concept: the neuron that carries it best.
+
+  The best neuron has the highest purity at the first K (ties: the smaller
+  p-value, then the lower index), from :func:`concept_scores`.
+
+  Args:
+    acts: ``(n_items, M)`` item activations of one config.
+    item_concepts: ``(n_items, T)`` bool; concept_names: ``T`` names.
+    ks: list lengths.
+    max_bytes: see :func:`concept_scores`.
+
+  Returns:
+    ``concept, best_neuron``, then per K ``purity@K, lift@K, p_value@K,
+    n_scored@K`` of that neuron, and ``base_rate``.
+
+  Example:
+    >>> acts = np.array([[3., 0.], [2., 0.], [0., 5.], [1., 4.]])
+    >>> table = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], bool)
+    >>> t = concept_table(acts, table, ['a', 'b'], ks=(2,))
+    >>> t.best_neuron.tolist(), t['purity@2'].tolist()
+    ([0, 1], [1.0, 1.0])
+  """
+  s = concept_scores(acts, item_concepts, ks, max_bytes)
+  best = _best(s['purity'][0], s['p_value'][0], axis=0)            # (T,)
+  t = np.arange(len(best))
+  out = {'concept': list(concept_names), 'best_neuron': best}
+  for j, k in enumerate(ks):
+    out[f'purity@{k}'] = s['purity'][j][best, t]
+    out[f'lift@{k}'] = s['lift'][j][best, t]
+    out[f'p_value@{k}'] = s['p_value'][j][best, t]
+    out[f'n_scored@{k}'] = s['n_scored'][j][best]
+  out['base_rate'] = s['base_rate']
+  return pd.DataFrame(out)
+
+
+def l0(acts: np.ndarray) -> float:
+  """Mean number of active latents per row of ``acts`` ``(N, M)``.
+
+  >>> l0(np.array([[1., 0., 2.], [0., 0., 0.]]))
+  1.0
+  """
+  return float((np.asarray(acts) > 0).sum(1).mean()) if len(acts) else 0.0
+
+
+def user_activation_stats(user_acts: np.ndarray) -> dict[str, np.ndarray]:
+  """Per neuron, how it fires on users.
+
+  Args:
+    user_acts: ``(n_users, M)`` activations of user embeddings.
+
+  Returns:
+    ``user_firing_rate`` ``(M,)`` (share of users with activation > 0) and
+    ``user_mean_activation`` ``(M,)`` (mean over all users, zeros included).
+
+  Example:
+    >>> s = user_activation_stats(np.array([[2., 0.], [0., 0.]]))
+    >>> s['user_firing_rate'].tolist(), s['user_mean_activation'].tolist()
+    ([0.5, 0.0], [1.0, 0.0])
+  """
+  user_acts = np.asarray(user_acts, np.float32)
+  return {'user_firing_rate': (user_acts > 0).mean(0),
+          'user_mean_activation': user_acts.mean(0)}
+
+
+def mean_top_rank(acts: np.ndarray, popularity: np.ndarray, top: int
+                  ) -> np.ndarray:
+  """``(M,)`` mean popularity rank (0 = most popular, ties by item index)
+  of each neuron's firing top-``top`` items; NaN for a dead neuron."""
+  pop_rank = stats.rankdata(-np.asarray(popularity, np.float64),
+                            method='ordinal') - 1
+  idx, fires = top_items(acts, top)
+  n = fires.sum(1)
+  return np.where(n > 0, (pop_rank[idx] * fires).sum(1) / np.maximum(n, 1),
+                  np.nan)
+
+
 def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
                  concept_names: Sequence[str], item_emb: np.ndarray,
                  popularity: np.ndarray, ks: Sequence[int] = (10, 20, 50),
-                 pop_top: int = 500) -> pd.DataFrame:
+                 pop_top: int = 500, *, item_decade: np.ndarray | None = None,
+                 era_top: int = 200, user_acts: np.ndarray | None = None
+                 ) -> pd.DataFrame:
   """One row per neuron: firing, best concept, popularity, MS score.
 
   Args:
@@ -134,19 +292,26 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
     popularity: ``(n_items,)`` users per item.
     ks: purity list lengths (the first one picks the best concept).
     pop_top: N of "mean popularity rank of the top-N items".
+    item_decade: optional ``(n_items,)`` era index (``Dataset.item_decade``;
+      None where the dataset has no years, e.g. Last.FM).
+    era_top: list length of the era mix.
+    user_acts: optional ``(n_users, M)`` activations of user embeddings.
+
+  Returns:
+    ``neuron, firing_rate, dead, best_concept``, per K ``purity@K, lift@K,
+    p_value@K, n_scored@K``, ``base_rate, mean_pop_rank@N,
+    spearman_popularity, ms``; with ``item_decade`` also ``best_era`` (the era
+    with the smallest p-value among the top ``era_top`` items, ties by the
+    higher lift; None for a dead neuron), ``era_share, era_base_rate,
+    era_lift, era_p_value``; with ``user_acts`` also ``user_firing_rate,
+    user_mean_activation``.
   """
   acts = np.asarray(acts, np.float32)
   fires = acts > 0
   s = concept_scores(acts, item_concepts, ks)
   # best concept: highest purity at the first K, then the smallest p-value
-  order = np.lexsort((s['p_value'][0], -s['purity'][0]), axis=1)[:, 0]
+  order = _best(s['purity'][0], s['p_value'][0], axis=1)
   m = np.arange(acts.shape[1])
-  pop_rank = stats.rankdata(-np.asarray(popularity, np.float64),
-                            method='ordinal') - 1           # 0 = most popular
-  idx, top_fires = top_items(acts, pop_top)
-  n_top = top_fires.sum(1)
-  mean_rank = np.where(n_top > 0, (pop_rank[idx] * top_fires).sum(1)
-                       / np.maximum(n_top, 1), np.nan)
   out = {'neuron': m, 'firing_rate': fires.mean(0),
          'dead': ~fires.any(0), 'best_concept': np.asarray(
              list(concept_names), dtype=object)[order]}
@@ -156,7 +321,22 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
     out[f'p_value@{k}'] = s['p_value'][j][m, order]
     out[f'n_scored@{k}'] = s['n_scored'][j]
   out['base_rate'] = s['base_rate'][order]
-  out[f'mean_pop_rank@{pop_top}'] = mean_rank
+  out[f'mean_pop_rank@{pop_top}'] = mean_top_rank(acts, popularity, pop_top)
   out['spearman_popularity'] = spearman_with(acts, popularity)
   out['ms'] = ms_scores(acts, item_emb)
+  if item_decade is not None:
+    e = era_scores(acts, item_decade, era_top)
+    # the most significantly over-represented era, then the highest lift
+    era = _best(-e['p_value'], -e['lift'], axis=1)
+    out['best_era'] = pd.Series(np.asarray(e['eras'], dtype=object)[era],
+                                dtype=object).where(e['n_scored'] > 0, None)
+    out['era_share'] = e['share'][m, era]
+    out['era_base_rate'] = e['base_rate'][era]
+    out['era_lift'] = e['lift'][m, era]
+    out['era_p_value'] = e['p_value'][m, era]
+  if user_acts is not None:
+    if np.shape(user_acts)[1:] != acts.shape[1:]:
+      raise ValueError(f'user_acts has shape {np.shape(user_acts)}; expected '
+                       f'(n_users, {acts.shape[1]}) like the item activations')
+    out.update(user_activation_stats(user_acts))
   return pd.DataFrame(out)
