@@ -62,20 +62,34 @@ def top_items(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 CHUNK_BYTES = 64 * 2 ** 20
 
 
-def _hits(weights: np.ndarray, idx: np.ndarray, table: np.ndarray,
-          max_bytes: int) -> np.ndarray:
-  """``(M, T)`` concept counts among each neuron's weighted top items.
+def top_concept_counts(acts: np.ndarray, item_concepts: np.ndarray, k: int,
+                       max_bytes: int = CHUNK_BYTES
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """Concept counts among each neuron's top-k firing items.
 
-  ``weights`` ``(M, k)`` (1 = scored), ``idx`` ``(M, k)`` items, ``table``
-  ``(n_items, T)`` bool. The ``(M, k, chunk)`` gather is built one concept
-  chunk at a time, each at most ``max_bytes`` of float32.
+  The ``(M, k, T_chunk)`` gather is built one chunk of concepts at a time,
+  each at most ``max_bytes`` of float32.
+
+  Args:
+    acts: ``(n_items, M)`` activations.
+    item_concepts: ``(n_items, T)`` bool multi-hot.
+    k: list length.
+    max_bytes: memory bound of one chunk.
+
+  Returns:
+    ``hits`` ``(M, T)`` float32 (items carrying each concept) and
+    ``n_scored`` ``(M,)`` (firing items among the top k).
   """
+  table = np.asarray(item_concepts, bool)
+  idx, fires = top_items(acts, k)                                  # (M, k)
+  w = fires.astype(np.float32)
   step = int(max(1, max_bytes // max(1, idx.size * 4)))
-  chunks = [np.einsum('mk,mkt->mt', weights,
+  chunks = [np.einsum('mk,mkt->mt', w,
                       table[:, a:a + step][idx].astype(np.float32))
             for a in range(0, table.shape[1], step)]  # chunks of concepts
-  return (np.concatenate(chunks, axis=1) if chunks
+  hits = (np.concatenate(chunks, axis=1) if chunks
           else np.zeros((idx.shape[0], 0), np.float32))
+  return hits, fires.sum(1)
 
 
 def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
@@ -106,9 +120,7 @@ def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
   base = count / max(n_items, 1)
   purity, lift, pval, n_scored = [], [], [], []
   for k in ks:  # a handful of list lengths; each vectorised over M x T
-    idx, fires = top_items(acts, k)                                # (M, k)
-    hits = _hits(fires.astype(np.float32), idx, table, max_bytes)  # (M, T)
-    n = fires.sum(1)                                          # (M,)
+    hits, n = top_concept_counts(acts, table, k, max_bytes)   # (M, T), (M,)
     pur = np.where(n[:, None] > 0, hits / np.maximum(n, 1)[:, None], 0.0)
     purity.append(pur)
     lift.append(np.where(base > 0, pur / np.where(base > 0, base, 1), 0.0))
