@@ -1,8 +1,13 @@
-"""Shared test helpers: fixture paths and the real-data switch."""
+"""Shared test helpers: fixture paths, the real-data switch, a small sweep."""
 
 import os
 
 import pytest
+
+from experiments.configs import recommender as rec_configs
+from experiments.configs import sweep as sweep_configs
+from monosem_jax.recommenders import train
+from monosem_jax.sweep.runner import run_sweep
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 
@@ -21,3 +26,24 @@ def real_data_dir():
   if not os.path.isdir(path):
     pytest.fail(f'MONOSEM_DATA_DIR={path!r} is not a folder')
   return path
+
+
+@pytest.fixture(scope='module')
+def sweep_dir(tmp_path_factory):
+  """A finished 4-config MF sweep (lambda_pred x dict_size) on a small
+  synthetic world: ``ROOT/rec`` (recommender) and ``ROOT/sweep``."""
+  root = tmp_path_factory.mktemp('analysis')
+  quiet = dict(log=lambda _: None)
+  cfg = rec_configs.get_config('synthetic,mf')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 2
+  train.run(cfg, str(root / 'rec'), **quiet)
+  s = sweep_configs.get_config('synthetic,mf')
+  s.recommender_workdir = str(root / 'rec')
+  s.epochs = 2
+  s.spec.batch_users = s.spec.batch_items = 64
+  s.spec.steps_per_epoch = 3
+  s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
+  run_sweep(s, str(root / 'sweep'), **quiet)
+  return root

@@ -6,33 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import fidelity, workdirs
 from monosem_jax.errors import WorkdirError
-from monosem_jax.recommenders import loop, metrics, train
+from monosem_jax.recommenders import loop, metrics
 from monosem_jax.sae import model
-from monosem_jax.sweep.runner import run_sweep
-
-QUIET = dict(log=lambda _: None)
-
-
-@pytest.fixture(scope='module')
-def sweep_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp('analysis')
-  cfg = rec_configs.get_config('synthetic,mf')
-  cfg.dataset.options.n_users = 300
-  cfg.dataset.options.n_items = 120
-  cfg.train.epochs = 2
-  train.run(cfg, str(root / 'rec'), **QUIET)
-  s = sweep_configs.get_config('synthetic,mf')
-  s.recommender_workdir = str(root / 'rec')
-  s.epochs = 2
-  s.spec.batch_users = s.spec.batch_items = 64
-  s.spec.steps_per_epoch = 3
-  s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
-  run_sweep(s, str(root / 'sweep'), **QUIET)
-  return root
 
 
 def test_open_sweep_and_fidelity_agree_with_a_direct_computation(sweep_dir):
@@ -115,25 +92,6 @@ def test_a_changed_recommender_is_refused(sweep_dir, tmp_path):
   with pytest.raises(WorkdirError, match='no sweep.json'):
     workdirs.open_sweep(str(tmp_path))
   assert os.path.isdir(sweep_dir / 'sweep')
-
-
-def test_analyze_launcher_writes_the_tables(sweep_dir):
-  import subprocess
-  import sys
-  import pandas as pd
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.analyze',
-       f'--workdir={sweep_dir / "sweep"}', '--k=10'], cwd=root, env=env,
-      capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  table = pd.read_csv(sweep_dir / 'sweep' / 'fidelity.csv')
-  assert len(table) == 4 and {'rbo', 'kendall_tau', 'l0_items',
-                              'pure_concepts@10'} <= set(table)
-  rows = pd.read_csv(sweep_dir / 'sweep' / 'neurons.csv')
-  assert len(rows) == 2 * 8 + 2 * 16   # dict sizes 8 and 16, two each
-  assert {'best_concept', 'purity@10', 'p_value@10', 'ms'} <= set(rows)
 
 
 def test_open_dataset_reloads_the_concepts(sweep_dir):

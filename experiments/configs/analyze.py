@@ -1,0 +1,92 @@
+"""Analysis config: ``get_config()``; dataset-dependent fields are filled in
+from :func:`defaults_for` (the sweep's dataset) unless set.
+
+  python -m experiments.analyze --workdir=runs/ml1m_mf_sweep
+  python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
+
+Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
+``interventions.csv``, ``hierarchy.csv``, the PNG figures and ``report.md``
+into the sweep folder. Expected runtime on a 2-core CPU: ~15 s for the
+20-config ML-1M MF README sweep, under 2 minutes for 256 configs.
+
+Fields:
+  k, p: fidelity list length and RBO persistence.
+  ks: purity list lengths (the first picks best neurons and concepts).
+  max_users: fidelity on the first N SAE-test users only (None: all).
+  chosen: the config whose heat map, interventions and hierarchy the report
+    shows; -1 picks the one with the most concepts having a purity@10 = 1.0
+    neuron, ties to the higher normalised RBO.
+  modes: intervention modes ('replace' as the paper, 'delta').
+  pop_top: N of the popularity neuron's "mean popularity rank of top-N".
+  era_top: top items counted per neuron for the era mix (ML-1M).
+  hierarchy_top: top items per latent in the Matryoshka hierarchy.
+  use_cases: a tuple of dicts, each a
+    :class:`monosem_jax.analysis.use_cases.UseCase`; None = the dataset's
+    defaults below.
+  concept_sets: {name: tags}: several tags scored as one concept; None =
+    the dataset's defaults below.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+_ML = (
+    dict(kind='suppress', concept='Horror',
+         levels=(None, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5)),
+    dict(kind='nudge', concept="Children's", users='age<18',
+         levels=(None, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)),
+    dict(kind='promote', concept='Romance', target='Alice in Wonderland (1951)',
+         levels=(None, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0), threshold=20),
+)
+_LASTFM = (
+    dict(kind='suppress', concept='hip_hop', scale='minmax',
+         levels=(None, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0)),
+    dict(kind='nudge', concept='rock', group_concept='electronic',
+         levels=(None, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)),
+    dict(kind='promote', concept='reggae', target='Bob Marley',
+         group_concept='pop', levels=(None, 0.0, 2.0, 4.0, 6.0, 8.0),
+         threshold=50),
+)
+_SYNTHETIC = (
+    dict(kind='suppress', concept='action',
+         levels=(None, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5)),
+    dict(kind='nudge', concept='romance', group_concept='action',
+         levels=(None, 1.0, 2.0, 3.0, 4.0)),
+    dict(kind='promote', concept='horror', target='auto',
+         group_concept='comedy', levels=(None, 0.0, 1.0, 2.0, 4.0, 6.0),
+         threshold=20),
+)
+_DEFAULTS = {
+    'ml-1m': dict(use_cases=_ML, pop_top=500),
+    'ml-100k': dict(use_cases=_ML, pop_top=200),
+    'lastfm-2k': dict(use_cases=_LASTFM, pop_top=50, concept_sets={
+        'metal (any)': ('metal', 'heavy_metal', 'death_metal', 'black_metal',
+                        'thrash_metal', 'power_metal', 'doom_metal')}),
+    'synthetic': dict(use_cases=_SYNTHETIC, pop_top=50),
+}
+
+
+def defaults_for(dataset: str) -> dict:
+  """The dataset-dependent defaults (``use_cases``, ``pop_top``,
+  ``concept_sets``); unknown datasets get no use cases."""
+  d = dict(use_cases=(), pop_top=100, concept_sets={})
+  d.update(_DEFAULTS.get(dataset, {}))
+  return d
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.k = 30
+  c.p = 0.9
+  c.ks = (10, 20, 50)
+  c.max_users = config_dict.placeholder(int)
+  c.chosen = -1
+  c.modes = ('replace', 'delta')
+  c.pop_top = config_dict.placeholder(int)
+  c.era_top = 200
+  c.hierarchy_top = 50
+  c.use_cases = config_dict.placeholder(tuple)
+  c.concept_sets = config_dict.placeholder(dict)
+  return c

@@ -1,0 +1,206 @@
+"""The paper's intervention use cases, declared in a config (docs/method.md#interventions).
+
+A use case names what to edit in words; :func:`run_use_cases` resolves the
+words against the dataset and the SAE's characterisation and calls
+:mod:`monosem_jax.analysis.interventions`:
+
+* ``kind``: 'suppress' or 'nudge' (users' neuron set to each level,
+  :func:`~monosem_jax.analysis.interventions.steer_users`), or 'promote' (the
+  ``target`` item's neuron, :func:`~monosem_jax.analysis.interventions.promote_item`).
+* ``concept``: the neuron is the best neuron of this concept (highest
+  purity@10, then smallest p-value); ``neuron`` (an index) overrides it.
+* ``users``: 'concept' (the ``n_users`` SAE-test users with the highest share
+  of ``group_concept``, default ``concept``, in their training positives), a
+  user-feature filter such as ``'age<18'``, or 'all'.
+* ``target``: the promoted item's title, or 'auto' (the concept's item of
+  median popularity).
+* ``levels`` (None = the unedited reconstruction), ``scale`` ('absolute' |
+  'minmax'), ``threshold`` (promotion).
+
+Every use case runs in both modes ('replace' as the paper, and 'delta').
+
+Example::
+
+  cases = [UseCase('suppress', 'Horror', levels=(None, 1, 0.5, 0, -0.5))]
+  table = run_use_cases(view, 3, dataset, cases)   # one row per level x mode
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import operator
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from monosem_jax.analysis import interventions, neurons, workdirs
+from monosem_jax.errors import ConfigError
+
+KINDS = ('suppress', 'nudge', 'promote')
+_FILTER = re.compile(r'^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$')
+_OPS = {'<': operator.lt, '<=': operator.le, '>': operator.gt,
+        '>=': operator.ge, '==': operator.eq, '!=': operator.ne}
+
+
+@dataclasses.dataclass(frozen=True)
+class UseCase:
+  """One intervention experiment (module docstring)."""
+  kind: str
+  concept: str
+  levels: tuple = (None, 0.0)
+  users: str = 'concept'
+  group_concept: str | None = None
+  n_users: int = 20
+  neuron: int | None = None
+  target: str | None = None
+  scale: str = 'absolute'
+  threshold: int = 20
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any], where: str = 'use case'
+                ) -> 'UseCase':
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+      raise ConfigError(f'{where}: unknown field {unknown[0]!r}; fields: '
+                        f'{", ".join(sorted(fields))}')
+    d = dict(d)
+    d['levels'] = tuple(d.get('levels', cls.levels))
+    case = cls(**d)
+    if case.kind not in KINDS:
+      raise ConfigError(f'{where}: kind={case.kind!r}; expected one of '
+                        f'{", ".join(KINDS)}')
+    if case.kind == 'promote' and not case.target:
+      raise ConfigError(f'{where}: a promote use case needs target= (an item '
+                        'title)')
+    if not case.levels:
+      raise ConfigError(f'{where}: levels is empty')
+    return case
+
+  @property
+  def name(self) -> str:
+    what = f' {self.target!r}' if self.kind == 'promote' else ''
+    return f'{self.kind}{what} via {self.concept}'
+
+
+def _lookup(names: Sequence[str], name: str, what: str, where: str) -> int:
+  names = [str(n) for n in names]
+  try:
+    return names.index(name)
+  except ValueError:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f'; did you mean {close[0]!r}?' if close else ''
+    raise ConfigError(f'{where}: unknown {what} {name!r}{hint}') from None
+
+
+def user_group(case: UseCase, dataset, split, candidates: np.ndarray,
+               where: str = 'use case') -> np.ndarray:
+  """The users a case edits (or re-ranks), from ``candidates``."""
+  if case.users == 'all':
+    return np.asarray(candidates)
+  if case.users == 'concept':
+    c = _lookup(dataset.concept_names, case.group_concept or case.concept,
+                'concept', where)
+    return interventions.concept_user_group(
+        split, candidates, dataset.item_concepts[:, c], case.n_users)
+  m = _FILTER.match(case.users)
+  if not m:
+    raise ConfigError(f"{where}: users={case.users!r}; expected 'concept', "
+                      "'all' or a feature filter such as 'age<18'")
+  feature, op, value = m.groups()
+  if feature not in dataset.user_features:
+    raise ConfigError(f'{where}: {dataset.name} has no user feature '
+                      f'{feature!r} (it has: '
+                      f'{", ".join(dataset.user_features) or "none"})')
+  values = np.asarray(dataset.user_features[feature])[candidates]
+  return np.asarray(candidates)[_OPS[op](values, float(value))]
+
+
+def promotion_target(case: UseCase, dataset, concept: int,
+                     where: str = 'use case') -> int:
+  """The item a promote case edits: by title, or with ``target='auto'``
+  the item of the case's concept with the median popularity (ties: the
+  lower index)."""
+  if case.target != 'auto':
+    return _lookup(dataset.item_titles, case.target, 'item title', where)
+  items = np.flatnonzero(dataset.item_concepts[:, concept])
+  if len(items) == 0:
+    raise ConfigError(f'{where}: no item carries {case.concept!r}')
+  pop = np.asarray(dataset.item_popularity)[items]
+  order = items[np.lexsort((items, pop))]
+  return int(order[(len(order) - 1) // 2])
+
+
+def run_use_cases(view: workdirs.SweepView, config: int, dataset,
+                  cases: Sequence[UseCase], k: int = 30,
+                  modes: Sequence[str] = interventions.MODES,
+                  concept_table: pd.DataFrame | None = None) -> pd.DataFrame:
+  """Runs each use case on config ``config`` of a sweep, in each mode.
+
+  Args:
+    view: from :func:`~monosem_jax.analysis.workdirs.open_sweep`.
+    config: the config index.
+    dataset: from :func:`~monosem_jax.analysis.workdirs.open_dataset`.
+    cases: the use cases.
+    k: list length.
+    modes: intervention modes.
+    concept_table: that config's
+      :func:`~monosem_jax.analysis.neurons.concept_table` (computed when None).
+
+  Returns:
+    One row per (case, mode, level): ``case, kind, concept, neuron,
+    neuron_purity@10, target, users, n_users, mode, scale, level`` and the
+    measures of the use case's kind (``concept_share, collateral_rbo`` or
+    ``success_rate, mean_rank, in_top_k, n_eligible``).
+  """
+  art = view.artifact
+  params, hp = view.config(config)
+  codec = interventions.Codec.of(params, hp)
+  if concept_table is None:
+    acts = np.asarray(codec.encode(art.item_emb)[0])
+    concept_table = neurons.concept_table(acts, dataset.item_concepts,
+                                          dataset.concept_names)
+  best = concept_table.set_index('concept')
+  test_users = np.asarray(art.split.sae_test_users)
+  tables = []
+  for n, case in enumerate(cases):  # a handful of declared experiments
+    where = f'use case {n} ({case.name})'
+    c = _lookup(dataset.concept_names, case.concept, 'concept', where)
+    neuron = case.neuron
+    if neuron is None:
+      neuron = int(best.loc[dataset.concept_names[c], 'best_neuron'])
+    elif not 0 <= neuron < int(hp['dict_size']):
+      raise ConfigError(f'{where}: neuron={neuron} is outside the dictionary '
+                        f'(0..{int(hp["dict_size"]) - 1})')
+    users = user_group(case, dataset, art.split, test_users, where)
+    if len(users) == 0:
+      raise ConfigError(f'{where}: no SAE-test user matches users='
+                        f'{case.users!r}')
+    seen = workdirs.seen_mask(art.split, users)
+    for mode in modes:
+      if case.kind == 'promote':
+        target = promotion_target(case, dataset, c, where)
+        t = interventions.promote_item(
+            codec, view.scorer, art.user_emb, art.item_emb, users, seen,
+            target, neuron, case.levels, mode=mode, scale=case.scale,
+            threshold=case.threshold, k=k)
+      else:
+        t = interventions.steer_users(
+            codec, view.scorer, art.user_emb, art.item_emb, users, seen,
+            neuron, case.levels, dataset.item_concepts[:, c], mode=mode,
+            scale=case.scale, k=k)
+      head = {'case': case.name, 'kind': case.kind, 'concept': case.concept,
+              'neuron': neuron, 'neuron_purity@10': float(
+                  best.loc[dataset.concept_names[c], 'purity@10'])
+              if case.neuron is None else np.nan,
+              'target': case.target, 'users': case.users,
+              'n_users': len(users), 'mode': mode, 'scale': case.scale}
+      for col, value in reversed(head.items()):
+        if col in t:
+          t = t.drop(columns=col)
+        t.insert(0, col, value)
+      tables.append(t)
+  return pd.concat(tables, ignore_index=True)
