@@ -9,8 +9,6 @@ Nothing here is ever a dense ``users x items`` table.
 
 Example:
   >>> import numpy as np
-
-from monosem_jax.errors import MonosemError
   >>> ds = Dataset.from_pairs('toy', user_ids=np.array([10, 10, 20]),
   ...                         item_ids=np.array([7, 9, 7]))
   >>> ds.n_users, ds.n_items, ds.n_interactions

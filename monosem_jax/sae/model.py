@@ -268,7 +268,7 @@ def decode(params: Params, z: jax.Array, cfg: SAEConfig,
 
   Args:
     stats: the samples' own :class:`NormStats` (required iff
-      ``cfg.normalize``; docs/method.md#evaluation edits decode with the edited vector's own
+      ``cfg.normalize``; docs/method.md#interventions decode with the edited vector's own
       mu and sigma).
   """
   return _finish(params, z @ decoder_weights(params, cfg), cfg, stats)
