@@ -137,3 +137,17 @@ def test_user_groups_and_auto_target():
   assert world.item_concepts[t, c]
   assert (pop[items] < pop[t]).sum() <= len(items) // 2 <= (
       pop[items] <= pop[t]).sum()
+
+
+def test_use_case_names_distinguish_and_repeats_are_refused(sweep_dir):
+  a = use_cases.UseCase('promote', 'pop', target='X', scale='minmax')
+  b = use_cases.UseCase('promote', 'pop', target='X', group_concept='rock')
+  c = use_cases.UseCase('suppress', 'action', users='age<18', neuron=3)
+  assert a.name == "promote 'X' via pop (pop users, min-max)"
+  assert b.name == "promote 'X' via pop (rock users)"
+  assert c.name == 'suppress via action #3 (age<18)'
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  dataset = workdirs.open_dataset(view.artifact)
+  case = use_cases.UseCase('suppress', 'action', levels=(0.0,))
+  with pytest.raises(ConfigError, match='repeats use case 0'):
+    use_cases.run_use_cases(view, 0, dataset, [case, case])

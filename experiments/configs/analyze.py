@@ -45,9 +45,8 @@ _LASTFM = (
          levels=(None, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0)),
     dict(kind='nudge', concept='rock', group_concept='electronic',
          levels=(None, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)),
-    dict(kind='promote', concept='reggae', target='Bob Marley',
-         group_concept='pop', levels=(None, 0.0, 2.0, 4.0, 6.0, 8.0),
-         threshold=50),
+    dict(kind='promote', concept='pop', target='Bob Marley', scale='minmax',
+         levels=(None, 0.0, 2.0, 4.0, 6.0, 8.0), threshold=50),
 )
 _SYNTHETIC = (
     dict(kind='suppress', concept='action',

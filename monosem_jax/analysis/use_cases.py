@@ -82,8 +82,16 @@ class UseCase:
 
   @property
   def name(self) -> str:
+    """A readable, distinguishing name, e.g. "suppress via Horror
+    (Horror users)" or "promote 'Bob Marley' via pop (pop users, min-max)"."""
     what = f' {self.target!r}' if self.kind == 'promote' else ''
-    return f'{self.kind}{what} via {self.concept}'
+    who = {'concept': f'{self.group_concept or self.concept} users',
+           'all': 'all users'}.get(self.users, self.users)
+    if self.users == 'concept' and self.n_users != 20:
+      who = f'top {self.n_users} {who}'
+    scale = ', min-max' if self.scale == 'minmax' else ''
+    neuron = f' #{self.neuron}' if self.neuron is not None else ''
+    return f'{self.kind}{what} via {self.concept}{neuron} ({who}{scale})'
 
 
 def _lookup(names: Sequence[str], name: str, what: str, where: str) -> int:
@@ -165,6 +173,11 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
                                           dataset.concept_names)
   best = concept_table.set_index('concept')
   test_users = np.asarray(art.split.sae_test_users)
+  names = [case.name for case in cases]
+  for n, name in enumerate(names):
+    if name in names[:n]:
+      raise ConfigError(f'use case {n} repeats use case {names.index(name)} '
+                        f'({name})')
   tables = []
   for n, case in enumerate(cases):  # a handful of declared experiments
     where = f'use case {n} ({case.name})'
