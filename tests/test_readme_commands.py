@@ -12,12 +12,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
-def readme_block(heading: str) -> list[str]:
-  """The command lines of the first ```bash block under ``heading``."""
+def readme_block(heading: str, lang: str = 'bash') -> list[str]:
+  """The lines of the first ```lang block under ``heading``."""
   with open(os.path.join(ROOT, 'README.md')) as f:
     text = f.read()
   section = text.split(f'\n## {heading}\n', 1)[1].split('\n## ', 1)[0]
-  block = re.search(r'```bash\n(.*?)```', section, re.S).group(1)
+  block = re.search(rf'```{lang}\n(.*?)```', section, re.S).group(1)
   return [line for line in block.splitlines() if line.strip()]
 
 
@@ -45,3 +45,22 @@ def test_readme_sweep_commands_run_verbatim(real_data_dir, tmp_path):
   assert sorted(seeds.seed.unique()) == [0, 1, 2]
   assert sorted(seeds.lambda_pred.unique()) == [0.0, 1.0, 10.0]
   assert (seeds.rho == 0.05).all()  # ML-1M MF default, not swept
+
+  # README's analysis: the launcher (first line; the second only re-runs it
+  # with other options) and the Python example, verbatim.
+  analyze = readme_block('Analysis and report')
+  assert [l.split()[2] for l in analyze] == ['experiments.analyze'] * 2
+  proc = subprocess.run(analyze[0], shell=True, cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = tmp_path / 'runs' / 'ml1m_mf_sweep'
+  fid = pd.read_csv(out / 'fidelity.csv')
+  assert len(fid) == 80 and fid.rbo_norm.between(0, 1).all()
+  iv = pd.read_csv(out / 'interventions.csv')
+  assert {'Horror', "Children's", 'Romance'} <= set(iv.concept)
+  assert 'Alice in Wonderland (1951)' in (out / 'report.md').read_text()
+  code = '\n'.join(readme_block('Analysis and report', 'python'))
+  proc = subprocess.run(['python', '-c', code], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'concept_share' in proc.stdout and 'reconstruction' in proc.stdout
