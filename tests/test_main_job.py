@@ -27,7 +27,11 @@ def quickstart(tmp_path_factory):
 
 def test_main_job_end_to_end(quickstart):
   workdir, stdout = quickstart
-  assert 'planted-concept recovery' in stdout
+  assert 'planted-concept recovery' in stdout and 'report: ' in stdout
+  report = (workdir / 'sweep' / 'report.md').read_text()
+  assert '## Planted concepts' in report and '## Interventions' in report
+  planted = pd.read_csv(workdir / 'sweep' / 'planted.csv')
+  assert len(planted) == 8 and planted.recall.between(0, 1).all()
   table = pd.read_csv(workdir / 'sweep' / 'sweep_results.csv')
   assert len(table) == 20 and (table.status == 'ok').all()
   assert (workdir / 'sweep' / 'sweep_results.png').stat().st_size > 10_000
