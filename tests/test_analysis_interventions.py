@@ -197,3 +197,19 @@ def test_concept_user_group():
                     if indptr[u + 1] > indptr[u] else 0.0 for u in users])
   expected = sorted(users, key=lambda u: (-share[u], u))[:7]
   np.testing.assert_array_equal(group, expected)
+
+
+def test_before_after_is_the_steered_list_of_one_user():
+  data, split = _world()
+  params, scorer = _scorer('mf', split.n_users, split.n_items)
+  codec = _codec()
+  seen = np.zeros(split.n_items, bool)
+  seen[::5] = True
+  before, after = iv.before_after(codec, scorer, params['user_emb'],
+                                  params['item_emb'], 9, seen, 4, 3.0, k=7)
+  s = np.asarray(params['user_emb'])[9] @ np.asarray(params['item_emb']).T
+  np.testing.assert_array_equal(before, _ranked(s[None], seen[None], 7)[0])
+  u = iv.edit(codec, jnp.asarray(params['user_emb'])[9:10], 4, 3.0)
+  s2 = np.asarray(u @ jnp.asarray(params['item_emb']).T)
+  np.testing.assert_array_equal(after, _ranked(s2, seen[None], 7)[0])
+  assert not seen[before].any() and not seen[after].any()

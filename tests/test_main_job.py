@@ -60,3 +60,5 @@ def test_analysis_notebook_runs_on_a_quickstart_workdir(quickstart):
   assert ns['acts'].shape[0] == 150
   assert len(ns['fid']) == 20 and ns['fid'].rbo.between(0, 1).all()
   assert len(ns['neuron_rows']) == ns['acts'].shape[1]
+  assert len(ns['before']) == len(ns['after']) == 10
+  assert set(ns['curves']['mode']) == {'replace', 'delta'}

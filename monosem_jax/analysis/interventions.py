@@ -298,3 +298,29 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
         'mean_rank': r.mean(1) if n else np.nan,
         'in_top_k': (r <= k).mean(1) if n else np.nan,
         'n_eligible': n})
+
+
+def before_after(codec: Codec, scorer, user_emb, item_emb, user: int,
+                 seen: np.ndarray, neuron, level, *, mode: str = 'replace',
+                 scale: str = 'absolute', k: int = 10
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """One user's top-k items before (raw) and after setting its neuron.
+
+  Args:
+    codec, scorer, user_emb, item_emb: as :func:`steer_users`.
+    user: the user index.
+    seen: ``(n_items,)`` bool, items never recommended (training positives).
+    neuron, level, mode, scale: the edit (:func:`edit`).
+    k: list length.
+
+  Returns:
+    ``(k,)`` item indices before and after.
+  """
+  u = jnp.asarray(np.asarray(user_emb)[[user]], jnp.float32)
+  items = jnp.asarray(item_emb, jnp.float32)
+  uidx, iidx = jnp.asarray([user]), jnp.arange(items.shape[0])
+  mask = jnp.asarray(seen, bool)[None]
+  lists = [fidelity.top_k_lists(scorer.matrix_logits(v, items, uidx, iidx),
+                                mask, k)[0]
+           for v in (u, edit(codec, u, neuron, level, mode=mode, scale=scale))]
+  return np.asarray(lists[0]), np.asarray(lists[1])
