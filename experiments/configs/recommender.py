@@ -9,7 +9,7 @@ Command (ML-1M MF, the paper's settings; about 20 s on a 2-core CPU):
 
 Expected runtimes on a 2-core CPU (training + per-epoch evaluation):
 
-  synthetic,mf   ~5 s       synthetic,ncf  ~10 s
+  synthetic,mf   ~15 s      synthetic,ncf  ~30 s
   ml-1m,mf       ~20 s      ml-1m,ncf      ~2-3 min (30 epochs)
   lastfm-2k,mf   ~40 s      lastfm-2k,ncf  ~60 s
 
@@ -99,8 +99,10 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
     c.train.reduction = 'mean'
     c.train.epochs = 30
   if dataset == 'synthetic':
+    # 30 epochs: at 5 the model was under-trained and barely beat popularity
+    # (NDCG@10 0.160 vs 0.140); at 30, 0.293 (MF) / 0.308 (NCF), 2.1-2.2x.
     c.model.dim = 16
-    c.train.epochs = 5
+    c.train.epochs = 30
 
   c.eval = ml_collections.ConfigDict()
   c.eval.ks = (10, 20, 50)
