@@ -1,7 +1,6 @@
-"""The README's main command runs end to end (on a smaller world), and the
-analysis notebook runs on what it wrote."""
+"""The README's main command runs end to end (on a smaller world); the
+notebooks are executed in a kernel by tests/test_notebooks.py."""
 
-import json
 import os
 import subprocess
 import sys
@@ -36,29 +35,3 @@ def test_main_job_end_to_end(quickstart):
   assert len(table) == 20 and (table.status == 'ok').all()
   assert (workdir / 'sweep' / 'sweep_results.png').stat().st_size > 10_000
   assert (workdir / 'recommender' / 'frozen' / 'params.npz').exists()
-
-
-def run_notebook(path, replacements):
-  """Executes a notebook's code cells in order, with its settings replaced."""
-  with open(path) as f:
-    cells = [c for c in json.load(f)['cells'] if c['cell_type'] == 'code']
-  namespace = {}
-  for cell in cells:
-    source = ''.join(cell['source'])
-    for old, new in replacements.items():
-      source = source.replace(old, new)
-    exec(compile(source, path, 'exec'), namespace)  # pylint: disable=exec-used
-  return namespace
-
-
-def test_analysis_notebook_runs_on_a_quickstart_workdir(quickstart):
-  workdir, _ = quickstart
-  ns = run_notebook(os.path.join(ROOT, 'notebooks', 'analysis.ipynb'), {
-      "'runs/quickstart/sweep'": repr(str(workdir / 'sweep')),
-  })
-  assert len(ns['matches']) == 8  # one row per planted concept
-  assert ns['acts'].shape[0] == 150
-  assert len(ns['fid']) == 20 and ns['fid'].rbo.between(0, 1).all()
-  assert len(ns['neuron_rows']) == ns['acts'].shape[1]
-  assert len(ns['before']) == len(ns['after']) == 10
-  assert set(ns['curves']['mode']) == {'replace', 'delta'}

@@ -1,5 +1,9 @@
 """Figures of the analysis report (PNG, matplotlib, no display needed).
 
+Figures are built with matplotlib's object API (``Figure``, no pyplot), so
+importing this module never changes the backend of a notebook or a script;
+:func:`to_png` gives the PNG bytes (``IPython.display.Image(to_png(fig))``).
+
 * :func:`pareto_front` / :func:`plot_fidelity_vs_l0`: the sparsity-fidelity
   trade-off across configs, the Pareto front marked.
 * :func:`plot_concept_heatmap`: purity@K of every (concept, neuron) of one
@@ -20,12 +24,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import io
 
-matplotlib.use('Agg')  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
 
 
 def pareto_front(table: pd.DataFrame, minimize: Sequence[str] = (),
@@ -45,11 +48,22 @@ def pareto_front(table: pd.DataFrame, minimize: Sequence[str] = (),
   return ok & ~dominated
 
 
+def _figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), **kw):
+  fig = Figure(figsize=figsize, constrained_layout=True)
+  return fig, fig.subplots(nrows, ncols, **kw)
+
+
 def _save(fig, path):
   if path:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
   return fig
+
+
+def to_png(fig: Figure, dpi: int = 110) -> bytes:
+  """The figure as PNG bytes."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=dpi)
+  return buf.getvalue()
 
 
 def plot_fidelity_vs_l0(table: pd.DataFrame, x: str = 'l0_items',
@@ -58,8 +72,8 @@ def plot_fidelity_vs_l0(table: pd.DataFrame, x: str = 'l0_items',
   """One panel per fidelity measure against ``x`` (mean active latents),
   points coloured by ``hue``, the Pareto front (low x, high y) joined."""
   ys = [y for y in ys if y in table]
-  fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.2),
-                           constrained_layout=True, squeeze=False)
+  fig, axes = _figure(1, len(ys), figsize=(5.2 * len(ys), 4.2),
+                      squeeze=False)
   for ax, y in zip(axes[0], ys):
     t = table.dropna(subset=[x, y])
     c = t[hue] if hue in t else None
@@ -87,8 +101,7 @@ def plot_concept_heatmap(purity: np.ndarray, concept_names: Sequence[str],
   order = np.lexsort((-purity.max(1), purity.argmax(1)))
   shown = purity[order].T                                       # (T, M)
   t, m = shown.shape
-  fig, ax = plt.subplots(figsize=(max(6, 0.22 * m + 2), max(4, 0.24 * t + 1.5)),
-                         constrained_layout=True)
+  fig, ax = _figure(figsize=(max(6, 0.22 * m + 2), max(4, 0.24 * t + 1.5)))
   im = ax.imshow(shown, aspect='auto', cmap='magma', vmin=0, vmax=1,
                  interpolation='nearest')
   ax.set_yticks(range(t), [str(n) for n in concept_names], fontsize=7)
@@ -107,8 +120,8 @@ def plot_interventions(table: pd.DataFrame, path: str | None = None):
   """One panel per use case: its measure (solid) and the collateral RBO
   (dashed, steering cases) against the level, one colour per mode."""
   cases = list(dict.fromkeys(table['case']))
-  fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4),
-                           constrained_layout=True, squeeze=False)
+  fig, axes = _figure(1, len(cases), figsize=(5 * len(cases), 4),
+                      squeeze=False)
   for ax, case in zip(axes[0], cases):
     t = table[table['case'] == case]
     measure = _MEASURE[t['kind'].iloc[0]]
@@ -137,8 +150,8 @@ def plot_hierarchy(table: pd.DataFrame, path: str | None = None,
       table.index.astype(str))
   columns = [c for c in (columns or table.columns)
              if c != 'group' and pd.api.types.is_numeric_dtype(table[c])]
-  fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.6),
-                           constrained_layout=True, squeeze=False)
+  fig, axes = _figure(1, len(columns), figsize=(3.6 * len(columns), 3.6),
+                      squeeze=False)
   for ax, col in zip(axes[0], columns):
     ax.bar(label, table[col], color='tab:purple')
     ax.set_title(col, fontsize=9)

@@ -253,9 +253,8 @@ def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
 
   def save(name, draw):
     path = os.path.join(out, name)
-    files.atomic_write(path, lambda f: draw().savefig(f, format='png',
-                                                      dpi=110), binary=True)
-    figures.plt.close('all')
+    files.atomic_write(path, lambda f: f.write(figures.to_png(draw())),
+                       binary=True)
     made[name] = name
 
   save('fidelity_vs_l0.png', lambda: figures.plot_fidelity_vs_l0(fid))

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+from matplotlib.figure import Figure
+import pandas as pd
 
-matplotlib.use('Agg')  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from monosem_jax.sweep.runner import RESULTS_CSV  # noqa: E402
+from monosem_jax.sweep.runner import RESULTS_CSV
 
 RESULTS_PNG = 'sweep_results.png'
 
@@ -42,7 +39,8 @@ def plot_sweep(table: pd.DataFrame, x: str = 'lambda_pred',
   (PNG) when given.
   """
   ok = table[table['status'] == 'ok'] if 'status' in table else table
-  fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+  fig = Figure(figsize=(10, 7), constrained_layout=True)  # no pyplot state
+  axes = fig.subplots(2, 2)
   for ax, (col, title, log) in zip(axes.flat, PANELS):
     if col not in ok or ok.empty:
       ax.set_visible(False)
@@ -65,7 +63,6 @@ def plot_sweep(table: pd.DataFrame, x: str = 'lambda_pred',
                'swept fields')
   if path:
     fig.savefig(path, dpi=120)
-    plt.close(fig)
   return fig
 
 
