@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 
 from monosem_jax import checkpoints, files
+from monosem_jax.progress import Progress
 from monosem_jax.data import loaders, protocol
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import artifact as artifact_lib
@@ -255,8 +256,11 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
   try:
     state, history = _restore(mngr, cfg, split, log)
 
-    # Fit: evaluate, log, checkpoint and report after every epoch.
+    # Fit: evaluate, checkpoint and report after every epoch; a line every
+    # few epochs (every epoch under --verbosity=0).
     t_train = time.time()
+    progress = Progress.for_launcher(cfg.epochs)
+    first = int(state.epoch)
 
     def after_epoch(state, stats):
       e = stats['epoch']
@@ -271,8 +275,9 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
         line += (f' | {_fmt_metrics(stats["metrics"])} '
                  f'(pop ndcg@10 {pop["ndcg@10"]:.4f})')
       history.append(stats)
-      log(line + f' | {time.time() - t_train:.1f}s train+eval, '
-          f'{stats["elapsed_s"]:.1f}s total')
+      if progress.due(e):
+        log(line + f' | {time.time() - t_train:.1f}s train+eval, '
+            f'{stats["elapsed_s"]:.1f}s total, ETA {progress.eta(e, first)}')
       if e % ckpt_every == 0 or e == cfg.epochs:
         save_checkpoint(mngr, state, history)
       files.atomic_write_json(metrics_path, report(history))
