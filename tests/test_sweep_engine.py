@@ -241,6 +241,22 @@ def test_batches_follow_the_paper(mf_data, ncf_data):
                             mf_data, False)
 
 
+def test_mixed_ncf_pairs_half_positive_half_random_items(ncf_data):
+  inputs = ncf_data[0]
+  spec = dataclasses.replace(NCF_SPEC, ncf_pairs='mixed')
+  ix = batches.epoch_indices(spec, inputs, jax.random.PRNGKey(3), True)
+  u, i = np.asarray(ix.users), np.asarray(ix.items)
+  assert u.shape == i.shape == (4, 32)
+  pairs = set(zip(np.asarray(inputs.pos_users).tolist(),
+                  np.asarray(inputs.pos_items).tolist()))
+  assert all(p in pairs for p in zip(u[:, :16].ravel().tolist(),
+                                     i[:, :16].ravel().tolist()))
+  np.testing.assert_array_equal(u[:, 16:], u[:, :16])  # same users
+  assert i[:, 16:].max() < 40 and len(set(i[:, 16:].ravel())) > 16
+  with pytest.raises(SweepConfigError, match='ncf_pairs'):
+    SweepSpec(kind='ncf', ncf_pairs='all')
+
+
 def test_topk_matryoshka_sweep_runs(mf_data):
   spec = dataclasses.replace(MF_SPEC, activation='topk', k_max=4,
                              prefixes=(2, 5, 10))

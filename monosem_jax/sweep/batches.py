@@ -7,7 +7,9 @@ All configs see the same batches: an epoch's indices come from
   last partial batch dropped) against a shuffled, cycled batch of all items.
 * Paired scorers (NCF), ``spec.ncf_pairs='positive'``: observed positive
   (user, item) pairs of SAE-train users; ``'random'``: a user batch zipped
-  row by row with an item batch.
+  row by row with an item batch; ``'mixed'``: half a batch of observed
+  positive pairs, the other half the same users each paired with a uniformly
+  random item (mostly non-interacted: sampled negatives).
 
 Example:
   >>> import jax, numpy as np
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 from monosem_jax.sweep.spec import SweepConfigError, SweepSpec
 from monosem_jax.sweep.state import SweepInputs
@@ -41,9 +44,9 @@ class BatchIndices:
 
 def steps_per_epoch(spec: SweepSpec, inputs: SweepInputs, paired: bool) -> int:
   """Static number of steps per epoch (from the inputs' shapes)."""
-  if paired and spec.ncf_pairs == 'positive':
+  if paired and spec.ncf_pairs in ('positive', 'mixed'):
     if inputs.pos_users is None:
-      raise SweepConfigError("SweepSpec.ncf_pairs='positive' needs "
+      raise SweepConfigError(f"SweepSpec.ncf_pairs={spec.ncf_pairs!r} needs "
                              'SweepInputs.pos_users / pos_items')
     n, b, what = inputs.pos_users.shape[0], spec.batch_pairs, 'positive pairs'
   else:
@@ -78,6 +81,15 @@ def epoch_indices(spec: SweepSpec, inputs: SweepInputs, key: jax.Array,
   if paired and spec.ncf_pairs == 'positive':
     p = _stream(ku, inputs.pos_users.shape[0], s * bu).reshape(s, bu)
     return BatchIndices(inputs.pos_users[p], inputs.pos_items[p])
+  if paired and spec.ncf_pairs == 'mixed':
+    n_pos = bu - bu // 2
+    p = _stream(ku, inputs.pos_users.shape[0], s * n_pos).reshape(s, n_pos)
+    users = inputs.pos_users[p]
+    rand = jax.random.randint(ki, (s, bu // 2), 0, n_items)
+    return BatchIndices(
+        jnp.concatenate([users, users[:, :bu // 2]], 1),
+        jnp.concatenate([inputs.pos_items[p], rand.astype(
+            inputs.pos_items.dtype)], 1))
   users = inputs.train_users[_stream(ku, n_train, s * bu)].reshape(s, bu)
   items = _stream(ki, n_items, s * bi).reshape(s, bi)
   return BatchIndices(users, items)

@@ -162,7 +162,7 @@ def build_inputs(artifact: RecommenderArtifact, spec: SweepSpec, scorer
   """Embedding tables, SAE-train users and (positive pairs) of the artifact."""
   split = artifact.split
   pos_u = pos_i = None
-  if scorer.paired and spec.ncf_pairs == 'positive':
+  if scorer.paired and spec.ncf_pairs in ('positive', 'mixed'):
     pos_u, pos_i = positive_pairs_of(split.train_users, split.train_items,
                                      split.sae_train_users)
   return SweepInputs.create(artifact.user_emb, artifact.item_emb,

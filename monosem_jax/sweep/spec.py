@@ -52,6 +52,7 @@ SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
 SAE_DEFAULTS = {'mf': dict(normalize=True, pre_bias=True, pred_loss='mse'),
                 'ncf': dict(normalize=False, pre_bias=False, pred_loss='bce')}
 PRED_LOSSES = {'mf': ('mse',), 'ncf': ('bce', 'mse')}
+NCF_PAIRS = ('positive', 'random', 'mixed')
 FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
                 'lr')
 INT_FIELDS = ('seed', 'dict_size', 'k')
@@ -106,8 +107,9 @@ class SweepSpec:
     pre_bias: learn a pre-bias; None -> True for mf, False for ncf.
     pred_loss: mf: 'mse' (logit-matrix MSE); ncf: 'bce' | 'mse'; None ->
       'mse' for mf, 'bce' for ncf.
-    ncf_pairs: 'positive' (observed positive pairs of SAE-train users, ML-1M)
-      or 'random' (a user batch zipped with an item batch, Last.FM).
+    ncf_pairs: 'positive' (observed positive pairs of SAE-train users, ML-1M),
+      'random' (a user batch zipped with an item batch, Last.FM) or 'mixed'
+      (half positive pairs, half the same users with uniformly random items).
     batch_users, batch_items: MF batch sizes (users x items score matrix).
     batch_pairs: NCF pairs per step.
     steps_per_epoch: 0 -> one pass over the SAE-train users (MF; NCF random)
@@ -167,9 +169,9 @@ class SweepSpec:
     if self.kind in KINDS and self.pred_loss not in allowed:
       errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: kind '
                     f'{self.kind!r} allows {allowed}')
-    if self.ncf_pairs not in ('positive', 'random'):
+    if self.ncf_pairs not in NCF_PAIRS:
       errors.append(f'SweepSpec.ncf_pairs={self.ncf_pairs!r}: expected '
-                    "'positive' | 'random'")
+                    "'positive' | 'random' | 'mixed'")
     if self.mf_pred_impl not in ('gram', 'direct'):
       errors.append(f'SweepSpec.mf_pred_impl={self.mf_pred_impl!r}: expected '
                     "'gram' | 'direct'")
