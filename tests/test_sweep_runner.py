@@ -86,3 +86,16 @@ def test_missing_recommender_workdir(tmp_path):
   cfg = _sweep_config(str(tmp_path / 'nope'), 'mf', lambda_pred=[0.0])
   with pytest.raises(Exception, match='nope'):
     run_sweep(cfg, str(tmp_path / 'sweep'), log=lambda _: None)
+
+
+def test_long_sweeps_print_about_twenty_epoch_lines(mf_dir, tmp_path):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[1.0])
+  cfg.epochs = 60
+  cfg.spec.steps_per_epoch = 1
+  cfg.checkpoint_every = 30
+  logs = []
+  run_sweep(cfg, str(tmp_path), log=logs.append)
+  epochs = [int(l.split()[1].split('/')[0]) for l in logs
+            if l.startswith('epoch')]
+  assert epochs[0] == 1 and epochs[-1] == 60 and len(epochs) == 21
+  assert all('ETA' in l for l in logs if l.startswith('epoch'))

@@ -31,6 +31,7 @@ import pandas as pd
 
 from monosem_jax import files
 from monosem_jax.errors import ConfigError
+from monosem_jax.progress import Progress
 from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
 from monosem_jax.sweep import checkpoint, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
@@ -264,20 +265,28 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
   done = checkpoint.saved_epochs(workdir)
   if done:
     log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
-  clock = {'t': time.perf_counter()}
+  clock = {'t': time.perf_counter(), 'epoch': max(done) if done else 0}
+  first = clock['epoch']
+  lines = Progress.for_launcher(epochs)
 
   def progress(epoch, state, hist):
+    # A line for the first, the last and about 20 epochs in between (every
+    # epoch under --verbosity=0), with the rate since the previous line.
+    if not lines.due(epoch):
+      return
     now = time.perf_counter()
     dt, clock['t'] = now - clock['t'], now
+    n_epochs, clock['epoch'] = epoch - clock['epoch'], epoch
     loss = np.asarray(hist['loss'])[:n]
     finite = np.asarray(hist['finite'])[:n]
     ok_loss = loss[finite] if finite.any() else loss
     log(f'epoch {epoch:3d}/{epochs}  loss median {np.median(ok_loss):.4g} '
         f'[{np.min(ok_loss):.4g}, {np.max(ok_loss):.4g}]  '
         f'L0 {np.median(np.asarray(hist["l0"])[:n]):.2f}  '
-        f'diverged {int((~finite).sum())}  {dt:.1f}s  '
-        f'{hparams.num_configs * steps / max(dt, 1e-9):,.0f} config-steps/s  '
-        f'elapsed {now - t_start:.1f}s')
+        f'diverged {int((~finite).sum())}  '
+        f'{hparams.num_configs * steps * n_epochs / max(dt, 1e-9):,.0f} '
+        f'config-steps/s  elapsed {now - t_start:.1f}s  '
+        f'ETA {lines.eta(epoch, first)}')
 
   state, histories = train_sweep(
       spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
