@@ -1,22 +1,28 @@
-"""The main job: the whole pipeline on the embedded synthetic world.
+"""The main job: data -> recommenders -> SAE sweeps -> analysis and report.
 
-Run (no downloads, no files needed)::
+Run on the embedded synthetic world (no downloads, no files needed)::
 
   python -m experiments.run --workdir=runs/quickstart
 
-1. builds the synthetic planted-concept world and its protocol split and
-   prints their statistics;
-2. trains an MF recommender on it and freezes it (``WORKDIR/recommender``);
-3. trains a grid of SAEs on the frozen embeddings in one vmapped program
-   (``WORKDIR/sweep``: ``sweep_results.csv``, ``sweep_results.png``,
-   orbax checkpoints);
-4. analyses every config (``python -m experiments.analyze`` on the sweep:
-   fidelity, neurons, planted-concept recovery, interventions, figures) and
-   writes ``WORKDIR/sweep/report.md``; prints a short summary.
+or reproduce the paper on real data (see ``experiments/configs/quickstart.py``
+for every dataset, the expected runtimes and the options)::
 
-Rerunning resumes from the checkpoints. Resize with e.g.
-``--config.recommender.dataset.options.n_users=3000``; see
-``experiments/configs/quickstart.py``.
+  python -m experiments.run --config=experiments/configs/quickstart.py:ml-1m --workdir=runs/ml1m
+
+1. loads (or builds) the dataset and its protocol split, prints statistics;
+2. per model (MF, NCF): trains and freezes the recommender
+   (``WORKDIR/MODEL/recommender``);
+3. trains the SAE grid on its frozen embeddings in one vmapped program
+   (``WORKDIR/MODEL/sweep``: ``sweep_results.csv`` / ``.png``, orbax
+   checkpoints);
+4. analyses every config (as ``python -m experiments.analyze``: fidelity,
+   neurons, interventions, figures, planted-concept recovery on the
+   synthetic world) into ``WORKDIR/MODEL/sweep/report.md``;
+
+then prints a short summary per model. Rerunning resumes from the
+checkpoints. Resize the world with e.g.
+``--config.dataset.options.n_users=3000``; one model with
+``--config.models="('mf',)"``.
 """
 
 import json
@@ -25,21 +31,23 @@ import time
 
 from absl import app, flags, logging
 
+from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
                                 refusals_in_one_line)
-from experiments.configs import analyze as analyze_config
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
-from monosem_jax.data import make_split, synthetic
+from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import train
 from monosem_jax.sweep.runner import run_sweep
 
 _CONFIG = define_config_file(
     'config', 'experiments/configs/quickstart.py',
-    'Quickstart config (get_config in that file).')
+    'Main-job config (get_config in that file): the dataset, the models, '
+    'each model\'s recommender and sweep.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart',
-                               'Where outputs are written.')
+                               'Where outputs are written (one folder per '
+                               'model).')
 
 
 def log(msg: str) -> None:
@@ -56,14 +64,18 @@ def main(argv):
     run_main_job(_CONFIG.value, workdir)
 
 
-def run_main_job(cfg, workdir: str) -> None:
-  """World -> recommender -> sweep -> analysis and report."""
+def run_main_job(cfg, workdir: str) -> dict:
+  """Every stage for every model in ``cfg.models``; returns
+  ``{model: pipeline.Analysis}``."""
   t0 = time.perf_counter()
-  log('== 1/4 synthetic world')
-  world = synthetic.make_world(
-      synthetic.WorldConfig(**cfg.recommender.dataset.options))
-  split = make_split(world, **{k: v for k, v in cfg.recommender.split.items()})
-  stats = world.summary()
+  models = tuple(cfg.models)
+  unknown = [m for m in models if m not in ('mf', 'ncf')]
+  if unknown or not models:
+    raise ConfigError(f'config.models={models}: choose from mf, ncf')
+  n = len(models) + 2
+  log(f'== 1/{n} data: {cfg.dataset.name}')
+  dataset, split = train.load_data(cfg.dataset, cfg[models[0]].recommender.split)
+  stats = dataset.summary()
   stats['split'] = {
       'n_train_positives': split.n_train,
       'n_test_positives': len(split.test_users),
@@ -72,47 +84,60 @@ def run_main_job(cfg, workdir: str) -> None:
       'n_sae_test_users': len(split.sae_test_users),
   }
   log(json.dumps(stats, indent=1))
-  log(f'== 2/4 recommender ({cfg.recommender.model.kind})')
-  rec_dir = os.path.join(workdir, 'recommender')
-  train.run(cfg.recommender, rec_dir, log=log)
-  log('== 3/4 SAE sweep')
-  cfg.sweep.recommender_workdir = rec_dir
-  sweep_dir = os.path.join(workdir, 'sweep')
-  run_sweep(cfg.sweep, sweep_dir, log=log)
-  plot_sweep_workdir(sweep_dir)
-  log('== 4/4 analysis')
-  view = workdirs.open_sweep(sweep_dir)
-  defaults = analyze_config.defaults_for(world.name)
-  result = pipeline.analyze_sweep(
-      view, world, use_cases_=[use_cases.UseCase.from_dict(c)
-                               for c in defaults['use_cases']],
-      pop_top=defaults['pop_top'], log=log)
-  summarize(result, log)
+  results = {}
+  for step, model in enumerate(models, 2):  # one or two models
+    log(f'== {step}/{n} {model.upper()}: recommender -> SAE sweep -> analysis')
+    results[model] = _run_model(cfg, model, dataset,
+                                os.path.join(workdir, model))
+  log(f'== {n}/{n} summary')
+  for model, result in results.items():
+    summarize(model, result, log)
   log(f'done in {time.perf_counter() - t0:.1f}s; outputs under {workdir}')
+  return results
 
 
-def summarize(result: pipeline.Analysis, log) -> None:
+def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:
+  rec = cfg[model].recommender
+  rec.dataset = cfg.dataset   # one dataset for every model
+  rec_dir = os.path.join(out, 'recommender')
+  train.run(rec, rec_dir, log=log)
+  sweep = cfg[model].sweep
+  sweep.recommender_workdir = rec_dir
+  sweep_dir = os.path.join(out, 'sweep')
+  run_sweep(sweep, sweep_dir, log=log)
+  plot_sweep_workdir(sweep_dir)
+  view = workdirs.open_sweep(sweep_dir)
+  defaults = analyze_config.defaults_for(dataset.name)
+  return pipeline.analyze_sweep(
+      view, dataset, use_cases_=[use_cases.UseCase.from_dict(c)
+                                 for c in defaults['use_cases']],
+      concept_sets=defaults['concept_sets'], pop_top=defaults['pop_top'],
+      log=log)
+
+
+def summarize(model: str, result: pipeline.Analysis, log) -> None:
   """Best configs, planted-concept recovery, fidelity, one intervention."""
   fid = result.fidelity
-  cols = [c for c in ('config', 'lambda_pred', 'dict_size', 'l0_items',
+  cols = [c for c in ('config', 'lambda_pred', 'dict_size', 'rho', 'l0_items',
                       'rbo_norm', 'kendall_tau', pipeline.PURE) if c in fid]
-  log('best configs (most pure concepts, then normalised RBO):\n' + fid.sort_values(
-      [pipeline.PURE, 'rbo_norm'], ascending=False)[cols].head(3).round(3)
+  log(f'{model.upper()}: best configs (most pure concepts, then normalised '
+      'RBO):\n' + fid.sort_values([pipeline.PURE, 'rbo_norm'],
+                                  ascending=False)[cols].head(3).round(3)
       .to_string(index=False))
   if result.planted is not None:
     p = result.planted
-    log(f'planted-concept recovery, config {result.chosen}: mean recall '
-        f'{p.recall.mean():.3f}, mean purity@10 {p["purity@10"].mean():.3f} '
-        f'over {len(p)} concepts')
+    log(f'{model.upper()}: planted-concept recovery, config {result.chosen}: '
+        f'mean recall {p.recall.mean():.3f}, mean purity@10 '
+        f'{p["purity@10"].mean():.3f} over {len(p)} concepts')
   iv = result.interventions
   if len(iv):
     case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
     if len(case):
       first, last = case.iloc[0], case.iloc[-1]
-      log(f'intervention ({case.case.iloc[0]}, delta mode): concept share of '
-          f'the top-30 {first.concept_share:.3f} -> {last.concept_share:.3f} '
-          f'at level {last.level}')
-  log(f'report: {result.report_path}')
+      log(f'{model.upper()}: {case.case.iloc[0]}, delta mode: concept share '
+          f'of the top-30 {first.concept_share:.3f} -> '
+          f'{last.concept_share:.3f} at level {last.level}')
+  log(f'{model.upper()}: report {result.report_path}')
 
 
 if __name__ == '__main__':

@@ -329,10 +329,10 @@ def test_unknown_field_of_a_default_config_is_one_line(tmp_path):
   # Without --config, ml_collections applies overrides while the flag is
   # defined; the refusal must still be one line.
   proc = _launch('experiments.run', f'--workdir={tmp_path / "q"}',
-                 '--config.sweep.grid.sead=(1,)')
+                 '--config.mf.sweep.grid.sead=(1,)')
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
-      'error: --config.sweep.grid.sead: config.sweep.grid.sead is not a '
+      'error: --config.mf.sweep.grid.sead: config.mf.sweep.grid.sead is not a '
       'config field (did you mean seed?); valid here: dict_size, k, '
       'lambda_emb, lambda_kl, lambda_l1, lambda_pred, lr, rho, seed']
   assert not os.path.exists(tmp_path / 'q')

@@ -1,5 +1,5 @@
-"""The README's main command runs end to end (on a smaller world); the
-notebooks are executed in a kernel by tests/test_notebooks.py."""
+"""The README's main command runs end to end (on a smaller world, both
+models); the notebooks are executed in a kernel by tests/test_notebooks.py."""
 
 import os
 import subprocess
@@ -8,30 +8,55 @@ import sys
 import pandas as pd
 import pytest
 
+from experiments.configs import quickstart
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SMALL = ['--config.dataset.options.n_users=300',
+         '--config.dataset.options.n_items=150',
+         '--config.mf.recommender.train.epochs=2',
+         '--config.ncf.recommender.train.epochs=2',
+         '--config.mf.sweep.epochs=2', '--config.ncf.sweep.epochs=2']
 
 
 @pytest.fixture(scope='module')
-def quickstart(tmp_path_factory):
+def quickstart_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('quickstart')
   cmd = [sys.executable, '-m', 'experiments.run', f'--workdir={workdir}',
-         '--config.recommender.dataset.options.n_users=300',
-         '--config.recommender.dataset.options.n_items=150',
-         '--config.recommender.train.epochs=2', '--config.sweep.epochs=2']
+         *SMALL]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+                       timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   return workdir, out.stdout
 
 
-def test_main_job_end_to_end(quickstart):
-  workdir, stdout = quickstart
-  assert 'planted-concept recovery' in stdout and 'report: ' in stdout
-  report = (workdir / 'sweep' / 'report.md').read_text()
-  assert '## Planted concepts' in report and '## Interventions' in report
-  planted = pd.read_csv(workdir / 'sweep' / 'planted.csv')
-  assert len(planted) == 8 and planted.recall.between(0, 1).all()
-  table = pd.read_csv(workdir / 'sweep' / 'sweep_results.csv')
-  assert len(table) == 20 and (table.status == 'ok').all()
-  assert (workdir / 'sweep' / 'sweep_results.png').stat().st_size > 10_000
-  assert (workdir / 'recommender' / 'frozen' / 'params.npz').exists()
+def test_main_job_end_to_end_for_both_models(quickstart_run):
+  workdir, stdout = quickstart_run
+  for model in ('mf', 'ncf'):
+    m = model.upper()
+    assert f'{m}: planted-concept recovery' in stdout
+    assert f'{m}: report ' in stdout and f'{m}: suppress via' in stdout
+    sweep = workdir / model / 'sweep'
+    table = pd.read_csv(sweep / 'sweep_results.csv')
+    assert len(table) == 12 and (table.status == 'ok').all()
+    assert set(table.rho) == {0.05, 0.2}          # the sparsity axis
+    assert (sweep / 'sweep_results.png').stat().st_size > 10_000
+    assert (workdir / model / 'recommender' / 'frozen' / 'params.npz').exists()
+    report = (sweep / 'report.md').read_text()
+    assert '## Planted concepts' in report and '## Interventions' in report
+    planted = pd.read_csv(sweep / 'planted.csv')
+    assert len(planted) == 8 and planted.recall.between(0, 1).all()
+
+
+def test_reproduction_configs_name_real_datasets():
+  for arg, dataset in (('ml-1m', 'ml-1m'), ('lastfm-2k', 'lastfm-2k'),
+                       ('ml-1m,mf', 'ml-1m')):
+    c = quickstart.get_config(arg)
+    assert c.dataset.name == dataset
+    for model in c.models:
+      assert c[model].sweep.dataset == dataset
+      assert c[model].recommender.dataset.name == dataset
+  assert quickstart.get_config('ml-1m,mf').models == ('mf',)
+  assert quickstart.get_config('').models == ('mf', 'ncf')
+  with pytest.raises(ValueError, match='unknown arg'):
+    quickstart.get_config('movielens')

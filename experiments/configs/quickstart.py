@@ -1,42 +1,85 @@
-"""Quickstart: the whole pipeline on the embedded synthetic world.
+"""The main job's config: ``get_config('[DATASET][,MODEL][,ml1m]')``.
 
-Run (no downloads, no files)::
+Default (no downloads, no files): the embedded synthetic world, MF and NCF::
 
   python -m experiments.run --workdir=runs/quickstart
 
-Stages: synthetic planted-concept world -> MF recommender (trained, frozen)
--> a 20-config SAE sweep (lambda_pred x dictionary size, vmapped) ->
-``sweep_results.csv`` and ``sweep_results.png``. Expected runtime: well under
-a minute on 2 CPU cores. ``get_config('ncf')`` uses an NCF recommender;
-``get_config('ml1m')`` an ML-1M-sized synthetic world (a few minutes).
+Stages per model: recommender (trained, frozen) -> a 12-config SAE grid
+(lambda_pred x dictionary size x sparsity target rho, vmapped) -> the whole
+analysis (``report.md``). About 3 minutes on a 2-core CPU for both models.
+
+Reproductions on real data (``$MONOSEM_DATA_DIR`` holds ``ml-1m/`` /
+``lastfm-2k/``, or pass ``--config.dataset.data_dir=``), the paper's settings
+and the paper's lambda_pred sweep (0, 1, 2, 5, 10) x its dictionary sizes::
+
+  python -m experiments.run --config=experiments/configs/quickstart.py:ml-1m --workdir=runs/ml1m
+  python -m experiments.run --config=experiments/configs/quickstart.py:lastfm-2k --workdir=runs/lastfm
+
+Expected runtimes (both models; NCF SAE epochs on the CPU are capped at 200
+steps, ``--config.ncf.sweep.spec.steps_per_epoch=0`` for full passes, which
+want an accelerator):
+
+  synthetic   2-core CPU ~3 min
+  ml-1m       2-core CPU ~15 min (MF ~2 min; NCF recommender ~6 min)
+              one H100: ~3 min with full NCF passes (estimate, not measured)
+  lastfm-2k   2-core CPU ~10 min
+
+Args (comma-separated): a dataset (synthetic | ml-1m | ml-100k |
+lastfm-2k), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
+synthetic world. Select models with ``--config.models="('mf',)"``.
 """
 
 import ml_collections
 
 from experiments.configs import recommender, sweep
 
+DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
+MODELS = ('mf', 'ncf')
+
+
+def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.recommender = recommender.get_config(f'{dataset},{model}')
+  c.sweep = sweep.get_config(f'{dataset},{model}')
+  if dataset == 'synthetic':
+    c.sweep.epochs = 18
+    c.sweep.spec.batch_users = 64
+    c.sweep.spec.batch_items = 256
+    c.sweep.spec.batch_pairs = 256
+    c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 10.0),
+                                     dict_size=(16, 32), rho=(0.05, 0.2))
+    if model == 'ncf':
+      c.sweep.spec.steps_per_epoch = 20
+  else:
+    dicts = (70, 100, 140, 200) if dataset == 'lastfm-2k' else (22, 32, 48, 64)
+    c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
+                                     dict_size=dicts)
+    if model == 'ncf':
+      c.sweep.spec.steps_per_epoch = 200   # CPU cap; 0 = full passes
+  return c
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  args = set(a for a in arg.split(',') if a)
-  unknown = args - {'mf', 'ncf', 'ml1m'}
+  args = [a for a in arg.split(',') if a]
+  unknown = sorted(set(args) - set(DATASETS) - set(MODELS) - {'ml1m'})
   if unknown:
-    raise ValueError(f'quickstart config: unknown arg(s) {sorted(unknown)}; '
-                     "use any of 'mf', 'ncf', 'ml1m' (comma-separated)")
-  model = 'ncf' if 'ncf' in args else 'mf'
+    raise ValueError(f'quickstart config: unknown arg(s) {unknown}; use a '
+                     f'dataset ({", ".join(DATASETS)}), a model (mf, ncf) '
+                     "and/or 'ml1m' (comma-separated)")
+  datasets = [a for a in args if a in DATASETS] or ['synthetic']
+  if len(datasets) > 1:
+    raise ValueError(f'quickstart config: one dataset, got {datasets}')
+  dataset = datasets[0]
   c = ml_collections.ConfigDict()
-  c.recommender = recommender.get_config(f'synthetic,{model}')
-  world = c.recommender.dataset.options
-  world.n_users, world.n_items, world.seed = 1000, 600, 0
-  if 'ml1m' in args:
-    world.n_users, world.n_items = 6040, 3706
-    world.n_concepts, world.mean_positives = 18, 120.0
-  c.sweep = sweep.get_config(f'synthetic,{model}')
-  c.sweep.epochs = 18
-  c.sweep.spec.batch_users = 64
-  c.sweep.spec.batch_items = 256
-  c.sweep.spec.batch_pairs = 256
-  if model == 'ncf':
-    c.sweep.spec.steps_per_epoch = 20
-  c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
-                                   dict_size=(16, 22, 32, 48))
+  c.models = tuple(a for a in args if a in MODELS) or MODELS
+  for model in MODELS:   # both present, so that either can be overridden
+    c[model] = _model_config(dataset, model)
+  # One dataset config shared by the models' recommenders.
+  c.dataset = c.mf.recommender.dataset
+  if dataset == 'synthetic':
+    c.dataset.options.n_users, c.dataset.options.n_items = 1000, 600
+    c.dataset.options.seed = 0
+    if 'ml1m' in args:
+      c.dataset.options.n_users, c.dataset.options.n_items = 6040, 3706
+      c.dataset.options.n_concepts, c.dataset.options.mean_positives = 18, 120.0
   return c
