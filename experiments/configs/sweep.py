@@ -73,8 +73,9 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.eval_config_chunk = ml_collections.FieldReference(None, field_type=int)
 
   c.spec = ml_collections.ConfigDict()
-  c.spec.activation = 'relu'
+  c.spec.activation = 'relu'   # relu | topk | batchtopk (then set k_max)
   c.spec.k_max = 0
+  c.spec.tied = True           # tied decoder (W_dec = W); False: untied
   c.spec.prefixes = ()
   c.spec.batch_users = 256
   c.spec.batch_items = 256

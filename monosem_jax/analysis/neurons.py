@@ -352,3 +352,17 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
                        f'(n_users, {acts.shape[1]}) like the item activations')
     out.update(user_activation_stats(user_acts))
   return pd.DataFrame(out)
+
+
+def pure_concepts(table: pd.DataFrame, k: int = 10) -> list[str]:
+  """The concepts of a :func:`concept_table` whose best neuron has
+  purity@k = 1.0 on a full list of k firing items (a neuron that fires on
+  fewer than k items does not count, however pure those few are).
+
+  >>> t = pd.DataFrame({'concept': ['a', 'b', 'c'], 'purity@10': [1., 1., .9],
+  ...                   'n_scored@10': [10, 3, 10]})
+  >>> pure_concepts(t)
+  ['a']
+  """
+  full = (table[f'purity@{k}'] == 1.0) & (table[f'n_scored@{k}'] == k)
+  return list(table.loc[full, 'concept'])

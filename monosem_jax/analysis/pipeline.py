@@ -129,12 +129,10 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log):
       ct.insert(0, 'config', int(i))
       n_tab.append(nt)
       c_tab.append(ct)
-      alive = nt[~nt.dead]
       per_config.append({
           'config': int(i), 'l0_items_codes': neurons.l0(a),
-          'l0_users': neurons.l0(ua), PURE: int(
-              alive.loc[alive['purity@10'] == 1.0, 'best_concept'].nunique()
-              if 'purity@10' in alive else 0),
+          'l0_users': neurons.l0(ua),
+          PURE: len(neurons.pure_concepts(ct, 10)),
           'dead_neurons': int(nt.dead.sum()), 'mean_ms': float(nt.ms.mean())})
       done = int(i) + 1
       if done % every == 0 or done == c:
