@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
                                 refusals_in_one_line)
+from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A sweep workdir.',
@@ -54,9 +55,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   view = workdirs.open_sweep(_WORKDIR.value)
   dataset = workdirs.open_dataset(view.artifact)
-  result = pipeline.analyze_sweep(view, dataset,
-                                  **resolve(_CONFIG.value, dataset.name),
-                                  log=lambda m: print(m, flush=True))
+  # The sweep's own lock: no analysis of a sweep that is still training,
+  # and no two analyses writing the same files.
+  with files.WorkdirLock(view.workdir, 'analysis'):
+    result = pipeline.analyze_sweep(view, dataset,
+                                    **resolve(_CONFIG.value, dataset.name),
+                                    log=lambda m: print(m, flush=True))
   fid = result.fidelity
   cols = [c for c in ('config', 'lambda_pred', 'dict_size', 'rho', 'k',
                       'l0_items', 'rbo_norm', 'kendall_tau', 'ndcg@10',

@@ -31,6 +31,8 @@ def every_from_verbosity(lines: int, total: int) -> int:
 
 
 def _seconds(s: float) -> str:
+  """``'42s'``, ``'2m05s'``, ``'1h03m'`` (rounded first: never ``'1m60s'``)."""
+  s = round(s)
   if s < 60:
     return f'{s:.0f}s'
   if s < 3600:

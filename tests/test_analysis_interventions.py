@@ -41,10 +41,12 @@ def test_delta_mode_leaves_unedited_vectors_bitwise(normalize, activation, k):
   z, _ = codec.encode(x)
   same = iv.set_level(z, jnp.full(x.shape[0], 3), z[:, 3])
   assert np.array_equal(same, z)
-  # a dead-everywhere neuron set to 0 leaves every vector bit for bit
-  dead = int(np.argmin(np.asarray(z).max(0)))
-  if float(np.asarray(z)[:, dead].max()) == 0.0:
-    assert np.array_equal(iv.edit(codec, x, dead, 0.0, mode='delta'), x)
+  # a neuron dead on every vector, set to 0, leaves every vector bit for bit
+  dead = iv.Codec({**codec.params, 'b_lat': codec.params['b_lat'].at[7].set(
+      -1e3)}, codec.cfg, codec.k)
+  assert not np.asarray(dead.encode(x)[0])[:, 7].any()
+  assert np.array_equal(iv.edit(dead, x, 7, 0.0, mode='delta'), x)
+  assert not np.array_equal(iv.edit(dead, x, 7, 0.5, mode='delta'), x)
 
 
 @pytest.mark.parametrize('normalize,pre_bias', [(True, True), (False, False),
@@ -121,7 +123,8 @@ def test_steer_users_against_direct_computation(kind, mode):
   k = 10
   table = iv.steer_users(codec, scorer, params['user_emb'], params['item_emb'],
                          users, seen, 4, levels, concept, mode=mode, k=k)
-  assert list(table.level) == ['raw', 'reconstruction', 2.0, -1.0]
+  none = 'reconstruction' if mode == 'replace' else 'unedited'
+  assert list(table.level) == ['raw', none, 2.0, -1.0]
   u = jnp.asarray(params['user_emb'])[users]
   items = jnp.asarray(params['item_emb'])
   base = None

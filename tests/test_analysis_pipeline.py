@@ -151,3 +151,20 @@ def test_use_case_names_distinguish_and_repeats_are_refused(sweep_dir):
   case = use_cases.UseCase('suppress', 'action', levels=(0.0,))
   with pytest.raises(ConfigError, match='repeats use case 0'):
     use_cases.run_use_cases(view, 0, dataset, [case, case])
+
+
+def test_bad_settings_are_refused_before_any_work(sweep_dir):
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  dataset = workdirs.open_dataset(view.artifact)
+  logs = []
+  with pytest.raises(ConfigError, match=r'chosen=99: the sweep has 4'):
+    pipeline.analyze_sweep(view, dataset, chosen=99, log=logs.append)
+  with pytest.raises(ConfigError, match="unknown concept 'Horor'"):
+    pipeline.analyze_sweep(view, dataset, log=logs.append, use_cases_=[
+        use_cases.UseCase('suppress', 'Horor')])
+  with pytest.raises(ConfigError, match='modes='):
+    pipeline.analyze_sweep(view, dataset, modes=('add',), log=logs.append)
+  with pytest.raises(ConfigError, match='scale='):
+    use_cases.UseCase.from_dict({'kind': 'nudge', 'concept': 'x',
+                                 'scale': 'percent'})
+  assert logs == []                       # refused before the first stage

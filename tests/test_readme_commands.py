@@ -63,4 +63,4 @@ def test_readme_sweep_commands_run_verbatim(real_data_dir, tmp_path):
   proc = subprocess.run(['python', '-c', code], cwd=tmp_path, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'concept_share' in proc.stdout and 'reconstruction' in proc.stdout
+  assert 'concept_share' in proc.stdout and 'unedited' in proc.stdout

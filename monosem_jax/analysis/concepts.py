@@ -35,8 +35,10 @@ def sae_config_of(hparams: Mapping[str, Any]) -> model.SAEConfig:
 
 def activations(sae_params: Mapping[str, Any], cfg: model.SAEConfig,
                 embeddings: np.ndarray, k: int | None = None) -> np.ndarray:
-  """``(N, dict_size)`` SAE codes of raw embeddings ``(N, d)``."""
+  """``(N, dict_size)`` SAE codes of raw embeddings ``(N, d)``, each sample
+  encoded on its own (:func:`monosem_jax.sae.model.per_sample`)."""
   p = jax.tree.map(jnp.asarray, dict(sae_params))
+  cfg = model.per_sample(cfg)
   z = jax.jit(lambda x: model.encode(p, x, cfg, k))(jnp.asarray(embeddings, jnp.float32))
   return np.asarray(z)
 

@@ -93,11 +93,14 @@ def plot_fidelity_vs_l0(table: pd.DataFrame, x: str = 'l0_items',
 
 def plot_concept_heatmap(purity: np.ndarray, concept_names: Sequence[str],
                          k: int = 10, title: str = '',
-                         path: str | None = None):
+                         path: str | None = None,
+                         neuron_ids: Sequence[int] | None = None):
   """Heat map of ``purity`` ``(M, T)``: concepts down, neurons across,
   neurons ordered by their best concept (so a monosemantic dictionary shows
-  a diagonal)."""
+  a diagonal). ``neuron_ids`` labels the columns (default ``0..M-1``)."""
   purity = np.asarray(purity, np.float64)
+  ids = np.arange(purity.shape[0]) if neuron_ids is None else np.asarray(
+      neuron_ids)
   order = np.lexsort((-purity.max(1), purity.argmax(1)))
   shown = purity[order].T                                       # (T, M)
   t, m = shown.shape
@@ -105,7 +108,8 @@ def plot_concept_heatmap(purity: np.ndarray, concept_names: Sequence[str],
   im = ax.imshow(shown, aspect='auto', cmap='magma', vmin=0, vmax=1,
                  interpolation='nearest')
   ax.set_yticks(range(t), [str(n) for n in concept_names], fontsize=7)
-  ax.set_xticks(range(m), [str(i) for i in order], fontsize=6, rotation=90)
+  ax.set_xticks(range(m), [str(i) for i in ids[order]], fontsize=6,
+                rotation=90)
   ax.set_xlabel('neuron')
   fig.colorbar(im, ax=ax, label=f'purity@{k}')
   ax.set_title(title or f'purity@{k} of every concept and neuron')

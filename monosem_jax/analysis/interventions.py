@@ -81,9 +81,12 @@ class Codec:
                None if cfg.activation == 'relu' else k)
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, Any]:
-    """Codes ``(N, n)`` of raw ``x`` ``(N, d)`` and their NormStats."""
+    """Codes ``(N, n)`` of raw ``x`` ``(N, d)`` and their NormStats; each
+    row encoded on its own (:func:`monosem_jax.sae.model.per_sample`), so a
+    user's code never depends on who else is in the group."""
     x_in, stats = model.prepare(x, self.cfg)
-    return model.encode_prepared(self.params, x_in, self.cfg, self.k), stats
+    return model.encode_prepared(self.params, x_in,
+                                 model.per_sample(self.cfg), self.k), stats
 
 
 def _check(mode: str, scale: str):
@@ -140,8 +143,11 @@ def edit(codec: Codec, x: jax.Array, neuron, level, *, mode: str = 'replace',
   return apply_edit(codec, x, z, z_edit, stats, mode)
 
 
-def _level_labels(levels) -> list:
-  return ['reconstruction' if v is None else float(v) for v in levels]
+def _level_labels(levels, mode: str) -> list:
+  """None is the unedited code: the reconstruction in 'replace' mode, the
+  raw vector itself in 'delta' mode."""
+  none = 'reconstruction' if mode == 'replace' else 'unedited'
+  return [none if v is None else float(v) for v in levels]
 
 
 def _stack_levels(codec, x, neuron, levels, mode, scale) -> jax.Array:
@@ -221,7 +227,7 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
       jnp.tile(rest[0], (n_levels, 1)), rest.reshape(-1, k), p)['rbo_norm']
   coll = coll.reshape(n_levels, -1).mean(1)
   return pd.DataFrame({
-      'level': ['raw'] + _level_labels(levels),
+      'level': ['raw'] + _level_labels(levels, mode),
       'concept_share': np.asarray(share).mean(1),
       'collateral_rbo': coll,
       'orig_activation': float(np.asarray(act).mean()),
@@ -293,7 +299,7 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
   r = ranks[:, eligible].astype(np.float64)
   with np.errstate(invalid='ignore'):
     return pd.DataFrame({
-        'level': ['raw'] + _level_labels(levels),
+        'level': ['raw'] + _level_labels(levels, mode),
         'success_rate': (r <= threshold + margin).mean(1) if n else np.nan,
         'mean_rank': r.mean(1) if n else np.nan,
         'in_top_k': (r <= k).mean(1) if n else np.nan,

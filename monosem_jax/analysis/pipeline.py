@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax import files
+from monosem_jax.errors import ConfigError
 from monosem_jax.analysis import (concepts, figures, hierarchy, neurons,
                                   planted, report, use_cases, workdirs)
 from monosem_jax.sae import model
@@ -65,8 +66,9 @@ class Analysis:
 @functools.partial(jax.jit, static_argnums=0)
 def _encode_configs(spec: SweepSpec, sae, hp, x):
   """``(c, N, max_dict_size)`` codes of ``x`` under each config (latents
-  beyond a config's dictionary are exactly 0)."""
-  cfg = spec.sae
+  beyond a config's dictionary are exactly 0; each sample encoded on its
+  own, :func:`monosem_jax.sae.model.per_sample`)."""
+  cfg = model.per_sample(spec.sae)
 
   def one(p, h):
     return model.encode(p, x, cfg, h.k, model.latent_mask(h.dict_size,
@@ -86,9 +88,13 @@ def config_activations(view: workdirs.SweepView, x: np.ndarray,
 
 
 def choose_config(fidelity: pd.DataFrame) -> int:
-  """The config with the most pure concepts, ties to the higher RBO."""
-  ok = fidelity[fidelity['status'] == 'ok'] if 'status' in fidelity else (
-      fidelity)
+  """The config with the most pure concepts, ties to the higher RBO; never a
+  diverged one unless all are."""
+  ok = fidelity
+  if 'finite' in ok:
+    ok = ok[ok['finite'].astype(bool)]
+  if 'status' in ok:
+    ok = ok[ok['status'] == 'ok']
   if ok.empty:
     ok = fidelity
   best = ok.sort_values([PURE, 'rbo_norm', 'config'],
@@ -168,9 +174,17 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   t_start = time.perf_counter()
   out = out or view.workdir
   ks = tuple(ks)
-  if ks[0] != 10:
-    raise ValueError(f'analyze_sweep: ks={ks}; the first K must be 10 (the '
-                     'pure-concept count is at purity@10)')
+  # Every setting is checked before the expensive stages.
+  if not ks or ks[0] != 10 or min(ks) < 1:
+    raise ConfigError(f'ks={ks}: positive list lengths, the first one 10 '
+                      '(the pure-concept count is at purity@10)')
+  if not -1 <= int(chosen) < view.num_configs:
+    raise ConfigError(f'chosen={chosen}: the sweep has {view.num_configs} '
+                      'configs (0..{}; -1 picks one)'.format(
+                          view.num_configs - 1))
+  resolved = use_cases.resolve(list(use_cases_), dataset, view.artifact.split,
+                               modes)
+  del resolved  # run_use_cases resolves them again on the chosen config
   cfg = dict(ks=ks, pop_top=pop_top, era_top=era_top)
   item_concepts, names = dataset.item_concepts, dataset.concept_names
   if concept_sets:
@@ -196,14 +210,13 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   fid = fid.merge(per_config, on='config')
   if 'l0_items' not in fid:
     fid['l0_items'] = fid['l0_items_codes']
+  fid['finite'] = np.asarray(view.state.finite)[fid['config'].to_numpy()]
   fid['pareto'] = figures.pareto_front(
-      fid, minimize=('l0_items',), maximize=('rbo_norm', PURE))
+      fid.where(fid['finite']), minimize=('l0_items',),
+      maximize=('rbo_norm', PURE))   # diverged configs are never on it
   log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s')
 
   chosen = choose_config(fid) if chosen < 0 else int(chosen)
-  if not 0 <= chosen < view.num_configs:
-    raise ValueError(f'chosen={chosen}: the sweep has {view.num_configs} '
-                     'configs')
   params, hp = view.config(chosen)
   m = int(hp['dict_size'])
   acts = config_activations(view, art.item_emb, [chosen])[0][:, :m]
@@ -212,10 +225,11 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
 
   t = time.perf_counter()
   if use_cases_:
-    iv = use_cases.run_use_cases(view, chosen, dataset, use_cases_, k=k,
+    iv = use_cases.run_use_cases(view, chosen, dataset, use_cases_, k=k, p=p,
                                  modes=modes, concept_table=chosen_concepts)
   else:
-    iv = pd.DataFrame()
+    iv = pd.DataFrame(columns=['case', 'kind', 'concept', 'neuron', 'mode',
+                               'level'])
   log(f'  interventions ({len(use_cases_)} use cases on config {chosen}): '
       f'{time.perf_counter() - t:.1f}s')
   sae_cfg = model.SAEConfig(**hp['sae_config'])
@@ -239,7 +253,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   seconds = time.perf_counter() - t_start
   path = os.path.join(out, REPORT_MD)
   text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
-                 names, iv, hier, plant, chosen, figs, seconds, pop_top)
+                 names, iv, hier, plant, chosen, figs, seconds, pop_top, k)
   files.atomic_write_text(path, text)
   log(f'wrote {path} and {len(tables)} CSVs in {seconds:.1f}s')
   return Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
@@ -258,9 +272,11 @@ def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
   save('fidelity_vs_l0.png', lambda: figures.plot_fidelity_vs_l0(fid))
   purity = neurons.concept_scores(acts, item_concepts, ks[:1])['purity'][0]
   shown = np.argsort(-purity.max(0), kind='stable')[:40]  # legible: <= 40
+  cols = np.sort(np.argsort(-purity.max(1), kind='stable')[:120])  # <= 120
   save('concept_heatmap.png', lambda: figures.plot_concept_heatmap(
-      purity[:, shown], [names[i] for i in shown], ks[0],
-      f'config {chosen}: purity@{ks[0]} (top {len(shown)} concepts)'))
+      purity[np.ix_(cols, shown)], [names[i] for i in shown], ks[0],
+      f'config {chosen}: purity@{ks[0]} (top {len(shown)} concepts, '
+      f'{len(cols)} of {purity.shape[0]} neurons)', neuron_ids=cols))
   if len(iv):
     save('interventions.png', lambda: figures.plot_interventions(iv))
   if len(hier) > 1:
@@ -272,6 +288,7 @@ def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
 
 def _pivot_levels(t: pd.DataFrame) -> pd.DataFrame:
   """One row per level, one column per (measure, mode)."""
+  t = t.replace({'level': {'reconstruction': 'no edit', 'unedited': 'no edit'}})
   measures = [c for c in ('concept_share', 'collateral_rbo', 'success_rate',
                           'mean_rank') if c in t and t[c].notna().any()]
   wide = t.pivot_table(index='level', columns='mode', values=measures,
@@ -281,7 +298,7 @@ def _pivot_levels(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
-            iv, hier, plant, chosen, figs, seconds, pop_top):
+            iv, hier, plant, chosen, figs, seconds, pop_top, k):
   art = view.artifact
   swept = [f for f in ('lambda_pred', 'dict_size', 'rho', 'k', 'lambda_kl',
                        'lambda_l1', 'lr', 'seed')
@@ -293,7 +310,7 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
   best = fid.sort_values([PURE, 'rbo_norm'], ascending=False)
   s = report.Section('Best configs').text(
       f'{view.num_configs} configs of an SAE sweep on the frozen {art.kind} '
-      f'recommender of {dataset.name}. Fidelity: top-{30} lists of the '
+      f'recommender of {dataset.name}. Fidelity: top-{k} lists of the '
       'SAE-test users from the original vs the reconstructed embeddings '
       '(docs/method.md#fidelity); pure concepts: concepts with a neuron of '
       'purity@10 = 1.0 (docs/method.md#concepts). The chosen config '
@@ -352,14 +369,18 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
 
   if len(iv):
     s = report.Section(f'Interventions on config {chosen}')
-    s.figure(figs['interventions.png'], 'Concept share of the top-30 '
+    s.figure(figs['interventions.png'], f'Concept share of the top-{k} '
              '(suppression, nudging) or promotion success rate against the '
              'level; dashed: collateral RBO of the rest of the list. '
              '"replace" decodes the edited code (as the paper); "delta" adds '
              'the edit to the raw embedding (docs/method.md#interventions).')
     for case, t in iv.groupby('case', sort=False):  # a few use cases
-      s.text(f'**{case}** (neuron {t.neuron.iloc[0]}, {t.n_users.iloc[0]} '
-             f'users):')
+      who = f'{t.n_users.iloc[0]} users'
+      if 'n_eligible' in t and t.n_eligible.notna().any():
+        who += f', {int(t.n_eligible.iloc[0])} eligible'
+      s.text(f'**{case}** (neuron {t.neuron.iloc[0]}, {who}; "no edit": the '
+             'reconstruction in replace mode, the raw vector in delta '
+             'mode):')
       s.table(_pivot_levels(t))
     sections.append(s)
 

@@ -78,6 +78,13 @@ class UseCase:
                         'title)')
     if not case.levels:
       raise ConfigError(f'{where}: levels is empty')
+    if case.scale not in interventions.SCALES:
+      raise ConfigError(f'{where}: scale={case.scale!r}; expected one of '
+                        f'{", ".join(interventions.SCALES)}')
+    for field in ('n_users', 'threshold'):
+      if int(getattr(case, field)) < 1:
+        raise ConfigError(f'{where}: {field}={getattr(case, field)}; must be '
+                          '>= 1')
     return case
 
   @property
@@ -142,8 +149,51 @@ def promotion_target(case: UseCase, dataset, concept: int,
   return int(order[(len(order) - 1) // 2])
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """A use case resolved against a dataset: its display name, concept
+  index, user group and (promotion) target item."""
+  case: UseCase
+  name: str
+  concept: int
+  users: np.ndarray
+  target: int | None
+
+
+def resolve(cases: Sequence[UseCase], dataset, split,
+            modes: Sequence[str] = interventions.MODES) -> list[Resolved]:
+  """Checks every case against the dataset before anything is computed.
+
+  Raises:
+    ConfigError: an unknown concept, title, user feature or mode, an empty
+      user group, or a case given twice; the message names the case.
+  """
+  bad = [m for m in modes if m not in interventions.MODES]
+  if bad or not modes:
+    raise ConfigError(f'modes={tuple(modes)}: choose from '
+                      f'{", ".join(interventions.MODES)}')
+  out, names = [], []
+  test_users = np.asarray(split.sae_test_users)
+  for n, case in enumerate(cases):  # a handful of declared experiments
+    if case in cases[:n]:
+      raise ConfigError(f'use case {n} repeats use case '
+                        f'{list(cases).index(case)} ({case.name})')
+    name = case.name if case.name not in names else f'{case.name} #{n}'
+    names.append(name)
+    where = f'use case {n} ({name})'
+    c = _lookup(dataset.concept_names, case.concept, 'concept', where)
+    users = user_group(case, dataset, split, test_users, where)
+    if len(users) == 0:
+      raise ConfigError(f'{where}: no SAE-test user matches users='
+                        f'{case.users!r}')
+    target = (promotion_target(case, dataset, c, where)
+              if case.kind == 'promote' else None)
+    out.append(Resolved(case, name, c, users, target))
+  return out
+
+
 def run_use_cases(view: workdirs.SweepView, config: int, dataset,
-                  cases: Sequence[UseCase], k: int = 30,
+                  cases: Sequence[UseCase], k: int = 30, p: float = 0.9,
                   modes: Sequence[str] = interventions.MODES,
                   concept_table: pd.DataFrame | None = None) -> pd.DataFrame:
   """Runs each use case on config ``config`` of a sweep, in each mode.
@@ -152,19 +202,21 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     view: from :func:`~monosem_jax.analysis.workdirs.open_sweep`.
     config: the config index.
     dataset: from :func:`~monosem_jax.analysis.workdirs.open_dataset`.
-    cases: the use cases.
-    k: list length.
+    cases: the use cases (checked first, :func:`resolve`).
+    k, p: list length and RBO persistence (collateral change).
     modes: intervention modes.
     concept_table: that config's
       :func:`~monosem_jax.analysis.neurons.concept_table` (computed when None).
 
   Returns:
     One row per (case, mode, level): ``case, kind, concept, neuron,
-    neuron_purity@10, target, users, n_users, mode, scale, level`` and the
-    measures of the use case's kind (``concept_share, collateral_rbo`` or
-    ``success_rate, mean_rank, in_top_k, n_eligible``).
+    neuron_purity@10, target`` (the promoted item's title)``, users,
+    n_users, mode, scale, level`` and the measures of the use case's kind
+    (``concept_share, collateral_rbo`` or ``success_rate, mean_rank,
+    in_top_k, n_eligible``).
   """
   art = view.artifact
+  resolved = resolve(cases, dataset, art.split, modes)
   params, hp = view.config(config)
   codec = interventions.Codec.of(params, hp)
   if concept_table is None:
@@ -172,45 +224,34 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     concept_table = neurons.concept_table(acts, dataset.item_concepts,
                                           dataset.concept_names)
   best = concept_table.set_index('concept')
-  test_users = np.asarray(art.split.sae_test_users)
-  names = [case.name for case in cases]
-  for n, name in enumerate(names):
-    if name in names[:n]:
-      raise ConfigError(f'use case {n} repeats use case {names.index(name)} '
-                        f'({name})')
   tables = []
-  for n, case in enumerate(cases):  # a handful of declared experiments
-    where = f'use case {n} ({case.name})'
-    c = _lookup(dataset.concept_names, case.concept, 'concept', where)
+  for r in resolved:  # a handful of declared experiments
+    case, c = r.case, dataset.concept_names[r.concept]
     neuron = case.neuron
     if neuron is None:
-      neuron = int(best.loc[dataset.concept_names[c], 'best_neuron'])
+      neuron = int(best.loc[c, 'best_neuron'])
     elif not 0 <= neuron < int(hp['dict_size']):
-      raise ConfigError(f'{where}: neuron={neuron} is outside the dictionary '
-                        f'(0..{int(hp["dict_size"]) - 1})')
-    users = user_group(case, dataset, art.split, test_users, where)
-    if len(users) == 0:
-      raise ConfigError(f'{where}: no SAE-test user matches users='
-                        f'{case.users!r}')
-    seen = workdirs.seen_mask(art.split, users)
+      raise ConfigError(f'{r.name}: neuron={neuron} is outside the '
+                        f'dictionary (0..{int(hp["dict_size"]) - 1})')
+    seen = workdirs.seen_mask(art.split, r.users)
     for mode in modes:
       if case.kind == 'promote':
-        target = promotion_target(case, dataset, c, where)
         t = interventions.promote_item(
-            codec, view.scorer, art.user_emb, art.item_emb, users, seen,
-            target, neuron, case.levels, mode=mode, scale=case.scale,
+            codec, view.scorer, art.user_emb, art.item_emb, r.users, seen,
+            r.target, neuron, case.levels, mode=mode, scale=case.scale,
             threshold=case.threshold, k=k)
       else:
         t = interventions.steer_users(
-            codec, view.scorer, art.user_emb, art.item_emb, users, seen,
-            neuron, case.levels, dataset.item_concepts[:, c], mode=mode,
-            scale=case.scale, k=k)
-      head = {'case': case.name, 'kind': case.kind, 'concept': case.concept,
+            codec, view.scorer, art.user_emb, art.item_emb, r.users, seen,
+            neuron, case.levels, dataset.item_concepts[:, r.concept],
+            mode=mode, scale=case.scale, k=k, p=p)
+      head = {'case': r.name, 'kind': case.kind, 'concept': case.concept,
               'neuron': neuron, 'neuron_purity@10': float(
-                  best.loc[dataset.concept_names[c], 'purity@10'])
-              if case.neuron is None else np.nan,
-              'target': case.target, 'users': case.users,
-              'n_users': len(users), 'mode': mode, 'scale': case.scale}
+                  best.loc[c, 'purity@10']) if case.neuron is None else np.nan,
+              'target': (str(dataset.item_titles[r.target])
+                         if r.target is not None else None),
+              'users': case.users, 'n_users': len(r.users), 'mode': mode,
+              'scale': case.scale}
       for col, value in reversed(head.items()):
         if col in t:
           t = t.drop(columns=col)

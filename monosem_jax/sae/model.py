@@ -152,6 +152,22 @@ def init(key: jax.Array, cfg: SAEConfig, dtype=jnp.float32) -> Params:
   return params
 
 
+def per_sample(cfg: SAEConfig) -> SAEConfig:
+  """The config that encodes every sample on its own.
+
+  BatchTopK spends ``k * batch`` activations over a whole batch, so a
+  sample's code depends on the others encoded with it; for analysis (concept
+  tables, interventions) each sample keeps its own ``k`` largest latents
+  (TopK with the same ``k``). Other activations are returned unchanged.
+
+  >>> per_sample(SAEConfig(dim=4, dict_size=8, activation='batchtopk', k_max=2)).activation
+  'topk'
+  """
+  if cfg.activation != 'batchtopk':
+    return cfg
+  return dataclasses.replace(cfg, activation='topk')
+
+
 def latent_mask(active: jax.Array | int, size: int) -> jax.Array:
   """``(n,)`` bool, True for the first ``dict_size`` latents."""
   return jnp.arange(size) < active
