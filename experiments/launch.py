@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.util
+import os
 import re
 import sys
 
@@ -88,13 +89,22 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise
 
 
+#: The repository root (``experiments/`` lives in it): default config files
+#: are found from any working directory.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def define_config_file(name: str, default: str | None, help_string: str):
   """``config_flags.DEFINE_config_file`` (unlocked).
 
-  With a default file, ml_collections applies the command line's overrides
-  while the flag is defined, before :func:`parse_flags` runs; an unknown
-  field there exits with the same one line.
+  A relative ``default`` is taken from the repository root when it is not
+  in the working directory, so ``python -m experiments.run`` works from any
+  folder. With a default file, ml_collections applies the command line's
+  overrides while the flag is defined, before :func:`parse_flags` runs; an
+  unknown field there exits with the same one line.
   """
+  if default and not os.path.isabs(default) and not os.path.exists(default):
+    default = os.path.join(ROOT, default)
   try:
     return config_flags.DEFINE_config_file(name, default, help_string,
                                            lock_config=False)

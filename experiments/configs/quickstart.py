@@ -6,7 +6,8 @@ Default (no downloads, no files): the embedded synthetic world, MF and NCF::
 
 Stages per model: recommender (trained, frozen) -> a 12-config SAE grid
 (lambda_pred x dictionary size x sparsity target rho, vmapped) -> the whole
-analysis (``report.md``). About 3 minutes on a 2-core CPU for both models.
+analysis (``report.md``). About 1 minute on a 2-core CPU for both models
+(58 s measured).
 
 Reproductions on real data (``$MONOSEM_DATA_DIR`` holds ``ml-1m/`` /
 ``lastfm-2k/``, or pass ``--config.dataset.data_dir=``), the paper's settings
@@ -19,10 +20,11 @@ Expected runtimes (both models; NCF SAE epochs on the CPU are capped at 200
 steps, ``--config.ncf.sweep.spec.steps_per_epoch=0`` for full passes, which
 want an accelerator):
 
-  synthetic   2-core CPU ~3 min
-  ml-1m       2-core CPU ~15 min (MF ~2 min; NCF recommender ~6 min)
-              one H100: ~3 min with full NCF passes (estimate, not measured)
-  lastfm-2k   2-core CPU ~10 min
+  synthetic   2-core CPU ~1 min
+  ml-1m       one CPU core 7 min 09 s measured (MF 1 min; NCF recommender
+              4.4 min, NCF sweep 65 s, NCF analysis 38 s); an accelerator
+              for full NCF passes (not yet measured: issue 11)
+  lastfm-2k   one CPU core 8 min 42 s measured (NCF sweep 5.4 min)
 
 Args (comma-separated): a dataset (synthetic | ml-1m | ml-100k |
 lastfm-2k), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
