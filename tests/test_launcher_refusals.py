@@ -336,3 +336,13 @@ def test_unknown_field_of_a_default_config_is_one_line(tmp_path):
       'config field (did you mean seed?); valid here: dict_size, k, '
       'lambda_emb, lambda_kl, lambda_l1, lambda_pred, lr, rho, seed']
   assert not os.path.exists(tmp_path / 'q')
+
+
+def test_default_config_files_are_found_from_any_folder(tmp_path):
+  # Launched outside the repository, the default config file still loads
+  # (and takes overrides): the refusal is about the value, not the file.
+  proc = _launch('experiments.run', f'--workdir={tmp_path / "q"}',
+                 "--config.models=('xx',)", cwd=tmp_path)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      "error: config.models=('xx',): choose from mf, ncf"], proc.stderr
