@@ -13,6 +13,13 @@ in one jitted, vmapped, scanned program (compile excluded; best of
 program (its throughput does not depend on C; measured on ``--seq_configs``
 configs). Output: one JSON document (stdout, and ``--out`` if given).
 
+Roofline: XLA's cost analysis of the compiled step gives FLOPs and bytes
+accessed per config-step; with the H100's and the TPU v5e's peak FLOP/s and
+memory bandwidth (:data:`ROOFLINES`) each line prints whether the step is
+memory- or compute-bound there and the predicted config-steps/s, to compare
+with a measurement on that device (counts from a CPU compile are a guide
+only: XLA fuses differently per backend).
+
 CPU default (2 cores: about a minute or two)::
 
   python -m experiments.bench_sweep
@@ -47,6 +54,15 @@ from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 PEAK_FLOPS = {'H100': (67e12, 494.7e12), 'H200': (67e12, 494.7e12),
               'A100': (19.5e12, 156e12)}
 
+#: Roofline of the devices the sweeps are meant for: the peak FLOP/s of
+#: float32 matmuls at JAX's default precision (TF32 tensor cores on H100;
+#: one bf16 pass on TPU v5e) and the memory bandwidth, from the vendors'
+#: data sheets (H100 SXM; TPU v5e per chip).
+ROOFLINES = {
+    'H100': dict(flops=494.7e12, bytes_per_s=3.35e12),
+    'TPU v5e': dict(flops=197e12, bytes_per_s=819e9),
+}
+
 
 def device_peak(kind: str):
   for name, peak in PEAK_FLOPS.items():
@@ -55,11 +71,31 @@ def device_peak(kind: str):
   return None  # unknown (e.g. a CPU): report achieved FLOP/s only
 
 
-def flops_per_config_step(spec, params, data, scorer) -> float | None:
-  """XLA's FLOP count of one sweep step, divided by the number of configs.
+def roofline(flops: float, bytes_accessed: float, peak_flops: float,
+             bytes_per_s: float) -> dict:
+  """The roofline prediction for one config-step.
+
+  The step takes at least ``flops / peak_flops`` (compute) and
+  ``bytes_accessed / bytes_per_s`` (memory); the larger bounds it.
+
+  >>> r = roofline(2e6, 4e5, peak_flops=1e12, bytes_per_s=1e11)
+  >>> r['bound'], r['config_steps_per_s'], round(r['arithmetic_intensity'], 1)
+  ('memory', 250000.0, 5.0)
+  """
+  t_compute = flops / peak_flops
+  t_memory = bytes_accessed / bytes_per_s
+  return dict(bound='memory' if t_memory > t_compute else 'compute',
+              config_steps_per_s=1.0 / max(t_compute, t_memory),
+              arithmetic_intensity=flops / max(bytes_accessed, 1.0))
+
+
+def cost_per_config_step(spec, params, data, scorer) -> dict:
+  """XLA's FLOP and byte counts of one sweep step, per config.
 
   Measured on the un-scanned step (XLA counts a loop body once, so the
-  epoch program would under-report).
+  epoch program would under-report). The counts come from the backend the
+  step is compiled for: on a CPU they predict an accelerator only roughly
+  (other fusions), so a device run replaces them.
   """
   state = init_sweep(spec, params, jax.random.PRNGKey(0))
   ix = epoch_indices(spec, data, jax.random.PRNGKey(1), scorer.paired)
@@ -68,8 +104,11 @@ def flops_per_config_step(spec, params, data, scorer) -> float | None:
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
+  c = params.num_configs
   flops = (cost or {}).get('flops')
-  return None if not flops else float(flops) / params.num_configs
+  moved = (cost or {}).get('bytes accessed')
+  return dict(flops=float(flops) / c if flops else None,
+              bytes=float(moved) / c if moved else None)
 
 
 def _workload(model: str, steps: int, d: int, mf_pred_impl: str):
@@ -128,17 +167,28 @@ def bench(model, configs, steps, repeats, seq_configs, d=20,
     params = _params(spec, c)
     first, best, finite = _time_epochs(spec, params, data, scorer, repeats)
     rate = c * steps / best
-    fpcs = flops_per_config_step(spec, params, data, scorer)
+    cost = cost_per_config_step(spec, params, data, scorer)
+    fpcs, bpcs = cost['flops'], cost['bytes']
     row = dict(C=c, epoch_s=best, compile_and_first_epoch_s=first,
                config_steps_per_s=rate, all_finite=finite,
-               flops_per_config_step=fpcs,
-               achieved_flops_per_s=None if fpcs is None else fpcs * rate)
+               flops_per_config_step=fpcs, bytes_per_config_step=bpcs,
+               achieved_flops_per_s=None if fpcs is None else fpcs * rate,
+               achieved_bytes_per_s=None if bpcs is None else bpcs * rate)
     if peak and fpcs:
       row['fraction_of_peak'] = {k: fpcs * rate / v for k, v in peak.items()}
+    line = f'[{model}] C={c:5d}  {rate:12.1f} config-steps/s'
+    if fpcs:
+      line += (f'  {fpcs * rate / 1e9:8.2f} GFLOP/s  {fpcs / 1e6:.2f} MFLOP'
+               f' {(bpcs or 0) / 1e6:.2f} MB per config-step')
+    if fpcs and bpcs:
+      row['roofline'] = {name: roofline(fpcs, bpcs, r['flops'],
+                                        r['bytes_per_s'])
+                         for name, r in ROOFLINES.items()}
+      line += ''.join(f'  | {name}: {p["bound"]}-bound, predicted '
+                      f'{p["config_steps_per_s"]:,.0f}/s'
+                      for name, p in row['roofline'].items())
     rows.append(row)
-    print(f'[{model}] C={c:5d}  {rate:12.1f} config-steps/s'
-          + (f'  {fpcs * rate / 1e9:8.2f} GFLOP/s' if fpcs else ''),
-          file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)
   # sequential: C=1 program, one config after another
   allp = _params(spec, seq_configs)
   state_compile = None
@@ -186,6 +236,7 @@ def main(argv=None):
       device=getattr(dev, 'device_kind', str(dev)),
       device_count=jax.device_count(), host=platform.node(),
       device_peak_flops=device_peak(getattr(dev, 'device_kind', '')),
+      rooflines=ROOFLINES,
       results=[bench(m, configs, a.steps, a.repeats, a.seq_configs, a.d,
                      a.mf_pred_impl) for m in a.models.split(',')])
   text = json.dumps(out, indent=1)
