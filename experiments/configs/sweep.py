@@ -70,6 +70,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.epochs = 30 if lastfm else 18
   c.checkpoint_every = 1      # epochs between orbax checkpoints
   c.shard = True              # shard configs over all devices when several
+  c.plan_memory = True        # print XLA's memory estimate and the largest C
   c.eval_config_chunk = ml_collections.FieldReference(None, field_type=int)
 
   c.spec = ml_collections.ConfigDict()

@@ -33,7 +33,7 @@ from monosem_jax import files
 from monosem_jax.errors import ConfigError
 from monosem_jax.progress import Progress
 from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
-from monosem_jax.sweep import checkpoint, sharding
+from monosem_jax.sweep import checkpoint, memory, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
 from monosem_jax.sweep.driver import train_sweep
 from monosem_jax.sweep.metrics import evaluate_configs
@@ -262,6 +262,9 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
       f'x {steps} steps')
+  if config.get('plan_memory', True):
+    per_device = -(-hparams.num_configs // (mesh.size if mesh else 1))
+    log(memory.plan(spec, hparams, inputs, scorer).describe(per_device))
   done = checkpoint.saved_epochs(workdir)
   if done:
     log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
