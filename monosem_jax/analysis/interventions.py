@@ -156,6 +156,16 @@ def _stack_levels(codec, x, neuron, levels, mode, scale) -> jax.Array:
                     for v in levels])  # a handful of levels
 
 
+def _group(user_emb, item_emb, users, seen):
+  """Device arrays of a user group: ``(users, their embeddings, all item
+  embeddings, user indices, item indices, seen mask)``."""
+  users = np.asarray(users)
+  items = jnp.asarray(item_emb, jnp.float32)
+  return (users, jnp.asarray(np.asarray(user_emb)[users], jnp.float32), items,
+          jnp.asarray(users), jnp.arange(items.shape[0]),
+          jnp.asarray(seen, bool))
+
+
 def concept_user_group(split, users: np.ndarray, item_concept: np.ndarray,
                        n: int = 20) -> np.ndarray:
   """The ``n`` users (of ``users``) with the highest concept share of their
@@ -200,11 +210,7 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     unedited codes), ``n_users``.
   """
   _check(mode, scale)
-  users = np.asarray(users)
-  u = jnp.asarray(np.asarray(user_emb)[users], jnp.float32)
-  items = jnp.asarray(item_emb, jnp.float32)
-  uidx, iidx = jnp.asarray(users), jnp.arange(items.shape[0])
-  seen = jnp.asarray(seen, bool)
+  users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
   concept = jnp.asarray(concept_items, bool)
 
   @jax.jit
@@ -274,11 +280,7 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     row's ``success_rate`` is the measure's floor, not always 0.
   """
   _check(mode, scale)
-  users = np.asarray(users)
-  u = jnp.asarray(np.asarray(user_emb)[users], jnp.float32)
-  items = jnp.asarray(item_emb, jnp.float32)
-  uidx, iidx = jnp.asarray(users), jnp.arange(items.shape[0])
-  seen = jnp.asarray(seen, bool)
+  users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
   tidx = jnp.asarray([target])
 
   @jax.jit
@@ -322,10 +324,8 @@ def before_after(codec: Codec, scorer, user_emb, item_emb, user: int,
   Returns:
     ``(k,)`` item indices before and after.
   """
-  u = jnp.asarray(np.asarray(user_emb)[[user]], jnp.float32)
-  items = jnp.asarray(item_emb, jnp.float32)
-  uidx, iidx = jnp.asarray([user]), jnp.arange(items.shape[0])
-  mask = jnp.asarray(seen, bool)[None]
+  _, u, items, uidx, iidx, mask = _group(user_emb, item_emb, [user],
+                                         np.asarray(seen)[None])
   lists = [fidelity.top_k_lists(scorer.matrix_logits(v, items, uidx, iidx),
                                 mask, k)[0]
            for v in (u, edit(codec, u, neuron, level, mode=mode, scale=scale))]
