@@ -212,7 +212,8 @@ def era_scores(acts: np.ndarray, item_decade: np.ndarray, top: int = 200
 def concept_table(acts: np.ndarray, item_concepts: np.ndarray,
                   concept_names: Sequence[str],
                   ks: Sequence[int] = (10, 20, 50),
-                  max_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+                  max_bytes: int = CHUNK_BYTES,
+                  scores: dict | None = None) -> pd.DataFrame:
   """One row per concept: the neuron that carries it best.
 
   The best neuron has the highest purity at the first K (ties: the smaller
@@ -223,6 +224,8 @@ def concept_table(acts: np.ndarray, item_concepts: np.ndarray,
     item_concepts: ``(n_items, T)`` bool; concept_names: ``T`` names.
     ks: list lengths.
     max_bytes: see :func:`concept_scores`.
+    scores: :func:`concept_scores` of the same arguments, when the caller
+      has them already (they are not computed again).
 
   Returns:
     ``concept, best_neuron``, then per K ``purity@K, lift@K, p_value@K,
@@ -235,7 +238,8 @@ def concept_table(acts: np.ndarray, item_concepts: np.ndarray,
     >>> t.best_neuron.tolist(), t['purity@2'].tolist()
     ([0, 1], [1.0, 1.0])
   """
-  s = concept_scores(acts, item_concepts, ks, max_bytes)
+  s = scores if scores is not None else concept_scores(
+      acts, item_concepts, ks, max_bytes)
   best = _best(s['purity'][0], s['p_value'][0], axis=0)            # (T,)
   t = np.arange(len(best))
   out = {'concept': list(concept_names), 'best_neuron': best}
@@ -293,8 +297,8 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
                  concept_names: Sequence[str], item_emb: np.ndarray,
                  popularity: np.ndarray, ks: Sequence[int] = (10, 20, 50),
                  pop_top: int = 500, *, item_decade: np.ndarray | None = None,
-                 era_top: int = 200, user_acts: np.ndarray | None = None
-                 ) -> pd.DataFrame:
+                 era_top: int = 200, user_acts: np.ndarray | None = None,
+                 scores: dict | None = None) -> pd.DataFrame:
   """One row per neuron: firing, best concept, popularity, MS score.
 
   Args:
@@ -308,6 +312,8 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
       None where the dataset has no years, e.g. Last.FM).
     era_top: list length of the era mix.
     user_acts: optional ``(n_users, M)`` activations of user embeddings.
+    scores: :func:`concept_scores` of ``acts``, ``item_concepts``, ``ks``
+      when the caller has them already.
 
   Returns:
     ``neuron, firing_rate, dead, best_concept``, per K ``purity@K, lift@K,
@@ -320,7 +326,8 @@ def neuron_table(acts: np.ndarray, item_concepts: np.ndarray,
   """
   acts = np.asarray(acts, np.float32)
   fires = acts > 0
-  s = concept_scores(acts, item_concepts, ks)
+  s = scores if scores is not None else concept_scores(
+      acts, item_concepts, ks)
   # best concept: highest purity at the first K, then the smallest p-value
   order = _best(s['purity'][0], s['p_value'][0], axis=1)
   m = np.arange(acts.shape[1])

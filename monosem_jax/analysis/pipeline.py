@@ -126,11 +126,13 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log):
     for j, i in enumerate(idx):  # configs; each table is vectorised
       m = int(view.hparams.config(int(i))['dict_size'])
       a, ua = item_acts[j][:, :m], user_acts[j][:, :m]
+      scores = neurons.concept_scores(a, item_concepts, cfg['ks'])  # once
       nt = neurons.neuron_table(
           a, item_concepts, names, art.item_emb, dataset.item_popularity,
           cfg['ks'], cfg['pop_top'], item_decade=dataset.item_decade,
-          era_top=cfg['era_top'], user_acts=ua)
-      ct = neurons.concept_table(a, item_concepts, names, cfg['ks'])
+          era_top=cfg['era_top'], user_acts=ua, scores=scores)
+      ct = neurons.concept_table(a, item_concepts, names, cfg['ks'],
+                                 scores=scores)
       nt.insert(0, 'config', int(i))
       ct.insert(0, 'config', int(i))
       n_tab.append(nt)
@@ -184,7 +186,6 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                           view.num_configs - 1))
   resolved = use_cases.resolve(list(use_cases_), dataset, view.artifact.split,
                                modes)
-  del resolved  # run_use_cases resolves them again on the chosen config
   cfg = dict(ks=ks, pop_top=pop_top, era_top=era_top)
   item_concepts, names = dataset.item_concepts, dataset.concept_names
   if concept_sets:
@@ -226,7 +227,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   t = time.perf_counter()
   if use_cases_:
     iv = use_cases.run_use_cases(view, chosen, dataset, use_cases_, k=k, p=p,
-                                 modes=modes, concept_table=chosen_concepts)
+                                 modes=modes, concept_table=chosen_concepts,
+                                 resolved=resolved)
   else:
     iv = pd.DataFrame(columns=['case', 'kind', 'concept', 'neuron', 'mode',
                                'level'])

@@ -195,7 +195,8 @@ def resolve(cases: Sequence[UseCase], dataset, split,
 def run_use_cases(view: workdirs.SweepView, config: int, dataset,
                   cases: Sequence[UseCase], k: int = 30, p: float = 0.9,
                   modes: Sequence[str] = interventions.MODES,
-                  concept_table: pd.DataFrame | None = None) -> pd.DataFrame:
+                  concept_table: pd.DataFrame | None = None,
+                  resolved: Sequence[Resolved] | None = None) -> pd.DataFrame:
   """Runs each use case on config ``config`` of a sweep, in each mode.
 
   Args:
@@ -207,6 +208,8 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     modes: intervention modes.
     concept_table: that config's
       :func:`~monosem_jax.analysis.neurons.concept_table` (computed when None).
+    resolved: :func:`resolve` of ``cases`` when the caller checked them
+      already (with the same dataset and modes).
 
   Returns:
     One row per (case, mode, level): ``case, kind, concept, neuron,
@@ -216,7 +219,8 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     in_top_k, n_eligible``).
   """
   art = view.artifact
-  resolved = resolve(cases, dataset, art.split, modes)
+  if resolved is None:
+    resolved = resolve(cases, dataset, art.split, modes)
   params, hp = view.config(config)
   codec = interventions.Codec.of(params, hp)
   if concept_table is None:
