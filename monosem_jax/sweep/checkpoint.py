@@ -54,6 +54,9 @@ def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
       :func:`~monosem_jax.sweep.runner.run_sweep`). On resume the recommender
       ``fingerprint`` must match.
 
+  In a multi-process run every process checks an existing file and only
+  process 0 writes a new one.
+
   Raises:
     WorkdirError: the workdir already describes a different sweep, or the
       same sweep of another recommender; the message names both.
@@ -68,7 +71,8 @@ def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
                          'new one')
     _check_provenance(path, old_prov, provenance)
     return
-  files.atomic_write_text(path, dumps(spec, hparams, provenance))
+  if jax.process_index() == 0:  # multi-process: one writer, every one checks
+    files.atomic_write_text(path, dumps(spec, hparams, provenance))
 
 
 def _describe(rec: Mapping[str, Any]) -> str:

@@ -85,8 +85,8 @@ def _program_bytes(spec, hparams, inputs, scorer) -> float:
 
 
 def device_limit(device=None) -> float | None:
-  """The device's memory limit in bytes, or None where not reported."""
-  device = device or jax.devices()[0]
+  """A local device's memory limit in bytes, or None where not reported."""
+  device = device or jax.local_devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   limit = (stats or {}).get('bytes_limit')
   return float(limit) if limit else None

@@ -1,0 +1,102 @@
+"""A sweep over two processes (``jax.distributed``, localhost coordinator).
+
+Two local processes with two CPU devices each run ``experiments.sweep
+--distributed``: the configs are sharded over all four devices, orbax writes
+one checkpoint cooperatively, a second launch resumes it, and the results
+equal a one-process run over four devices bit for bit (the same blocks of
+configs run the same one-device executables; docs/method.md#sweep-sharding).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.configs import recommender as rec_configs
+from monosem_jax.recommenders import train
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import RESULTS_CSV
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(devices: int) -> dict:
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
+                      f' --xla_force_host_platform_device_count={devices}'
+                      ).strip()
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+  return env
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _sweep_args(rec_dir: str, workdir: str, epochs: int) -> list[str]:
+  return [sys.executable, '-m', 'experiments.sweep',
+          '--config=experiments/configs/sweep.py:synthetic,mf',
+          f'--config.recommender_workdir={rec_dir}', f'--workdir={workdir}',
+          f'--config.epochs={epochs}', '--config.spec.steps_per_epoch=3',
+          '--config.spec.batch_users=64', '--config.spec.batch_items=64',
+          "--config.grid.lambda_pred=(0.0, 1.0, 10.0)",
+          "--config.grid.dict_size=(8, 16)", '--config.grid.rho=None']
+
+
+def _two_processes(rec_dir: str, workdir: str, epochs: int) -> list[str]:
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _sweep_args(rec_dir, workdir, epochs) + [
+          '--distributed', f'--coordinator_address=localhost:{port}',
+          '--num_processes=2', f'--process_id={i}'],
+      env=_env(2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=600)[0])
+  finally:
+    for p in procs:
+      p.kill()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, "\n=====\n".join(o[-3000:] for o in outs)
+  return outs
+
+
+@pytest.mark.slow
+def test_two_process_sweep_resumes_and_equals_one_process(tmp_path):
+  cfg = rec_configs.get_config('synthetic,mf')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 2
+  rec = str(tmp_path / 'rec')
+  train.run(cfg, rec, log=lambda _: None)
+  multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
+
+  first = _two_processes(rec, multi, epochs=2)
+  assert 'on 4 cpu device(s)' in first[0], first[0][-2000:]
+  assert 'sweep:' not in first[1]  # process 1 stays quiet
+  assert checkpoint.saved_epochs(multi) == [1, 2]
+  resumed = _two_processes(rec, multi, epochs=3)
+  assert 'resuming from the checkpoint of epoch 2' in resumed[0]
+
+  one = subprocess.run(_sweep_args(rec, single, epochs=3), env=_env(4),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert one.returncode == 0, one.stderr[-4000:]
+
+  got = pd.read_csv(os.path.join(multi, RESULTS_CSV))
+  want = pd.read_csv(os.path.join(single, RESULTS_CSV))
+  assert len(got) == 6 and (got.status == 'ok').all()
+  pd.testing.assert_frame_equal(got, want, check_exact=True)
+  _, _, s_multi, h_multi = checkpoint.restore_sweep(multi)
+  _, _, s_single, h_single = checkpoint.restore_sweep(single)
+  for a, b in zip(np.asarray(s_multi.sae['W']), np.asarray(s_single.sae['W'])):
+    np.testing.assert_array_equal(a, b)
+  assert int(s_multi.epoch) == 3 and len(h_multi) == len(h_single) == 3
