@@ -1,10 +1,16 @@
-"""Memory planning from XLA's memory analysis (issue 11, item 5, first part)."""
+"""Memory planning from XLA's memory analysis, and sweeps run in blocks of
+configs when they do not fit (issue 11, item 5)."""
 
+import jax
 import numpy as np
 import pytest
 
 from experiments import bench_sweep
-from monosem_jax.sweep import memory
+from monosem_jax.errors import ConfigError
+from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.sweep import driver, memory, step
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.state import SweepInputs, init_sweep
 
 
 @pytest.fixture(scope='module')
@@ -33,3 +39,80 @@ def test_max_configs_and_the_log_line():
   cpu = memory.MemoryPlan(100e6, 1e6, None)
   assert cpu.max_configs is None and 'device limit' not in cpu.describe(4)
   assert np.isclose(cpu.bytes_for(0), 115e6)
+
+
+def test_chunk_for_keeps_every_state_and_refuses_what_cannot_fit():
+  p = memory.MemoryPlan(shared_bytes=100e6, per_config_bytes=1e6,
+                        device_bytes=1.15 * 1100e6, margin=0.15,
+                        state_bytes_per_config=0.1e6)
+  assert p.chunk_for(1000) is None and p.chunk_for(500) is None
+  # 4000 configs: 1100e6 - 100e6 - 0.1e6 * 4000 = 600e6 of room -> 600
+  assert p.chunk_for(4000) == 600
+  with pytest.raises(ConfigError, match='do not fit the device even one block'):
+    p.chunk_for(10_001)              # the states alone take 1000.1 MB
+  assert memory.MemoryPlan(1, 1, None).chunk_for(10**9) is None   # CPU
+  assert 'in 7 sequential blocks of 600' in memory.describe_chunks(4000, 600)
+
+
+def test_state_bytes_per_config_counts_weights_and_adam_moments():
+  spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)
+  params = 64 * 20 + 64 + 20          # tied W, encoder bias, pre-bias
+  # weights + Adam mu + nu (float32), Adam count (int32), finite (bool),
+  # diverged_step (int32)
+  assert memory.state_bytes_per_config(spec) == 3 * 4 * params + 4 + 1 + 4
+
+
+def _chunk_case():
+  rng = np.random.default_rng(0)
+  inputs = SweepInputs.create(rng.normal(size=(40, 4)),
+                              rng.normal(size=(30, 4)), np.arange(32))
+  spec = SweepSpec(kind='mf', dim=4, max_dict_size=6, batch_users=8,
+                   batch_items=8)
+  hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0, 2.0, 1e30, 4.0],
+                              dict_size=[3, 6])          # C = 10, one diverges
+  return spec, hparams, inputs, make_scorer('mf', {})
+
+
+def test_chunked_epochs_equal_one_program_and_separate_blocks():
+  spec, hparams, inputs, scorer = _chunk_case()
+  state0 = init_sweep(spec, hparams, jax.random.PRNGKey(0))
+  whole, chunked = state0, state0
+  for _ in range(2):
+    whole, h_whole = step.run_epoch(spec, hparams, whole, inputs, scorer)
+    chunked, h_chunk = step.run_epoch_chunked(spec, hparams, chunked, inputs,
+                                              scorer, chunk=4)  # 4 + 4 + 2(+2)
+  assert not np.asarray(chunked.finite).all()       # the 1e30 config diverged
+  np.testing.assert_array_equal(chunked.finite, whole.finite)
+  np.testing.assert_array_equal(chunked.diverged_step, whole.diverged_step)
+  assert int(chunked.step) == int(whole.step) and int(chunked.epoch) == 2
+  for a, b in zip(jax.tree.leaves(chunked.sae), jax.tree.leaves(whole.sae)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  for k in h_whole:
+    np.testing.assert_allclose(h_chunk[k], h_whole[k], rtol=1e-6)
+  # Bitwise what separate sweeps of each block give.
+  for block in (np.arange(0, 4), np.arange(4, 8)):
+    sub = state0.take(block)
+    hp = hparams.take(block)
+    for _ in range(2):
+      sub, _ = step.run_epoch(spec, hp, sub, inputs, scorer)
+    for a, b in zip(jax.tree.leaves(sub.sae), jax.tree.leaves(chunked.sae)):
+      np.testing.assert_array_equal(a, np.asarray(b)[block])
+  with pytest.raises(ConfigError, match='config_chunk=0'):
+    step.run_epoch_chunked(spec, hparams, state0, inputs, scorer, chunk=0)
+
+
+def test_train_sweep_checkpoints_do_not_depend_on_the_chunk(tmp_path):
+  spec, hparams, inputs, scorer = _chunk_case()
+  key = jax.random.PRNGKey(1)
+  ref, ref_hist = driver.train_sweep(spec, hparams, inputs, scorer, key,
+                                     epochs=2, config_chunk=3)
+  # Half with blocks of 3, resumed with blocks of 7: the same as blocks of 3
+  # to rounding, and the checkpoint restores whatever the block size.
+  driver.train_sweep(spec, hparams, inputs, scorer, key, epochs=1,
+                     workdir=str(tmp_path), config_chunk=3)
+  got, hist = driver.train_sweep(spec, hparams, inputs, scorer, key, epochs=2,
+                                 workdir=str(tmp_path), config_chunk=7)
+  assert len(hist) == 2
+  np.testing.assert_array_equal(hist[0]['loss'], ref_hist[0]['loss'])
+  for a, b in zip(jax.tree.leaves(got.sae), jax.tree.leaves(ref.sae)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -1,6 +1,8 @@
 """End to end: recommender workdir -> sweep -> sweep_results.csv -> load_config."""
 
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,7 @@ import pytest
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax.recommenders import train
-from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep import checkpoint, memory
 from monosem_jax.sweep.runner import RESULTS_CSV, run_sweep
 
 
@@ -99,3 +101,36 @@ def test_long_sweeps_print_about_twenty_epoch_lines(mf_dir, tmp_path):
             if l.startswith('epoch')]
   assert epochs[0] == 1 and epochs[-1] == 60 and len(epochs) == 21
   assert all('ETA' in l for l in logs if l.startswith('epoch'))
+
+
+def test_configs_that_do_not_fit_run_in_blocks(mf_dir, tmp_path, monkeypatch):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0, 10.0],
+                      dict_size=[8, 16])
+  whole = run_sweep(cfg, str(tmp_path / 'whole'), log=lambda _: None)
+  # A device whose limit, by the plan's own figures, fits 2 of the 6 configs.
+  real_plan = memory.plan
+
+  def small_device(*args, **kw):
+    p = real_plan(*args, **kw)
+    limit = (p.shared_bytes + p.state_bytes_per_config * 6
+             + p.per_config_bytes * 2.5) * (1 + p.margin)
+    return dataclasses.replace(p, device_bytes=limit)
+
+  monkeypatch.setattr(memory, 'plan', small_device)
+  logs = []
+  auto = run_sweep(cfg, str(tmp_path / 'auto'), log=logs.append)
+  assert any('in 3 sequential blocks of 2' in line for line in logs), logs
+  numeric = [c for c in whole.columns if c != 'status']
+  np.testing.assert_allclose(auto[numeric].to_numpy(float),
+                             whole[numeric].to_numpy(float), rtol=1e-5,
+                             atol=1e-7)
+  assert (auto.status == whole.status).all()
+
+
+def test_config_chunk_is_checked_before_anything_is_written(mf_dir, tmp_path):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0])
+  cfg.config_chunk = 0
+  with pytest.raises(ValueError, match=r'config.config_chunk=0: configs per '
+                     'program must be an integer >= 1'):
+    run_sweep(cfg, str(tmp_path / 'w'), log=lambda _: None)
+  assert not (tmp_path / 'w').exists()

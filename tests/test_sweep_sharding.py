@@ -102,6 +102,13 @@ SCRIPT = textwrap.dedent('''
       ) and all(np.array_equal(h4[e][k][20 * j:20 * (j + 1)], hb[e][k])
                 for j, (_, hb) in enumerate(blocks)
                 for e in range(2) for k in hb[e])
+      # Blocks of 10 configs: per device (2 x 10 on each of 4) or on one
+      # device (8 x 10 in turn), the same executables, the same bits.
+      c4, _ = driver.train_sweep(spec, p80, data, scorer, key, epochs=2,
+                                 mesh=mesh, config_chunk=10)
+      c1, _ = driver.train_sweep(spec, p80, data, scorer, key, epochs=2,
+                                 config_chunk=10)
+      out[name]['chunked_sharded_bitwise'] = same(c1, c4)
       out[name]['wide80_close'] = close(s1, s4) and all(
           np.allclose(h1[e][k], h4[e][k], rtol=1e-4, atol=1e-6)
           for e in range(2) for k in h1[e])
@@ -163,5 +170,6 @@ def test_sharded_equals_unsharded():
     assert r['bitwise'] and r['hist_equal'] and r['driver_bitwise'], r
     assert r['metrics_close'], r
     assert r['blocks80_bitwise'] and r['wide80_close'], r
+    assert r['chunked_sharded_bitwise'], r
   assert out['resume_4_to_1'] and out['resume_1_to_4'], out
   assert 'pad with hparams.pad_to(4)' in out['pad_error']

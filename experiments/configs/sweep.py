@@ -71,6 +71,10 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.checkpoint_every = 1      # epochs between orbax checkpoints
   c.shard = True              # shard configs over all devices when several
   c.plan_memory = True        # print XLA's memory estimate and the largest C
+  # Configs per device per program: None = all, or, when the memory plan
+  # says they do not fit the device, the largest block that does (the
+  # blocks then run one after the other; same results to float32 rounding).
+  c.config_chunk = ml_collections.FieldReference(None, field_type=int)
   c.eval_config_chunk = ml_collections.FieldReference(None, field_type=int)
 
   c.spec = ml_collections.ConfigDict()

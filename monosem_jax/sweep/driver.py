@@ -48,18 +48,22 @@ from monosem_jax.sweep.state import SweepInputs, SweepState, init_sweep
 
 
 def run_epoch(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
-              inputs: SweepInputs, scorer: Any, *, sharded_mode: str = 'dispatch'
+              inputs: SweepInputs, scorer: Any, *, sharded_mode: str = 'dispatch',
+              config_chunk: int | None = None
               ) -> tuple[SweepState, dict[str, jax.Array]]:
   """One epoch of every config, on one device or over the state's mesh.
 
-  See :func:`monosem_jax.sweep.step.run_epoch` (one device) and
-  :func:`monosem_jax.sweep.sharding.run_epoch_sharded` (``sharded_mode``).
+  See :func:`monosem_jax.sweep.step.run_epoch` (one device),
+  :func:`monosem_jax.sweep.sharding.run_epoch_sharded` (``sharded_mode``)
+  and, with ``config_chunk`` (configs per device per program),
+  :func:`monosem_jax.sweep.step.run_epoch_chunked`.
   """
   mesh = sharding.config_mesh_of(state)
   if mesh is None:
-    return step.run_epoch(spec, hparams, state, inputs, scorer)
+    return step.run_epoch_chunked(spec, hparams, state, inputs, scorer,
+                                  chunk=config_chunk)
   return sharding.run_epoch_sharded(spec, mesh, hparams, state, inputs, scorer,
-                                    sharded_mode)
+                                    sharded_mode, config_chunk=config_chunk)
 
 
 def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
@@ -67,6 +71,7 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
                 epochs: int | None = None, workdir: str | None = None,
                 checkpoint_every: int = 1, max_to_keep: int | None = 2,
                 mesh=None, num_real: int | None = None,
+                config_chunk: int | None = None,
                 provenance: dict | None = None,
                 callback: Callable[[int, SweepState, dict], None] | None = None
                 ) -> tuple[SweepState, list[dict[str, np.ndarray]]]:
@@ -80,6 +85,10 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   (``provenance``), or more epochs than asked. ``mesh`` shards the config
   axis (C must divide evenly: pad with ``SweepHparams.pad_to`` and pass the
   real count as ``num_real``, which is what ``sweep.json`` records).
+  ``config_chunk`` trains at most that many configs per device in one
+  program, the blocks one after the other (:func:`run_epoch`; what
+  :meth:`~monosem_jax.sweep.memory.MemoryPlan.chunk_for` picks when C does
+  not fit the device); the checkpoints do not depend on it.
 
   Returns:
     The final state and the per-epoch histories (host numpy ``(C,)`` arrays).
@@ -115,7 +124,8 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
       state, histories = _restore(manager, spec, host_hparams, key, state,
                                   num_real, mesh)
   while int(state.epoch) < epochs:
-    state, hist = run_epoch(spec, hparams, state, inputs, scorer)
+    state, hist = run_epoch(spec, hparams, state, inputs, scorer,
+                            config_chunk=config_chunk)
     histories.append({k: sharding.to_host(v) for k, v in hist.items()})
     e = int(state.epoch)
     if manager is not None and (e % checkpoint_every == 0 or e == epochs):

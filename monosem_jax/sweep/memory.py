@@ -10,10 +10,16 @@ hence the memory of C configs and the largest C that fits the device, with a
 safety margin (the fit from small C slightly under-counts; ~5 % at C = 8 on
 the CPU).
 
+When C configs do not fit, :meth:`MemoryPlan.chunk_for` gives the largest
+block of configs that does, with the stacked state (weights and Adam moments)
+of all C kept on the device; the sweep then runs the epoch program over
+sequential blocks (:func:`~monosem_jax.sweep.step.run_epoch_chunked`).
+
 Example::
 
   p = plan(spec, hparams, inputs, scorer)
   print(p.describe(hparams.num_configs))
+  chunk = p.chunk_for(hparams.num_configs)     # None: one program fits
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import dataclasses
 from typing import Any
 
 import jax
+import numpy as np
 
+from monosem_jax.errors import ConfigError
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 from monosem_jax.sweep.state import SweepInputs, init_sweep
 from monosem_jax.sweep.step import run_epoch_impl
@@ -42,11 +50,15 @@ class MemoryPlan:
     device_bytes: the device's memory limit (None where JAX does not report
       one, e.g. on a CPU).
     margin: the safety fraction used by :attr:`max_configs`.
+    state_bytes_per_config: the stacked state's bytes per config (SAE
+      weights, Adam moments, flags), which stay on the device for every
+      config when the configs run in blocks.
   """
   shared_bytes: float
   per_config_bytes: float
   device_bytes: float | None
   margin: float = MARGIN
+  state_bytes_per_config: float = 0.0
 
   def bytes_for(self, configs: int) -> float:
     """Predicted bytes of ``configs`` configs, margin included."""
@@ -62,6 +74,33 @@ class MemoryPlan:
     room = self.device_bytes / (1 + self.margin) - self.shared_bytes
     return max(0, int(room // self.per_config_bytes))
 
+  def chunk_for(self, configs: int) -> int | None:
+    """Configs per program when ``configs`` do not fit at once, else None.
+
+    The block size ``K`` satisfies ``shared + state * configs + per_config *
+    K`` (margin included) <= the device's limit: every config's state stays
+    on the device, the block's activations come and go.
+
+    Raises:
+      ConfigError: even the state of ``configs`` configs (or a block of one)
+        does not fit; the message gives the figures.
+    """
+    if self.device_bytes is None or self.bytes_for(configs) <= self.device_bytes:
+      return None
+    room = (self.device_bytes / (1 + self.margin) - self.shared_bytes
+            - self.state_bytes_per_config * configs)
+    chunk = int(room // self.per_config_bytes) if self.per_config_bytes > 0 else 0
+    if chunk < 1:
+      mb = 1 / 2**20
+      raise ConfigError(
+          f'{configs:,} configs do not fit the device even one block at a time:'
+          f' their weights and Adam state take '
+          f'{self.state_bytes_per_config * configs * mb:,.0f} MB and a block of '
+          f'one {self.per_config_bytes * mb:,.1f} MB more, against '
+          f'{self.device_bytes * mb:,.0f} MB ({self.margin:.0%} margin); sweep '
+          'fewer configs per launch or shard them over more devices')
+    return min(chunk, configs)
+
   def describe(self, configs: int) -> str:
     """One line for the launcher's log."""
     mb = 1 / 2**20
@@ -73,6 +112,14 @@ class MemoryPlan:
       line += (f'; device limit {self.device_bytes * mb:,.0f} MB fits up to '
                f'{self.max_configs:,} configs')
     return line
+
+
+def describe_chunks(configs: int, chunk: int) -> str:
+  """The line the sweep logs when it runs ``configs`` in blocks."""
+  blocks = -(-configs // chunk)
+  return (f'{configs:,} configs per device: training them in {blocks} '
+          f'sequential blocks of {chunk:,} (config_chunk) '
+          '(same results as one program, to float32 rounding)')
 
 
 def _program_bytes(spec, hparams, inputs, scorer) -> float:
@@ -112,4 +159,16 @@ def plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   return MemoryPlan(shared_bytes=max(mem_a - per * a, 0.0),
                     per_config_bytes=per,
                     device_bytes=(device_limit() if device_bytes is None
-                                  else device_bytes), margin=margin)
+                                  else device_bytes), margin=margin,
+                    state_bytes_per_config=state_bytes_per_config(spec))
+
+
+def state_bytes_per_config(spec: SweepSpec) -> float:
+  """Bytes of one config's share of the stacked :class:`SweepState`."""
+  state = jax.eval_shape(
+      lambda: init_sweep(spec, SweepHparams.from_list([{}], spec)))  # C = 1
+  sizes = jax.tree.map(
+      lambda flag, sub: sum(x.size * np.dtype(x.dtype).itemsize
+                            for x in jax.tree.leaves(sub)) if flag else 0,
+      state.per_config(), state, is_leaf=lambda f: isinstance(f, bool))
+  return float(sum(jax.tree.leaves(sizes)))

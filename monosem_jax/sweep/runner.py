@@ -170,6 +170,18 @@ def build_inputs(artifact: RecommenderArtifact, spec: SweepSpec, scorer
                             split.sae_train_users, pos_u, pos_i)
 
 
+def config_chunk_of(config) -> int | None:
+  """``config.config_chunk`` checked: None (automatic) or an int >= 1."""
+  chunk = config.get('config_chunk')
+  if chunk is None:
+    return None
+  if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+    raise ConfigError(f'config.config_chunk={chunk!r}: configs per program '
+                      'must be an integer >= 1, or None to let the memory plan '
+                      'decide')
+  return chunk
+
+
 def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
   files.atomic_write(path, lambda f: df.to_csv(f, index=False))
 
@@ -233,6 +245,7 @@ def run_sweep(config, workdir: str,
   spec = build_spec(artifact, dict(config.spec), grid)
   hparams = build_hparams(spec, dict(config.defaults), grid)
   validate(spec, hparams)  # every setting is checked before a file is written
+  config_chunk_of(config)
   epochs = epochs_of(spec, config.get('epochs'), 'config.epochs')
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
@@ -262,9 +275,15 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
       f'x {steps} steps')
+  per_device = -(-hparams.num_configs // (mesh.size if mesh else 1))
+  chunk = config_chunk_of(config)
   if config.get('plan_memory', True):
-    per_device = -(-hparams.num_configs // (mesh.size if mesh else 1))
-    log(memory.plan(spec, hparams, inputs, scorer).describe(per_device))
+    plan = memory.plan(spec, hparams, inputs, scorer)
+    log(plan.describe(per_device))
+    if chunk is None:
+      chunk = plan.chunk_for(per_device)
+  if chunk is not None and chunk < per_device:
+    log(memory.describe_chunks(per_device, chunk))
   done = checkpoint.saved_epochs(workdir)
   if done:
     log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
@@ -295,7 +314,7 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
       spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
       epochs=epochs, workdir=workdir,
       checkpoint_every=int(config.checkpoint_every), mesh=mesh, num_real=n,
-      provenance=provenance, callback=progress)
+      config_chunk=chunk, provenance=provenance, callback=progress)
   chunk = config.get('eval_config_chunk')
   if chunk is None:
     chunk = scorer.eval_config_chunk(artifact.n_items)

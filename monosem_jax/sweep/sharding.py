@@ -197,21 +197,27 @@ def dispatch_per_device(fn, mesh: Mesh, args: tuple, in_per_config: tuple,
 
 def run_epoch_sharded(spec: SweepSpec, mesh: Mesh, hparams: SweepHparams,
                       state: SweepState, inputs: Any, scorer: Any,
-                      mode: str = 'dispatch'):
+                      mode: str = 'dispatch', config_chunk: int | None = None):
   """:func:`~monosem_jax.sweep.step.run_epoch` on a sharded state.
 
   ``mode='dispatch'`` (default): every device runs the one-device executable
-  on its block (:func:`dispatch_per_device`). ``'shard_map'``: one
+  on its block (:func:`dispatch_per_device`), in sequential sub-blocks of
+  ``config_chunk`` configs when given
+  (:func:`~monosem_jax.sweep.step.run_epoch_chunked`). ``'shard_map'``: one
   partitioned program (one compile instead of one per device; equal to
-  rounding).
+  rounding; no chunking).
   """
   if mode == 'shard_map':
+    if config_chunk is not None:
+      raise ValueError("sharded mode='shard_map' does not chunk configs; "
+                       "use mode='dispatch'")
     return _run_epoch_shard_map(spec, mesh, hparams, state, inputs, scorer)
   if mode != 'dispatch':
     raise ValueError(f"sharded mode={mode!r}: 'dispatch' | 'shard_map'")
   per = state.per_config()
   return dispatch_per_device(
-      functools.partial(step.run_epoch, spec), mesh,
+      functools.partial(step.run_epoch_chunked, spec, chunk=config_chunk),
+      mesh,
       (hparams, state, inputs, scorer), (True, per, False, False), (per, True))
 
 

@@ -18,6 +18,9 @@
   marked ``finite[c] = False`` with ``diverged_step[c]``, and stays frozen.
 * :func:`run_epoch` ``lax.scan``-s the step over an epoch's batches
   (:mod:`~monosem_jax.sweep.batches`), jitted once per spec and shapes.
+* :func:`run_epoch_chunked` runs that epoch program over sequential blocks of
+  configs when all of them at once would not fit the device
+  (:mod:`~monosem_jax.sweep.memory` picks the block size).
 
 Example:
   >>> import jax, numpy as np
@@ -40,13 +43,14 @@ Example:
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from monosem_jax.sae import objective as objective_lib
 from monosem_jax.sweep.batches import BatchIndices, epoch_indices
-from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.spec import SweepConfigError, SweepHparams, SweepSpec
 from monosem_jax.sweep.state import ADAM, SweepInputs, SweepState
 
 
@@ -149,3 +153,53 @@ def run_epoch(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
     through :func:`monosem_jax.sweep.driver.run_epoch`.
   """
   return _run_epoch_jit(spec, hparams, state, inputs, scorer)
+
+
+def run_epoch_chunked(spec: SweepSpec, hparams: SweepHparams,
+                      state: SweepState, inputs: SweepInputs, scorer, *,
+                      chunk: int | None = None
+                      ) -> tuple[SweepState, dict[str, jax.Array]]:
+  """:func:`run_epoch` over sequential blocks of ``chunk`` configs.
+
+  Bounds the device memory of the epoch program (activations, gradients,
+  Adam moments in flight) by ``chunk`` configs instead of C, while the
+  stacked state of all C configs stays on the device. The blocks run one
+  after the other through one executable (the last block is padded by
+  repeating its last config, and the padding dropped), so the result is
+  bitwise that of separate sweeps of each block; against one program of all
+  C configs it agrees to float32 rounding (XLA vectorises some reductions by
+  the block width; see :mod:`~monosem_jax.sweep.sharding`).
+
+  Args:
+    spec, hparams, state, inputs, scorer: as :func:`run_epoch`.
+    chunk: configs per block; None or >= C runs one program.
+
+  Returns:
+    ``(state, history)`` of all C configs, as :func:`run_epoch`.
+
+  Raises:
+    SweepConfigError: ``chunk < 1``.
+  """
+  c = state.num_configs
+  if chunk is None or chunk >= c:
+    return run_epoch(spec, hparams, state, inputs, scorer)
+  if chunk < 1:
+    raise SweepConfigError(f'config_chunk={chunk}: must be >= 1 (or None '
+                           'for all configs in one program)')
+  flags = state.per_config()
+  is_flag = lambda f: isinstance(f, bool)
+  states, hists = [], []
+  for start in range(0, c, chunk):
+    idx = jnp.minimum(jnp.arange(start, start + chunk), c - 1)
+    block = jax.tree.map(
+        lambda flag, sub: jax.tree.map(lambda x: x[idx] if flag else x, sub),
+        flags, state, is_leaf=is_flag)
+    hp = jax.tree.map(lambda x: jnp.asarray(x)[idx], hparams)
+    new, hist = run_epoch(spec, hp, block, inputs, scorer)
+    states.append(new)
+    hists.append(hist)
+  join = lambda *xs: jnp.concatenate(xs)[:c]
+  state = jax.tree.map(
+      lambda flag, *subs: (jax.tree.map(join, *subs) if flag else subs[-1]),
+      flags, *states, is_leaf=is_flag)
+  return state, jax.tree.map(join, *hists)
