@@ -86,6 +86,10 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.spec.batch_items = 256
   c.spec.batch_pairs = 256
   c.spec.steps_per_epoch = 0   # 0: one pass over the SAE-train users / pairs
+  # Matmul precision of training: float32 (exact; resumes and shards stay
+  # bitwise) | tf32 | bfloat16 (bf16 operands, f32 accumulation); evaluation
+  # and analysis are float32 either way. docs/method.md#precision.
+  c.spec.precision = 'float32'
   if model == 'ncf':
     c.spec.pred_loss = 'mse' if lastfm else 'bce'
     c.spec.ncf_pairs = 'random' if lastfm else 'positive'

@@ -151,6 +151,18 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log):
           pd.concat(c_tab, ignore_index=True), pd.DataFrame(per_config))
 
 
+def _exact_matmuls(fn):
+  """Runs ``fn`` with float32 matmuls (GPUs otherwise use TF32 for them)."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.default_matmul_precision('highest'):
+      return fn(*args, **kwargs)
+
+  return wrapped
+
+
+@_exact_matmuls
 def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   use_cases_: Sequence[use_cases.UseCase] = (),
                   concept_sets: Mapping[str, Sequence[str]] | None = None,

@@ -23,6 +23,12 @@ Forward pass for one sample ``x`` (d,):
   4. x_hat = (z @ W_dec + b_pre) * sigma + mu   (W_dec = W when tied;
      the sample's own mu, sigma; without normalisation just z @ W_dec + b_pre).
 
+Matmul precision (``cfg.precision``, docs/method.md#precision): 'float32'
+(default; every product exact in float32, ``Precision.HIGHEST``), 'tf32'
+(``Precision.HIGH``: TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs, float32
+on a CPU) or 'bfloat16' (operands cast to bfloat16, products accumulated in
+float32, on every backend).
+
 Matryoshka: ``cfg.prefixes = (m_1 < ... < m_P)``; z is computed once and
 x_hat^(m) decodes it with units >= m zeroed. :func:`forward` always returns a
 ``(P, ..., d)`` stack of reconstructions whose last entry is the full one
@@ -58,6 +64,10 @@ import numpy as np
 Params = dict
 NORM_EPS = 1e-5
 ACTIVATIONS = ('relu', 'topk', 'batchtopk')
+#: ``cfg.precision`` -> the JAX matmul precision the rest of a program runs
+#: under (``jax.default_matmul_precision``; see :func:`matmul`).
+PRECISIONS = {'float32': 'highest', 'tf32': 'tensorfloat32',
+              'bfloat16': 'bfloat16'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +87,8 @@ class SAEConfig:
       applied by a rank mask, ``1 <= k <= k_max``).
     prefixes: Matryoshka prefix sizes, strictly increasing, each <= dict_size;
       () for a plain SAE.
+    precision: 'float32' | 'tf32' | 'bfloat16', the encoder and decoder
+      products (:func:`matmul`).
   """
   dim: int
   dict_size: int
@@ -86,6 +98,7 @@ class SAEConfig:
   activation: str = 'relu'
   k_max: int = 0
   prefixes: tuple[int, ...] = ()
+  precision: str = 'float32'
 
   def __post_init__(self):
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
@@ -104,6 +117,9 @@ class SAEConfig:
               or p[-1] > self.dict_size):
       raise ValueError(f'SAEConfig.prefixes={p}: must be strictly increasing '
                        f'sizes in [1, dict_size={self.dict_size}]')
+    if self.precision not in PRECISIONS:
+      raise ValueError(f'SAEConfig.precision={self.precision!r}: expected one '
+                       f'of {tuple(PRECISIONS)}')
 
   @classmethod
   def mf(cls, dim: int, dict_size: int, **kw) -> 'SAEConfig':
@@ -158,14 +174,16 @@ def per_sample(cfg: SAEConfig) -> SAEConfig:
   BatchTopK spends ``k * batch`` activations over a whole batch, so a
   sample's code depends on the others encoded with it; for analysis (concept
   tables, interventions) each sample keeps its own ``k`` largest latents
-  (TopK with the same ``k``). Other activations are returned unchanged.
+  (TopK with the same ``k``). Other activations are kept. Analysis is exact
+  whatever precision trained the SAE: the products are float32.
 
-  >>> per_sample(SAEConfig(dim=4, dict_size=8, activation='batchtopk', k_max=2)).activation
-  'topk'
+  >>> c = per_sample(SAEConfig(dim=4, dict_size=8, activation='batchtopk',
+  ...                          k_max=2, precision='bfloat16'))
+  >>> c.activation, c.precision
+  ('topk', 'float32')
   """
-  if cfg.activation != 'batchtopk':
-    return cfg
-  return dataclasses.replace(cfg, activation='topk')
+  activation = 'topk' if cfg.activation == 'batchtopk' else cfg.activation
+  return dataclasses.replace(cfg, activation=activation, precision='float32')
 
 
 def latent_mask(active: jax.Array | int, size: int) -> jax.Array:
@@ -198,6 +216,26 @@ def prepare(x: jax.Array, cfg: SAEConfig
   return x, None
 
 
+def matmul(a: jax.Array, b: jax.Array, cfg: SAEConfig) -> jax.Array:
+  """``a @ b`` at ``cfg.precision``, the result in float32.
+
+  'bfloat16' casts both operands to bfloat16 and accumulates in float32
+  (``preferred_element_type``); the gradients flow through the casts, so the
+  backward products are bfloat16 too. 'float32' and 'tf32' pass
+  ``Precision.HIGHEST`` / ``HIGH`` (a CPU computes both in float32).
+
+  >>> cfg = SAEConfig(dim=2, dict_size=2, precision='bfloat16')
+  >>> float(matmul(jnp.array([[1.001]]), jnp.array([[1.0]]), cfg)[0, 0])
+  1.0
+  """
+  if cfg.precision == 'bfloat16':
+    return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                      preferred_element_type=jnp.float32)
+  precision = (jax.lax.Precision.HIGHEST if cfg.precision == 'float32'
+               else jax.lax.Precision.HIGH)
+  return jnp.matmul(a, b, precision=precision)
+
+
 def pre_activation(params: Params, x_in: jax.Array, cfg: SAEConfig
                    ) -> jax.Array:
   """``h = W (x_in - b_pre) + b_lat``: ``(..., d) -> (..., n)``.
@@ -206,9 +244,9 @@ def pre_activation(params: Params, x_in: jax.Array, cfg: SAEConfig
   configs with a shared ``x_in``, the first product is one large matmul of
   the batch against all configs' encoders.
   """
-  h = x_in @ params['W'].T + params['b_lat']
+  h = matmul(x_in, params['W'].T, cfg) + params['b_lat']
   if cfg.pre_bias:
-    h = h - params['W'] @ params['b_pre']
+    h = h - matmul(params['W'], params['b_pre'], cfg)
   return h
 
 
@@ -287,7 +325,8 @@ def decode(params: Params, z: jax.Array, cfg: SAEConfig,
       ``cfg.normalize``; docs/method.md#interventions decode with the edited vector's own
       mu and sigma).
   """
-  return _finish(params, z @ decoder_weights(params, cfg), cfg, stats)
+  return _finish(params, matmul(z, decoder_weights(params, cfg), cfg), cfg,
+                 stats)
 
 
 def decode_prefixes(params: Params, z: jax.Array, cfg: SAEConfig,
@@ -300,7 +339,8 @@ def decode_prefixes(params: Params, z: jax.Array, cfg: SAEConfig,
   """
   w = decoder_weights(params, cfg)
   bounds = (0, *cfg.prefix_sizes)
-  parts = [z[..., a:b] @ w[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+  parts = [matmul(z[..., a:b], w[a:b], cfg)
+           for a, b in zip(bounds[:-1], bounds[1:])]
   y = jnp.cumsum(jnp.stack(parts), axis=0)
   return _finish(params, y, cfg, stats)
 

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import chex
@@ -57,7 +58,7 @@ def _fve(x, x_hat):
 
 
 def _evaluate_impl(spec, scorer, users, items):
-  cfg = spec.sae
+  cfg = dataclasses.replace(spec.sae, precision='float32')  # exact always
   u_in, u_stats = model.prepare(users, cfg)
   i_in, i_stats = model.prepare(items, cfg)
   reference = scorer.eval_terms(users, items)  # once for every config
@@ -122,8 +123,9 @@ def evaluate_configs(state: SweepState, spec: SweepSpec,
   chex.assert_rank([users, items], 2)
   chex.assert_axis_dimension(users, 1, spec.dim)
   chex.assert_axis_dimension(items, 1, spec.dim)
-  out = _evaluate_jit(spec, scorer, state.sae, hparams, users, items,
-                      config_chunk)
+  with jax.default_matmul_precision('highest'):  # also on GPUs (TF32 there)
+    out = _evaluate_jit(spec, scorer, state.sae, hparams, users, items,
+                        config_chunk)
   res = {k: sharding.to_host(v) for k, v in out.items()}
   res['finite'] = sharding.to_host(state.finite)
   res['diverged_step'] = sharding.to_host(state.diverged_step)

@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 from monosem_jax.errors import ConfigError
-from monosem_jax.sae.model import ACTIVATIONS, SAEConfig
+from monosem_jax.sae.model import ACTIVATIONS, PRECISIONS, SAEConfig
 
 KINDS = ('mf', 'ncf')
 SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
@@ -118,6 +118,12 @@ class SweepSpec:
       permutations).
     epochs: default epoch count for :func:`~monosem_jax.sweep.driver.train_sweep`.
     mf_pred_impl: 'gram' (exact d x d Gram form) | 'direct' (Bu x Bi matrix).
+    precision: matmul precision of training (docs/method.md#precision):
+      'float32' (default, exact: resumed and sharded runs stay bitwise),
+      'tf32' (TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs; float32 on a
+      CPU) or 'bfloat16' (the SAE's products on bfloat16 operands with
+      float32 accumulation, the frozen scorer's at the backend's bfloat16
+      precision). Evaluation is always float32.
   """
   kind: str = 'mf'
   dim: int = 20
@@ -136,6 +142,7 @@ class SweepSpec:
   steps_per_epoch: int = 0
   epochs: int = 18
   mf_pred_impl: str = 'gram'
+  precision: str = 'float32'
 
   def __post_init__(self):
     errors = []
@@ -175,6 +182,9 @@ class SweepSpec:
     if self.mf_pred_impl not in ('gram', 'direct'):
       errors.append(f'SweepSpec.mf_pred_impl={self.mf_pred_impl!r}: expected '
                     "'gram' | 'direct'")
+    if self.precision not in PRECISIONS:
+      errors.append(f'SweepSpec.precision={self.precision!r}: expected '
+                    "'float32' | 'tf32' | 'bfloat16'")
     if errors:
       raise SweepConfigError('invalid SweepSpec:\n  ' + '\n  '.join(errors))
 
@@ -184,7 +194,7 @@ class SweepSpec:
     return SAEConfig(dim=self.dim, dict_size=self.max_dict_size, tied=self.tied,
                      normalize=self.normalize, pre_bias=self.pre_bias,
                      activation=self.activation, k_max=self.k_max,
-                     prefixes=self.prefixes)
+                     prefixes=self.prefixes, precision=self.precision)
 
   def to_json_dict(self) -> dict:
     d = dataclasses.asdict(self)
