@@ -3,9 +3,12 @@
 A checkpoint step holds two items: ``state``, every leaf of a pytree (saved
 as a flat ``{'leaf_0000': array, ...}`` dict, so any pytree type works and a
 template of the same structure restores it, with the template's shardings),
-and ``meta``, a JSON document. Saves are synchronous: orbax writes into a
-temporary folder and renames it when complete, so an interrupted save leaves
-the previous step intact.
+and ``meta``, a JSON document. Orbax writes into a temporary folder and
+renames it when complete, so an interrupted save leaves the previous step
+intact. Saves are synchronous unless the manager was made with
+``async_saves=True``: then :func:`save` returns once the arrays are copied to
+the host and the files are written in the background while training goes on
+(the next save, ``wait_until_finished`` or ``close`` waits for them).
 
 Example:
   >>> import tempfile, numpy as np
@@ -32,11 +35,13 @@ from monosem_jax.errors import WorkdirError
 FORMAT = 2
 
 
-def make_manager(directory: str, max_to_keep: int | None = 2
-                 ) -> ocp.CheckpointManager:
-  """A synchronous orbax CheckpointManager under ``directory``."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                         enable_async_checkpointing=False)
+def make_manager(directory: str, max_to_keep: int | None = 2,
+                 async_saves: bool = False) -> ocp.CheckpointManager:
+  """An orbax CheckpointManager under ``directory`` (synchronous saves
+  unless ``async_saves``)."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True,
+      enable_async_checkpointing=async_saves)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_names=('state', 'meta'))
 
@@ -53,12 +58,18 @@ def _leaf_dict(state) -> dict[str, Any]:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         meta: dict) -> None:
-  """Saves ``state`` and the JSON-able ``meta`` as ``step`` (replacing it)."""
+         meta: dict, wait: bool = True) -> None:
+  """Saves ``state`` and the JSON-able ``meta`` as ``step`` (replacing it).
+
+  Returns when the step is on disk; with an ``async_saves`` manager and
+  ``wait=False``, once the arrays are on the host (the write finishes in the
+  background).
+  """
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_leaf_dict(state)),
       meta=ocp.args.JsonSave(dict(meta, format=FORMAT))), force=True)
-  manager.wait_until_finished()
+  if wait:
+    manager.wait_until_finished()
 
 
 def restore_meta(manager: ocp.CheckpointManager,

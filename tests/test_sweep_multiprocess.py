@@ -1,17 +1,21 @@
-"""A sweep over two processes (``jax.distributed``, localhost coordinator).
+"""Sweeps across processes: two at once (``jax.distributed``, localhost
+coordinator), and one killed while orbax writes a checkpoint in the background.
 
 Two local processes with two CPU devices each run ``experiments.sweep
 --distributed``: the configs are sharded over all four devices, orbax writes
 one checkpoint cooperatively, a second launch resumes it, and the results
 equal a one-process run over four devices bit for bit (the same blocks of
-configs run the same one-device executables; docs/method.md#sweep-sharding).
+configs run the same one-device executables; docs/method.md#sweeps-at-scale).
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +104,45 @@ def test_two_process_sweep_resumes_and_equals_one_process(tmp_path):
   for a, b in zip(np.asarray(s_multi.sae['W']), np.asarray(s_single.sae['W'])):
     np.testing.assert_array_equal(a, b)
   assert int(s_multi.epoch) == 3 and len(h_multi) == len(h_single) == 3
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_while_saving_in_the_background_resumes_bitwise(
+    tmp_path):
+  """SIGKILL at some point of a run whose checkpoints are written by orbax in
+  the background: the rerun resumes from the last finished one and ends bit
+  for bit where an uninterrupted run ends."""
+  cfg = rec_configs.get_config('synthetic,mf')
+  cfg.dataset.options.n_users = 300
+  cfg.dataset.options.n_items = 120
+  cfg.train.epochs = 2
+  rec = str(tmp_path / 'rec')
+  train.run(cfg, rec, log=lambda _: None)
+  cut, whole = str(tmp_path / 'cut'), str(tmp_path / 'whole')
+  args = lambda w: _sweep_args(rec, w, epochs=40) + ['--config.plan_memory=False']
+  proc = subprocess.Popen(args(cut), env=_env(1), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 300
+    while len(checkpoint.saved_epochs(cut)) < 2 and time.time() < deadline:
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)     # mid-run, likely mid-save
+  finally:
+    proc.kill()
+    proc.wait()
+  done = checkpoint.saved_epochs(cut)
+  assert done and max(done) < 40, done
+  logs = []
+  for w in (cut, whole):
+    run = subprocess.run(args(w), env=_env(1), cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logs.append(run.stdout)
+  assert f'resuming from the checkpoint of epoch {max(done)}' in logs[0]
+  got = pd.read_csv(os.path.join(cut, RESULTS_CSV))
+  want = pd.read_csv(os.path.join(whole, RESULTS_CSV))
+  pd.testing.assert_frame_equal(got, want, check_exact=True)
+  _, _, a, _ = checkpoint.restore_sweep(cut)
+  _, _, b, _ = checkpoint.restore_sweep(whole)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)

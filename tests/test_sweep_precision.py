@@ -1,4 +1,4 @@
-"""Matmul precision of a sweep (issue 11, item 4; docs/method.md#precision)."""
+"""Matmul precision of a sweep (issue 11, item 4; docs/method.md#sweeps-at-scale)."""
 
 import dataclasses
 
@@ -79,3 +79,20 @@ def test_an_unknown_precision_is_refused_by_name():
   with pytest.raises(SweepConfigError, match=r"SweepSpec.precision='fp16': "
                      r"expected 'float32' \| 'tf32' \| 'bfloat16'"):
     SweepSpec(kind='mf', precision='fp16')
+
+
+def test_bench_precision_compares_every_measure_with_float32():
+  import pandas as pd
+  from experiments import bench_precision
+  cols = {c: [1.0, 2.0] for src, c in bench_precision.MEASURES}
+  sweep = pd.DataFrame({**cols, 'status': ['ok', 'ok']})
+  fid = pd.DataFrame(cols)
+  moved = sweep.copy()
+  moved['fve'] = [1.5, 2.0]
+  rows = bench_precision.compare({'float32': (sweep, fid, 3.0),
+                                  'bfloat16': (moved, fid, 4.0)})
+  assert [r['precision'] for r in rows] == ['float32', 'bfloat16']
+  assert rows[0]['fve']['max_abs_diff'] == 0.0
+  assert rows[1]['fve'] == {'float32_median': 1.5, 'max_abs_diff': 0.5,
+                            'median_abs_diff': 0.25}
+  assert rows[1]['rbo']['max_abs_diff'] == 0.0 and rows[1]['seconds'] == 4.0

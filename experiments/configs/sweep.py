@@ -88,7 +88,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.spec.steps_per_epoch = 0   # 0: one pass over the SAE-train users / pairs
   # Matmul precision of training: float32 (exact; resumes and shards stay
   # bitwise) | tf32 | bfloat16 (bf16 operands, f32 accumulation); evaluation
-  # and analysis are float32 either way. docs/method.md#precision.
+  # and analysis are float32 either way. docs/method.md#sweeps-at-scale.
   c.spec.precision = 'float32'
   if model == 'ncf':
     c.spec.pred_loss = 'mse' if lastfm else 'bce'

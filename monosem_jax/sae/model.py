@@ -23,7 +23,7 @@ Forward pass for one sample ``x`` (d,):
   4. x_hat = (z @ W_dec + b_pre) * sigma + mu   (W_dec = W when tied;
      the sample's own mu, sigma; without normalisation just z @ W_dec + b_pre).
 
-Matmul precision (``cfg.precision``, docs/method.md#precision): 'float32'
+Matmul precision (``cfg.precision``, docs/method.md#sweeps-at-scale): 'float32'
 (default; every product exact in float32, ``Precision.HIGHEST``), 'tf32'
 (``Precision.HIGH``: TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs, float32
 on a CPU) or 'bfloat16' (operands cast to bfloat16, products accumulated in

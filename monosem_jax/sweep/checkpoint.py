@@ -11,7 +11,9 @@ Layout of a sweep workdir::
       meta/                 JSON: epoch and the per-epoch histories so far
 
 Both writes are atomic: orbax writes into a temporary directory and renames
-it when complete (synchronous saves here), and ``sweep.json`` is written to a
+it when complete (the training loop saves in the background while the next
+epoch runs, :func:`~monosem_jax.sweep.driver.train_sweep`), and
+``sweep.json`` is written to a
 temporary file then ``os.replace``-d. An interrupted save leaves the previous
 checkpoint intact, and a resumed sweep finishes bitwise-identical to an
 uninterrupted one (the state holds everything the next epoch reads).
@@ -106,10 +108,11 @@ def read_sweep_json(workdir: str, provenance: bool = False):
   return (spec, hparams, prov) if provenance else (spec, hparams)
 
 
-def make_manager(workdir: str, max_to_keep: int | None = 2
-                 ) -> ocp.CheckpointManager:
+def make_manager(workdir: str, max_to_keep: int | None = 2,
+                 async_saves: bool = False) -> ocp.CheckpointManager:
   """The sweep's CheckpointManager under ``workdir/checkpoints``."""
-  return checkpoints.make_manager(os.path.join(workdir, CKPT_DIR), max_to_keep)
+  return checkpoints.make_manager(os.path.join(workdir, CKPT_DIR), max_to_keep,
+                                  async_saves)
 
 
 def saved_epochs(workdir: str) -> list[int]:
@@ -128,12 +131,14 @@ def _decode_histories(raw):
           for h in raw]
 
 
-def save(manager: ocp.CheckpointManager, state, histories=()) -> None:
-  """Saves ``state`` (and the histories so far) as step ``state.epoch``."""
+def save(manager: ocp.CheckpointManager, state, histories=(),
+         wait: bool = True) -> None:
+  """Saves ``state`` (and the histories so far) as step ``state.epoch``
+  (in the background with an ``async_saves`` manager and ``wait=False``)."""
   epoch = int(np.asarray(state.epoch))
   checkpoints.save(manager, epoch, state, {
       'epoch': epoch, 'num_configs': state.num_configs,
-      'histories': _encode_histories(histories)})
+      'histories': _encode_histories(histories)}, wait=wait)
 
 
 def saved_num_configs(manager: ocp.CheckpointManager,

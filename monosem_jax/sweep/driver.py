@@ -112,7 +112,8 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   if workdir is not None:
     ckpt.write_sweep_json(workdir, spec,
                           host_hparams.take(np.arange(num_real)), provenance)
-    manager = ckpt.make_manager(workdir, max_to_keep=max_to_keep)
+    manager = ckpt.make_manager(workdir, max_to_keep=max_to_keep,
+                                async_saves=True)
     latest = manager.latest_step()
     if latest is not None and latest > epochs:
       manager.close()
@@ -123,18 +124,21 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     if latest is not None:
       state, histories = _restore(manager, spec, host_hparams, key, state,
                                   num_real, mesh)
-  while int(state.epoch) < epochs:
-    state, hist = run_epoch(spec, hparams, state, inputs, scorer,
-                            config_chunk=config_chunk)
-    histories.append({k: sharding.to_host(v) for k, v in hist.items()})
-    e = int(state.epoch)
-    if manager is not None and (e % checkpoint_every == 0 or e == epochs):
-      ckpt.save(manager, state, histories)
-    if callback is not None:
-      callback(e, state, histories[-1])
-  if manager is not None:
-    manager.wait_until_finished()
-    manager.close()
+  try:
+    while int(state.epoch) < epochs:
+      state, hist = run_epoch(spec, hparams, state, inputs, scorer,
+                              config_chunk=config_chunk)
+      histories.append({k: sharding.to_host(v) for k, v in hist.items()})
+      e = int(state.epoch)
+      if manager is not None and (e % checkpoint_every == 0 or e == epochs):
+        # In the background: the next epoch runs while orbax writes this one.
+        ckpt.save(manager, state, histories, wait=False)
+      if callback is not None:
+        callback(e, state, histories[-1])
+  finally:  # an interrupted run still finishes the save in flight
+    if manager is not None:
+      manager.wait_until_finished()
+      manager.close()
   return state, histories
 
 
