@@ -138,3 +138,12 @@ def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
                      'reads 2'):
     checkpoints.restore(m, {'w': np.zeros(2)})
   m.close()
+
+
+def test_background_saves_land_and_the_benchmark_runs(tmp_path):
+  from experiments import bench_checkpoint
+  out = bench_checkpoint.main(['--configs=3', '--saves=2', '--work_s=0'])
+  row = out['results'][0]
+  assert row['configs'] == 3
+  assert len(row['synchronous']) == len(row['background']) == 2
+  assert all(t > 0 for t in row['synchronous'] + row['background'])
