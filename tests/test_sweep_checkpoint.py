@@ -140,7 +140,7 @@ def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
   m.close()
 
 
-def test_background_saves_land_and_the_benchmark_runs(tmp_path):
+def test_the_checkpoint_benchmark_times_both_kinds_of_save(tmp_path):
   from experiments import bench_checkpoint
   out = bench_checkpoint.main(['--configs=3', '--saves=2', '--work_s=0'])
   row = out['results'][0]
