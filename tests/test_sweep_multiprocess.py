@@ -74,14 +74,20 @@ def _two_processes(rec_dir: str, workdir: str, epochs: int) -> list[str]:
   return outs
 
 
-@pytest.mark.slow
-def test_two_process_sweep_resumes_and_equals_one_process(tmp_path):
+@pytest.fixture(scope='module')
+def rec(tmp_path_factory):
+  """A small synthetic MF recommender's workdir."""
   cfg = rec_configs.get_config('synthetic,mf')
   cfg.dataset.options.n_users = 300
   cfg.dataset.options.n_items = 120
   cfg.train.epochs = 2
-  rec = str(tmp_path / 'rec')
-  train.run(cfg, rec, log=lambda _: None)
+  workdir = str(tmp_path_factory.mktemp('rec'))
+  train.run(cfg, workdir, log=lambda _: None)
+  return workdir
+
+
+@pytest.mark.slow
+def test_two_process_sweep_resumes_and_equals_one_process(rec, tmp_path):
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
 
   first = _two_processes(rec, multi, epochs=2)
@@ -108,16 +114,10 @@ def test_two_process_sweep_resumes_and_equals_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_killed_while_saving_in_the_background_resumes_bitwise(
-    tmp_path):
+    rec, tmp_path):
   """SIGKILL at some point of a run whose checkpoints are written by orbax in
   the background: the rerun resumes from the last finished one and ends bit
   for bit where an uninterrupted run ends."""
-  cfg = rec_configs.get_config('synthetic,mf')
-  cfg.dataset.options.n_users = 300
-  cfg.dataset.options.n_items = 120
-  cfg.train.epochs = 2
-  rec = str(tmp_path / 'rec')
-  train.run(cfg, rec, log=lambda _: None)
   cut, whole = str(tmp_path / 'cut'), str(tmp_path / 'whole')
   args = lambda w: _sweep_args(rec, w, epochs=40) + ['--config.plan_memory=False']
   proc = subprocess.Popen(args(cut), env=_env(1), cwd=ROOT,
