@@ -44,7 +44,7 @@ def resolve(cfg, dataset_name: str) -> dict:
   return dict(use_cases_=cases, concept_sets=dict(sets), k=cfg.k, p=cfg.p,
               ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
-              hierarchy_top=cfg.hierarchy_top,
+              hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
               pop_top=cfg.pop_top or defaults['pop_top'])
 
 

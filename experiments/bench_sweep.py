@@ -50,17 +50,20 @@ from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 
 
 #: Dense peak FLOP/s by device kind: (float32 on CUDA cores, TF32 tensor
-#: cores); JAX's default float32 matmul precision on these GPUs uses TF32.
+#: cores). A sweep trains at ``SweepSpec.precision='float32'`` by default
+#: (``Precision.HIGHEST``: the float32 figure applies); 'tf32' uses the second.
 PEAK_FLOPS = {'H100': (67e12, 494.7e12), 'H200': (67e12, 494.7e12),
               'A100': (19.5e12, 156e12)}
 
-#: Roofline of the devices the sweeps are meant for: the peak FLOP/s of
-#: float32 matmuls at JAX's default precision (TF32 tensor cores on H100;
-#: one bf16 pass on TPU v5e) and the memory bandwidth, from the vendors'
-#: data sheets (H100 SXM; TPU v5e per chip).
+#: Roofline of the devices the sweeps are meant for, at the sweep's default
+#: (exact float32) precision: the peak FLOP/s of float32 matmuls at
+#: ``Precision.HIGHEST`` (CUDA cores on H100 / H200; six bfloat16 passes on a
+#: TPU v5e, 197 / 6 TFLOP/s) and the memory bandwidth, from the vendors' data
+#: sheets (H100 / H200 SXM; TPU v5e per chip).
 ROOFLINES = {
-    'H100': dict(flops=494.7e12, bytes_per_s=3.35e12),
-    'TPU v5e': dict(flops=197e12, bytes_per_s=819e9),
+    'H100': dict(flops=67e12, bytes_per_s=3.35e12),
+    'H200': dict(flops=67e12, bytes_per_s=4.8e12),
+    'TPU v5e': dict(flops=197e12 / 6, bytes_per_s=819e9),
 }
 
 

@@ -168,3 +168,18 @@ def test_bad_settings_are_refused_before_any_work(sweep_dir):
     use_cases.UseCase.from_dict({'kind': 'nudge', 'concept': 'x',
                                  'scale': 'percent'})
   assert logs == []                       # refused before the first stage
+
+
+def test_neuron_tables_do_not_depend_on_the_thread_count(sweep_dir):
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  dataset = workdirs.open_dataset(view.artifact)
+  cfg = dict(ks=(10, 20, 50), pop_top=50, era_top=50)
+  one = pipeline._neuron_tables(view, dataset, dataset.item_concepts,
+                                dataset.concept_names, cfg, lambda _: None,
+                                threads=1)
+  three = pipeline._neuron_tables(view, dataset, dataset.item_concepts,
+                                  dataset.concept_names, cfg, lambda _: None,
+                                  threads=3)
+  assert view.num_configs > 1 and len(one[2]) == view.num_configs
+  for a, b in zip(one, three):
+    pd.testing.assert_frame_equal(a, b)

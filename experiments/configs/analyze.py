@@ -88,4 +88,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.hierarchy_top = 50
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
+  c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
   return c

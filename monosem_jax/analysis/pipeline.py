@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -61,6 +62,18 @@ class Analysis:
   chosen: int
   report_path: str
   seconds: float
+
+
+def _exact_matmuls(fn):
+  """Runs ``fn`` with float32 matmuls (GPUs otherwise use TF32 for them;
+  the setting is per thread, so worker threads need it too)."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.default_matmul_precision('highest'):
+      return fn(*args, **kwargs)
+
+  return wrapped
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -109,8 +122,33 @@ def _top_titles(acts: np.ndarray, neurons_: np.ndarray, titles: np.ndarray,
           for m in neurons_]
 
 
-def _neuron_tables(view, dataset, item_concepts, names, cfg, log):
-  """Per-config neuron and concept tables, vectorised within a config."""
+@_exact_matmuls
+def _config_tables(i, a, ua, dataset, art, item_concepts, names, cfg):
+  """Config ``i``'s neuron table, concept table and summary row (its item
+  and user codes ``a``, ``ua`` cut to its own latents)."""
+  scores = neurons.concept_scores(a, item_concepts, cfg['ks'])  # once
+  nt = neurons.neuron_table(
+      a, item_concepts, names, art.item_emb, dataset.item_popularity,
+      cfg['ks'], cfg['pop_top'], item_decade=dataset.item_decade,
+      era_top=cfg['era_top'], user_acts=ua, scores=scores)
+  ct = neurons.concept_table(a, item_concepts, names, cfg['ks'], scores=scores)
+  nt.insert(0, 'config', i)
+  ct.insert(0, 'config', i)
+  row = {'config': i, 'l0_items_codes': neurons.l0(a), 'l0_users': neurons.l0(ua),
+         PURE: len(neurons.pure_concepts(ct, 10)),
+         'dead_neurons': int(nt.dead.sum()), 'mean_ms': float(nt.ms.mean())}
+  return nt, ct, row
+
+
+def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
+                   threads: int | None = None):
+  """Per-config neuron and concept tables, vectorised within a config.
+
+  The configs' tables are independent: ``threads`` worker threads (default:
+  one per CPU core) build them side by side (numpy and scipy release the
+  GIL), and the tables are gathered in config order, so the result does not
+  depend on the thread count.
+  """
   art = view.artifact
   c = view.num_configs
   users = np.asarray(art.user_emb)[np.asarray(art.split.sae_test_users)]
@@ -119,47 +157,30 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log):
   chunk = max(1, int(2e8 // (4 * art.item_emb.shape[0] *
                              view.spec.max_dict_size)))
   every = max(1, c // 10)
-  for start in range(0, c, chunk):
-    idx = np.arange(start, min(c, start + chunk))
-    item_acts = config_activations(view, art.item_emb, idx)
-    user_acts = config_activations(view, users, idx)
-    for j, i in enumerate(idx):  # configs; each table is vectorised
-      m = int(view.hparams.config(int(i))['dict_size'])
-      a, ua = item_acts[j][:, :m], user_acts[j][:, :m]
-      scores = neurons.concept_scores(a, item_concepts, cfg['ks'])  # once
-      nt = neurons.neuron_table(
-          a, item_concepts, names, art.item_emb, dataset.item_popularity,
-          cfg['ks'], cfg['pop_top'], item_decade=dataset.item_decade,
-          era_top=cfg['era_top'], user_acts=ua, scores=scores)
-      ct = neurons.concept_table(a, item_concepts, names, cfg['ks'],
-                                 scores=scores)
-      nt.insert(0, 'config', int(i))
-      ct.insert(0, 'config', int(i))
-      n_tab.append(nt)
-      c_tab.append(ct)
-      per_config.append({
-          'config': int(i), 'l0_items_codes': neurons.l0(a),
-          'l0_users': neurons.l0(ua),
-          PURE: len(neurons.pure_concepts(ct, 10)),
-          'dead_neurons': int(nt.dead.sum()), 'mean_ms': float(nt.ms.mean())})
-      done = int(i) + 1
-      if done % every == 0 or done == c:
-        el = time.perf_counter() - t0
-        log(f'  neurons: {done}/{c} configs  {el:.1f}s  '
-            f'ETA {el / done * (c - done):.0f}s')
+  threads = threads or os.cpu_count() or 1
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    for start in range(0, c, chunk):
+      idx = np.arange(start, min(c, start + chunk))
+      item_acts = config_activations(view, art.item_emb, idx)
+      user_acts = config_activations(view, users, idx)
+      jobs = []
+      for j, i in enumerate(idx):  # configs; each table is vectorised
+        m = int(view.hparams.config(int(i))['dict_size'])
+        jobs.append(pool.submit(_config_tables, int(i),
+                                item_acts[j][:, :m], user_acts[j][:, :m],
+                                dataset, art, item_concepts, names, cfg))
+      for i, job in zip(idx, jobs):
+        nt, ct, row = job.result()
+        n_tab.append(nt)
+        c_tab.append(ct)
+        per_config.append(row)
+        done = int(i) + 1
+        if done % every == 0 or done == c:
+          el = time.perf_counter() - t0
+          log(f'  neurons: {done}/{c} configs  {el:.1f}s  '
+              f'ETA {el / done * (c - done):.0f}s')
   return (pd.concat(n_tab, ignore_index=True),
           pd.concat(c_tab, ignore_index=True), pd.DataFrame(per_config))
-
-
-def _exact_matmuls(fn):
-  """Runs ``fn`` with float32 matmuls (GPUs otherwise use TF32 for them)."""
-
-  @functools.wraps(fn)
-  def wrapped(*args, **kwargs):
-    with jax.default_matmul_precision('highest'):
-      return fn(*args, **kwargs)
-
-  return wrapped
 
 
 @_exact_matmuls
@@ -171,6 +192,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   modes: Sequence[str] = ('replace', 'delta'),
                   pop_top: int = 500, era_top: int = 200,
                   hierarchy_top: int = 50, out: str | None = None,
+                  threads: int | None = None,
                   log: Callable[[str], None] = print) -> Analysis:
   """Analyses every config of a sweep and writes the report (module doc).
 
@@ -184,6 +206,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     chosen: config for the heat map, interventions and hierarchy (-1: auto,
       :func:`choose_config`).
     out: output folder (default: the sweep folder).
+    threads: worker threads for the per-config neuron tables (default: one
+      per CPU core; the tables do not depend on it).
   """
   t_start = time.perf_counter()
   out = out or view.workdir
@@ -192,6 +216,9 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   if not ks or ks[0] != 10 or min(ks) < 1:
     raise ConfigError(f'ks={ks}: positive list lengths, the first one 10 '
                       '(the pure-concept count is at purity@10)')
+  if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+    raise ConfigError(f'threads={threads}: at least 1 (None: one per CPU '
+                      'core)')
   if not -1 <= int(chosen) < view.num_configs:
     raise ConfigError(f'chosen={chosen}: the sweep has {view.num_configs} '
                       'configs (0..{}; -1 picks one)'.format(
@@ -219,7 +246,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
 
   t = time.perf_counter()
   neuron_rows, concept_rows, per_config = _neuron_tables(
-      view, dataset, item_concepts, names, cfg, log)
+      view, dataset, item_concepts, names, cfg, log, threads)
   fid = fid.merge(per_config, on='config')
   if 'l0_items' not in fid:
     fid['l0_items'] = fid['l0_items_codes']

@@ -306,7 +306,7 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
         f'[{np.min(ok_loss):.4g}, {np.max(ok_loss):.4g}]  '
         f'L0 {np.median(np.asarray(hist["l0"])[:n]):.2f}  '
         f'diverged {int((~finite).sum())}  '
-        f'{hparams.num_configs * steps * n_epochs / max(dt, 1e-9):,.0f} '
+        f'{n * steps * n_epochs / max(dt, 1e-9):,.0f} '
         f'config-steps/s  elapsed {now - t_start:.1f}s  '
         f'ETA {lines.eta(epoch, first)}')
 
