@@ -36,6 +36,9 @@ def test_max_configs_and_the_log_line():
   assert p.max_configs == 1000      # (1100e6 - 100e6) / 1e6
   assert p.bytes_for(1000) == pytest.approx(1.15 * 1100e6)
   assert 'fits up to 1,000 configs' in p.describe(64)
+  with_state = memory.MemoryPlan(100e6, 1e6, None, state_bytes_per_config=2**18)
+  assert ('(0.250 weights and Adam state, 0.704 activations and gradients)'
+          in with_state.describe(4))
   cpu = memory.MemoryPlan(100e6, 1e6, None)
   assert cpu.max_configs is None and 'device limit' not in cpu.describe(4)
   assert np.isclose(cpu.bytes_for(0), 115e6)

@@ -104,8 +104,12 @@ class MemoryPlan:
   def describe(self, configs: int) -> str:
     """One line for the launcher's log."""
     mb = 1 / 2**20
+    state = min(self.state_bytes_per_config, self.per_config_bytes)
     line = (f'memory (XLA, per device): {self.shared_bytes * mb:,.1f} MB '
-            f'shared + {self.per_config_bytes * mb:,.3f} MB per config; '
+            f'shared (embeddings, batch) + {self.per_config_bytes * mb:,.3f} '
+            f'MB per config ({state * mb:,.3f} weights and Adam state, '
+            f'{(self.per_config_bytes - state) * mb:,.3f} activations and '
+            'gradients); '
             f'{configs} configs -> {self.bytes_for(configs) * mb:,.1f} MB '
             f'with a {self.margin:.0%} margin')
     if self.device_bytes is not None:
