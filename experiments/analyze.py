@@ -23,29 +23,12 @@ from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
                                 refusals_in_one_line)
 from monosem_jax import files
-from monosem_jax.analysis import pipeline, use_cases, workdirs
+from monosem_jax.analysis import pipeline, workdirs
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A sweep workdir.',
                                required=True)
 _CONFIG = define_config_file('config', 'experiments/configs/analyze.py',
                              'Analysis config (get_config in that file).')
-
-
-def resolve(cfg, dataset_name: str) -> dict:
-  """The config as keyword arguments of ``analyze_sweep``, the dataset's
-  defaults filling the fields left unset."""
-  defaults = analyze_config.defaults_for(dataset_name)
-  raw_cases = cfg.use_cases if cfg.use_cases is not None else (
-      defaults['use_cases'])
-  cases = [use_cases.UseCase.from_dict(dict(c), f'config.use_cases[{i}]')
-           for i, c in enumerate(raw_cases)]
-  sets = cfg.concept_sets if cfg.concept_sets is not None else (
-      defaults['concept_sets'])
-  return dict(use_cases_=cases, concept_sets=dict(sets), k=cfg.k, p=cfg.p,
-              ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
-              modes=tuple(cfg.modes), era_top=cfg.era_top,
-              hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
-              pop_top=cfg.pop_top or defaults['pop_top'])
 
 
 @refusals_in_one_line
@@ -59,7 +42,8 @@ def main(argv):
   # and no two analyses writing the same files.
   with files.WorkdirLock(view.workdir, 'analysis'):
     result = pipeline.analyze_sweep(view, dataset,
-                                    **resolve(_CONFIG.value, dataset.name),
+                                    **analyze_config.analyze_kwargs(
+                                        _CONFIG.value, dataset.name),
                                     log=lambda m: print(m, flush=True))
   fid = result.fidelity
   cols = [c for c in ('config', 'lambda_pred', 'dict_size', 'rho', 'k',

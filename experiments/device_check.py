@@ -416,16 +416,8 @@ def stage_sweep(rec: dict, ctx: dict) -> None:
 def analysis_kwargs(dataset_name: str) -> dict:
   """``analyze_sweep``'s keywords as ``experiments.analyze`` resolves the
   default config (the dataset's use cases, concept sets and pop_top)."""
-  cfg = analyze_config.get_config()
-  d = analyze_config.defaults_for(dataset_name)
-  from monosem_jax.analysis import use_cases  # pylint: disable=import-outside-toplevel
-  return dict(
-      use_cases_=[use_cases.UseCase.from_dict(dict(c), f'use_cases[{i}]')
-                  for i, c in enumerate(d['use_cases'])],
-      concept_sets=dict(d['concept_sets']), k=cfg.k, p=cfg.p,
-      ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
-      modes=tuple(cfg.modes), era_top=cfg.era_top,
-      hierarchy_top=cfg.hierarchy_top, pop_top=cfg.pop_top or d['pop_top'])
+  return analyze_config.analyze_kwargs(analyze_config.get_config(),
+                                       dataset_name)
 
 
 def stage_analysis(rec: dict, ctx: dict) -> None:

@@ -25,6 +25,9 @@ Fields:
     defaults below.
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
+  threads: worker threads for the neuron tables (None: one per CPU core).
+
+:func:`analyze_kwargs` turns a config into ``analyze_sweep``'s keywords.
 """
 
 from __future__ import annotations
@@ -90,3 +93,22 @@ def get_config() -> ml_collections.ConfigDict:
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
   return c
+
+
+def analyze_kwargs(cfg, dataset_name: str) -> dict:
+  """``cfg`` as keyword arguments of
+  :func:`monosem_jax.analysis.pipeline.analyze_sweep`, the dataset's
+  :func:`defaults_for` filling the fields left unset."""
+  from monosem_jax.analysis import use_cases  # pylint: disable=import-outside-toplevel
+  defaults = defaults_for(dataset_name)
+  raw_cases = cfg.use_cases if cfg.use_cases is not None else (
+      defaults['use_cases'])
+  cases = [use_cases.UseCase.from_dict(dict(c), f'config.use_cases[{i}]')
+           for i, c in enumerate(raw_cases)]
+  sets = cfg.concept_sets if cfg.concept_sets is not None else (
+      defaults['concept_sets'])
+  return dict(use_cases_=cases, concept_sets=dict(sets), k=cfg.k, p=cfg.p,
+              ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
+              modes=tuple(cfg.modes), era_top=cfg.era_top,
+              hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
+              pop_top=cfg.pop_top or defaults['pop_top'])
