@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import recommender as rc
+from monosem_jax import checkpoints
 from monosem_jax.data import protocol, samplers, synthetic
 from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.recommenders.config import TrainConfig
@@ -211,3 +212,16 @@ def test_ml1m_smoke():
   pop = metrics.evaluate_popularity(split, data)
   assert hist[1]['loss'] < hist[0]['loss']
   assert m['ndcg@10'] > pop['ndcg@10'] > 0.05
+
+
+def test_a_log_sink_that_stops_the_run_keeps_that_epoch(tmp_path):
+  class Stop(Exception):
+    pass
+
+  def log(line):
+    if line.startswith('epoch 2/'):
+      raise Stop()
+
+  with pytest.raises(Stop):
+    train.run(_small_config(3), str(tmp_path), log=log)
+  assert checkpoints.saved_steps(str(tmp_path / 'checkpoints'))[-1] == 2

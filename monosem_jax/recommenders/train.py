@@ -275,12 +275,14 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
         line += (f' | {_fmt_metrics(stats["metrics"])} '
                  f'(pop ndcg@10 {pop["ndcg@10"]:.4f})')
       history.append(stats)
-      if progress.due(e):
-        log(line + f' | {time.time() - t_train:.1f}s train+eval, '
-            f'{stats["elapsed_s"]:.1f}s total, ETA {progress.eta(e, first)}')
+      # Saved before the line is logged: a log sink that stops the run
+      # (e.g. a time budget) keeps this epoch.
       if e % ckpt_every == 0 or e == cfg.epochs:
         save_checkpoint(mngr, state, history)
       files.atomic_write_json(metrics_path, report(history))
+      if progress.due(e):
+        log(line + f' | {time.time() - t_train:.1f}s train+eval, '
+            f'{stats["elapsed_s"]:.1f}s total, ETA {progress.eta(e, first)}')
 
     state, _ = fit(cfg, split, state=state, callback=after_epoch)
     save_checkpoint(mngr, state, history)
