@@ -1,6 +1,12 @@
 """monosem-jax: interaction-aware monosemantic concepts in recommenders, in JAX.
 
 Flow: ``data`` -> ``recommenders`` -> ``sae`` -> ``sweep`` -> ``analysis``.
+
+``load_sae(DIR)`` reads one SAE exported by ``python -m experiments.export_sae``
+(``monosem_jax/sae/export.py``): ``load_sae(DIR).encode(x)`` gives its codes.
 """
 
+from monosem_jax.sae.export import load_sae
+
 __version__ = '0.1.0'
+__all__ = ['load_sae']
