@@ -5,7 +5,8 @@ Example:
   >>> ds.name, ds.n_users
   ('synthetic', 200)
 
-Real datasets read local files only (nothing is downloaded):
+Real datasets read local files only (nothing is downloaded here;
+``python -m experiments.fetch`` downloads them on request):
 
   >>> ds = load_dataset('ml-1m', '/data/ml-1m')            # doctest: +SKIP
   >>> ds = load_dataset('lastfm-2k', '/data/lastfm-2k')    # doctest: +SKIP
