@@ -16,8 +16,8 @@ from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import workdirs
 from monosem_jax.data import DataError
-from monosem_jax.errors import WorkdirError
-from monosem_jax.recommenders import ncf
+from monosem_jax.errors import ConfigError, WorkdirError
+from monosem_jax.recommenders import ncf, train
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.recommenders.imported import import_embeddings
 from monosem_jax.sweep.runner import run_sweep
@@ -281,3 +281,29 @@ def test_ncf_refusals(trained, tmp_path, change, message):
   with pytest.raises(DataError, match=message):
     import_embeddings(_config('ncf'), tmp_path / 'ncf.npz', tmp_path / 'rec',
                       **QUIET)
+
+
+def test_exclude_users_must_be_users():
+  c = _config()
+  c.dataset.exclude_users = ('u01', 'nobody')
+  with pytest.raises(ConfigError, match=r'config\.dataset\.exclude_users: 1 '
+                     r'id\(s\) are not users of atomic \(e\.g\. nobody\)'):
+    train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  c.dataset.exclude_users = ('u01',)
+  ds, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  assert ds.n_users == split.n_users == 59 and 'u01' not in ds.user_ids
+
+
+def test_launcher_refusal_is_one_line(tmp_path):
+  np.savez(tmp_path / 'e.npz', user_emb=np.zeros((2, 3)))
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.import_recommender',
+       '--config=experiments/configs/recommender.py:atomic,mf',
+       f'--embeddings={tmp_path / "e.npz"}', f'--workdir={tmp_path / "rec"}'],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu'),
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and lines[
+      0].endswith('e.npz: missing key(s) item_emb, user_ids, item_ids'), (
+          proc.stderr)
