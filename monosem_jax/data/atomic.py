@@ -108,7 +108,7 @@ class AtomicFile:
   def tokens(self, name: str, what: str) -> np.ndarray:
     """A ``token`` field as a str array; empty values are refused."""
     col = self.field(name, ('token',), what)
-    empty = (col.str.strip() == '').to_numpy()
+    empty = (col == '').to_numpy()
     if empty.any():
       row = int(np.flatnonzero(empty)[0])
       raise DataError(f'{self.path}, line {self.line_of(row)}: field {name} '
@@ -120,7 +120,7 @@ class AtomicFile:
     """A numeric field as float64 (NaN for empty values if allowed)."""
     col = self.table[name]
     values = pd.to_numeric(col, errors='coerce').to_numpy(np.float64)
-    empty = (col.str.strip() == '').to_numpy()
+    empty = (col == '').to_numpy()
     bad = ~np.isfinite(values) & ~(empty & allow_empty)
     if bad.any():
       row = int(np.flatnonzero(bad)[0])
@@ -277,7 +277,7 @@ def concept_table(values: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
 def _check_known(inter: AtomicFile, ids: np.ndarray, known: np.ndarray,
                  field: str, side: AtomicFile) -> None:
   """Refuses an id of ``NAME.inter`` that the side file lacks."""
-  missing = ~np.isin(ids, known)
+  missing = ~pd.Series(ids).isin(known).to_numpy()   # hashed, not sorted
   if missing.any():
     row = int(np.flatnonzero(missing)[0])
     n = len(np.unique(ids[missing]))
