@@ -156,6 +156,10 @@ def _with_inter_line(n, line):
      r"mine\.inter, line 6: user_id 'u77' is not in .*mine\.user"),
     (_with_inter_line(7, '\tm01\t4\t1\n'),
      r'mine\.inter, line 7: field user_id is empty'),
+    # Blank lines (and lines of spaces) are not records but count as lines.
+    (''.join(_inter_lines()[:2] + ['\n', '   \n'] + _inter_lines()[2:] +
+             ['u60\tm01\tbad\t1\n']),
+     r'mine\.inter, line 679: field rating \(rating\) is not a finite'),
 ])
 def test_bad_inter_file(tmp_path, inter, message):
   d = _copy(tmp_path, inter=inter)

@@ -87,7 +87,7 @@ class AtomicFile:
     lines = self.text.split('\n')
     seen = -1
     for lineno, line in enumerate(lines[1:], start=2):
-      if line:
+      if _is_record(line):
         seen += 1
         if seen == row:
           return lineno
@@ -112,7 +112,7 @@ class AtomicFile:
     if empty.any():
       row = int(np.flatnonzero(empty)[0])
       raise DataError(f'{self.path}, line {self.line_of(row)}: field {name} '
-                      f'is empty ({int(empty.sum())} such lines)')
+                      f'is empty ({_count(empty.sum(), "such line")})')
     return col.to_numpy(str)
 
   def floats(self, name: str, what: str, allow_empty: bool = False
@@ -126,8 +126,8 @@ class AtomicFile:
       row = int(np.flatnonzero(bad)[0])
       raise DataError(
           f'{self.path}, line {self.line_of(row)}: field {name} ({what}) is '
-          f'not a finite number: {col.iloc[row]!r} ({int(bad.sum())} such '
-          'lines)')
+          f'not a finite number: {col.iloc[row]!r} '
+          f'({_count(bad.sum(), "such line")})')
     return values
 
   def unique_ids(self, name: str, what: str) -> np.ndarray:
@@ -139,6 +139,17 @@ class AtomicFile:
       raise DataError(f'{self.path}, line {self.line_of(row)}: duplicate '
                       f'{name} {str(ids[row])!r}')
     return ids
+
+
+def _count(n, what: str) -> str:
+  """``'1 such line'``, ``'2 such lines'``."""
+  return f'{int(n)} {what}{"s" if int(n) != 1 else ""}'
+
+
+def _is_record(line: str) -> bool:
+  """Whether pandas reads a line as a record (it skips empty lines and
+  lines of spaces only)."""
+  return bool(line.strip(' '))
 
 
 def _fields(types: dict) -> str:
@@ -194,7 +205,7 @@ def read_atomic(path: str) -> AtomicFile:
   n_lines = len(table) + 1
   if text.count('\t') != (len(names) - 1) * n_lines:
     for lineno, line in enumerate(text.split('\n'), start=1):
-      if line and line.count('\t') != len(names) - 1:
+      if _is_record(line) and line.count('\t') != len(names) - 1:
         raise DataError(
             f"{path}, line {lineno}: expected {len(names)} fields separated "
             f"by '\\t' (as the header), found {line.count(chr(9)) + 1}: "
@@ -283,8 +294,7 @@ def _check_known(inter: AtomicFile, ids: np.ndarray, known: np.ndarray,
     n = len(np.unique(ids[missing]))
     raise DataError(
         f'{inter.path}, line {inter.line_of(row)}: {field} '
-        f'{str(ids[row])!r} is not in {side.path} ({n} such '
-        f'id{"s" if n > 1 else ""})')
+        f'{str(ids[row])!r} is not in {side.path} ({_count(n, "such id")})')
 
 
 def _optional(folder: str, name: str, ext: str) -> AtomicFile | None:
