@@ -21,8 +21,8 @@ Ids are tokens: they stay strings (``Dataset.user_ids`` / ``item_ids``).
 Rules (docs/method.md#data):
 
 * Implicit feedback as for the built-in data: every interaction is a
-  positive, or only those with ``rating >= min_rating`` (a pair is a positive
-  when any of its interactions passes).
+  positive, or only those with ``rating >= min_rating``; a repeated (user,
+  item) pair is one positive (when any of its interactions passes).
 * Concepts come from the item field ``concept_field``: its distinct tokens,
   sorted, are the concept columns. Default: the only ``token_seq`` field
   other than the title; several candidates are refused, naming them.
