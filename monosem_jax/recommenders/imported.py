@@ -20,7 +20,8 @@ dataset's users and items by id, never by position. MF scores
 width 1 (a PyTorch ``nn.Linear`` stores ``w`` transposed: save
 ``weight.T``).
 
-What is refused (one line, a count and examples; nothing is written):
+What is refused (one line, a count and examples; no ``config.json``,
+``metrics.json`` or ``frozen/`` is written):
 the file or a key missing, unknown keys, shapes that disagree, ids that are
 floats or repeated, NaN / inf values, embedding ids that are not in the
 data files, and users or items of the (filtered) dataset without an
