@@ -21,7 +21,7 @@ from absl import app, flags, logging
 
 from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
-                                refusals_in_one_line)
+                                refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, workdirs
 
@@ -38,6 +38,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   view = workdirs.open_sweep(_WORKDIR.value)
   dataset = workdirs.open_dataset(view.artifact)
+  refuse_without_concepts(dataset)
   # The sweep's own lock: no analysis of a sweep that is still training,
   # and no two analyses writing the same files.
   with files.WorkdirLock(view.workdir, 'analysis'):

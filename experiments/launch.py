@@ -21,7 +21,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from monosem_jax.errors import MonosemError
+from monosem_jax.errors import ConfigError, MonosemError
 
 
 def _config_of(argv: list[str], name: str):
@@ -127,3 +127,14 @@ def refusals_in_one_line(main):
 
   return wrapped
 
+
+
+def refuse_without_concepts(dataset) -> None:
+  """The analysis matches neurons to item concepts: the launchers that run
+  it refuse, before any work, a dataset that has none (e.g. atomic files
+  without ``NAME.item``), where the analysis would fail at its end."""
+  if dataset.n_concepts == 0:
+    raise ConfigError(
+        f'{dataset.name}: the items have no concept labels, which the '
+        'analysis matches neurons against (atomic files: a token_seq field '
+        'of NAME.item, chosen by --config.dataset.options.concept_field)')

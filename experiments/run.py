@@ -33,7 +33,7 @@ from absl import app, flags, logging
 
 from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
-                                refusals_in_one_line)
+                                refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
@@ -75,6 +75,7 @@ def run_main_job(cfg, workdir: str) -> dict:
   n = len(models) + 2
   log(f'== 1/{n} data: {cfg.dataset.name}')
   dataset, split = train.load_data(cfg.dataset, cfg[models[0]].recommender.split)
+  refuse_without_concepts(dataset)
   stats = dataset.summary()
   stats['split'] = {
       'n_train_positives': split.n_train,

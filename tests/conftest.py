@@ -47,3 +47,26 @@ def sweep_dir(tmp_path_factory):
   s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
   run_sweep(s, str(root / 'sweep'), **quiet)
   return root
+
+
+#: RecBole atomic files of an invented movie world (make_fixtures.py).
+ATOMIC_FIXTURE = os.path.join(FIXTURES, 'atomic', 'tinymovies')
+
+
+@pytest.fixture(scope='session')
+def atomic_main_job(tmp_path_factory):
+  """The main job (experiments.run.run_main_job, in process) on the atomic
+  fixture: MF only, 1 epoch, a 2-config grid. ``(workdir, results)``;
+  ``workdir/mf/recommender`` is a finished recommender."""
+  from experiments import run  # pylint: disable=import-outside-toplevel
+  from experiments.configs import quickstart  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path_factory.mktemp('atomic_job')
+  cfg = quickstart.get_config('atomic,mf')
+  cfg.dataset.data_dir = ATOMIC_FIXTURE
+  cfg.dataset.options.concept_field = 'class'
+  cfg.mf.recommender.train.epochs = 1
+  cfg.mf.sweep.epochs = 1
+  cfg.mf.sweep.spec.batch_users = cfg.mf.sweep.spec.batch_items = 16
+  cfg.mf.sweep.grid = sweep_configs.grid_config(lambda_pred=(0.0, 1.0),
+                                                dict_size=(8,))
+  return workdir, run.run_main_job(cfg, str(workdir))

@@ -16,6 +16,14 @@ and the paper's lambda_pred sweep (0, 1, 2, 5, 10) x its dictionary sizes::
   python -m experiments.run --config=experiments/configs/quickstart.py:ml-1m --workdir=runs/ml1m
   python -m experiments.run --config=experiments/configs/quickstart.py:lastfm-2k --workdir=runs/lastfm
 
+Your own data as RecBole atomic files (``DIR`` is the folder ``NAME/``
+holding ``NAME.inter`` and optional ``NAME.item`` / ``NAME.user``;
+``monosem_jax/data/atomic.py``), with the ML-1M settings and grid and no
+intervention use cases (set them with the analysis config)::
+
+  python -m experiments.run --config=experiments/configs/quickstart.py:atomic,mf \\
+      --config.dataset.data_dir=DIR --config.dataset.options.concept_field=class --workdir=runs/mydata
+
 Expected runtimes (both models; NCF SAE epochs on the CPU are capped at 200
 steps, ``--config.ncf.sweep.spec.steps_per_epoch=0`` for full passes, which
 want an accelerator):
@@ -27,7 +35,7 @@ want an accelerator):
   lastfm-2k   one CPU core 8 min 42 s measured (NCF sweep 5.4 min)
 
 Args (comma-separated): a dataset (synthetic | ml-1m | ml-100k |
-lastfm-2k), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
+lastfm-2k | atomic), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
 synthetic world. Select models with ``--config.models="('mf',)"``.
 """
 
@@ -35,7 +43,7 @@ import ml_collections
 
 from experiments.configs import recommender, sweep
 
-DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
+DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = ('mf', 'ncf')
 
 

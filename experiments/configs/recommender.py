@@ -1,6 +1,6 @@
 """Recommender training configs: ``get_config('DATASET,MODEL')``.
 
-DATASET: synthetic | ml-1m | ml-100k | lastfm-2k; MODEL: mf | ncf.
+DATASET: synthetic | ml-1m | ml-100k | lastfm-2k | atomic; MODEL: mf | ncf.
 
 Command (ML-1M MF, the paper's settings; about 20 s on a 2-core CPU):
 
@@ -17,6 +17,19 @@ Override anything with ``--config.train.epochs=30`` etc. Real datasets read
 ``dataset.data_dir`` (default ``$MONOSEM_DATA_DIR``, the folder holding
 ``ml-1m/`` / ``lastfm-2k/``, or the dataset folder itself).
 
+``atomic`` is your own data as RecBole atomic files
+(``monosem_jax/data/atomic.py``): ``--config.dataset.data_dir=DIR`` (the
+folder ``NAME/`` holding ``NAME.inter``, optional ``NAME.item`` /
+``NAME.user``) and ``--config.dataset.options.FIELD=`` for ``atomic_name``,
+``concept_field``, ``title_field``, ``year_field``, ``min_rating``,
+``user_field``, ``item_field``, ``rating_field`` (None: the loader's
+default). It trains with the ML-1M settings::
+
+  python -m experiments.train_recommender \\
+      --config=experiments/configs/recommender.py:atomic,mf \\
+      --config.dataset.data_dir=DIR --config.dataset.options.concept_field=class \\
+      --workdir=runs/mydata_mf
+
 Defaults (docs/method.md#recommenders): ML-1M MF K=20, plain SGD (summed batch gradients),
 lr 0.05, L2 0.01 per occurrence, 10 epochs, batch 256; NCF d=20, MLP
 [64, 32, 16], (sparse) Adam, 30 epochs, lr 5e-3 (the paper's 0.05 collapses)
@@ -29,10 +42,16 @@ from __future__ import annotations
 import os
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import parse_dataset_model
 
-DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
+DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
+#: The options of the 'atomic' loader (monosem_jax/data/atomic.py), each
+#: present so that ``--config.dataset.options.FIELD=`` can set it.
+ATOMIC_OPTIONS = {'atomic_name': str, 'concept_field': str, 'title_field': str,
+                  'year_field': str, 'min_rating': float, 'user_field': str,
+                  'item_field': str, 'rating_field': str}
 MODELS = ('mf', 'ncf')
 
 
@@ -52,6 +71,9 @@ def _dataset(name: str) -> ml_collections.ConfigDict:
   elif name == 'lastfm-2k':
     d.min_item_users = 5
     d.min_user_positives = 10
+  elif name == 'atomic':
+    for option, kind in ATOMIC_OPTIONS.items():
+      d.options[option] = config_dict.placeholder(kind)
   return d
 
 

@@ -1,6 +1,7 @@
 """SAE sweep configs: ``get_config('DATASET,MODEL')``.
 
-DATASET: synthetic | ml-1m | lastfm-2k; MODEL: mf | ncf. First train the
+DATASET: synthetic | ml-1m | ml-100k | lastfm-2k | atomic (your own RecBole
+atomic files: the ML-1M defaults); MODEL: mf | ncf. First train the
 recommender, then sweep SAEs on its frozen embeddings::
 
   python -m experiments.train_recommender \\
@@ -33,7 +34,7 @@ from ml_collections import config_dict
 from experiments.configs import parse_dataset_model
 from monosem_jax.sweep.spec import FIELDS, paper_defaults
 
-DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k')
+DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = ('mf', 'ncf')
 #: Every per-config hyper-parameter; each can be a grid axis.
 GRID_FIELDS = FIELDS

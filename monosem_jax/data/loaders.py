@@ -10,6 +10,8 @@ Real datasets read local files only (nothing is downloaded here;
 
   >>> ds = load_dataset('ml-1m', '/data/ml-1m')            # doctest: +SKIP
   >>> ds = load_dataset('lastfm-2k', '/data/lastfm-2k')    # doctest: +SKIP
+  >>> ds = load_dataset('atomic', '/data/mymovies',          # doctest: +SKIP
+  ...                   concept_field='class')  # RecBole atomic files
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import inspect
 import os
 from typing import Any, Callable
 
-from monosem_jax.data import lastfm, movielens, synthetic
+from monosem_jax.data import atomic, lastfm, movielens, synthetic
 from monosem_jax.data.dataset import DataError, Dataset
 
 
@@ -39,6 +41,7 @@ DATASETS: dict[str, tuple[Callable[..., Dataset], str | None]] = {
     'lastfm-2k': (lastfm.load_lastfm_2k, 'lastfm-2k'),
     'lastfm-msd': (lastfm.load_lastfm_msd, 'lastfm-msd'),
     'synthetic': (_load_synthetic, None),
+    'atomic': (atomic.load_atomic, None),
 }
 
 
@@ -70,7 +73,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
 
   Args:
     name: one of :data:`DATASETS` (``'ml-1m'``, ``'ml-100k'``,
-      ``'lastfm-2k'``, ``'lastfm-msd'``, ``'synthetic'``).
+      ``'lastfm-2k'``, ``'lastfm-msd'``, ``'synthetic'``, ``'atomic'``: your
+      own RecBole atomic files, :mod:`monosem_jax.data.atomic`).
     data_dir: the dataset's folder, or a root containing it; default
       ``$MONOSEM_DATA_DIR``. Ignored for ``'synthetic'``.
     **options: loader options (e.g. ``paper_parity=True`` for ML-1M,

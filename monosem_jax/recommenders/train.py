@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import numpy as np
 
 from monosem_jax import checkpoints, files
 from monosem_jax.progress import Progress
@@ -29,27 +30,56 @@ from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.loop import (TrainState, fit, init_state,
                                            score_fn)
 
+#: Keys of a config's ``dataset`` section (``exclude_users`` is optional).
+DATASET_KEYS = ('name', 'data_dir', 'options', 'min_item_users',
+                'min_user_positives', 'exclude_users')
+
+
+def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
+  """The dataset of a ``dataset`` config section as its loader returns it
+  (before :func:`select_dataset`); refuses unknown keys."""
+  d = dict(dataset_cfg)
+  unknown = sorted(set(d) - set(DATASET_KEYS))
+  if unknown:
+    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
+  options = dict(d.get('options') or {})
+  return loaders.load_dataset(d['name'], d.get('data_dir') or None, **options)
+
+
+def select_dataset(dataset, dataset_cfg: Mapping[str, Any]):
+  """Applies a ``dataset`` section's selections to a loaded dataset: first
+  ``exclude_users`` (raw user ids, e.g. the users an imported recommender
+  has no embedding for), then the minimum-count filters."""
+  excluded = list(dataset_cfg.get('exclude_users') or ())
+  if excluded:
+    ids = np.asarray(dataset.user_ids).astype(str)
+    wanted = np.asarray(excluded).astype(str)
+    unknown = wanted[~np.isin(wanted, ids)]
+    if len(unknown):
+      raise ConfigError(
+          f'config.dataset.exclude_users: {len(unknown)} id(s) are not users '
+          f'of {dataset.name} (e.g. {", ".join(unknown[:3])})')
+    keep = ~np.isin(ids, wanted)
+    dataset = dataset.select(keep[dataset.users])
+  min_item_users = int(dataset_cfg.get('min_item_users', 0) or 0)
+  min_user_positives = int(dataset_cfg.get('min_user_positives', 0) or 0)
+  if min_item_users or min_user_positives:
+    dataset = protocol.filter_interactions(
+        dataset, min_item_users=min_item_users,
+        min_user_positives=min_user_positives)
+  return dataset
+
 
 def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
   """Loads, filters and splits a dataset. Returns ``(dataset, split)``.
 
   Args:
     dataset_cfg: ``name``, ``data_dir`` (None: ``$MONOSEM_DATA_DIR``),
-      ``options`` (loader keywords), ``min_item_users``, ``min_user_positives``.
+      ``options`` (loader keywords), ``min_item_users``,
+      ``min_user_positives`` and, optionally, ``exclude_users``.
     split_cfg: keywords of :func:`monosem_jax.data.protocol.make_split`.
   """
-  d = dict(dataset_cfg)
-  name = d.pop('name')
-  data_dir = d.pop('data_dir', None) or None
-  options = dict(d.pop('options', None) or {})
-  min_item_users = int(d.pop('min_item_users', 0) or 0)
-  min_user_positives = int(d.pop('min_user_positives', 0) or 0)
-  if d:
-    raise ConfigError(f'dataset config: unknown key(s) {", ".join(sorted(d))}')
-  ds = loaders.load_dataset(name, data_dir, **options)
-  if min_item_users or min_user_positives:
-    ds = protocol.filter_interactions(ds, min_item_users=min_item_users,
-                                      min_user_positives=min_user_positives)
+  ds = select_dataset(load_raw_dataset(dataset_cfg), dataset_cfg)
   split = protocol.make_split(ds, **dict(split_cfg))
   return ds, split
 
@@ -103,8 +133,8 @@ def _has_checkpoint(directory: str) -> bool:
       d.isdigit() for d in os.listdir(directory))
 
 
-def _fmt_metrics(m: Mapping[str, float], keys=('ndcg@10', 'hr@10',
-                                               'recall@20', 'mrr', 'mpr')):
+def fmt_metrics(m: Mapping[str, float], keys=('ndcg@10', 'hr@10',
+                                              'recall@20', 'mrr', 'mpr')):
   return ' '.join(f'{k} {m[k]:.4f}' for k in keys if k in m)
 
 
@@ -152,7 +182,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Evaluation:
+class Evaluation:
   """Full-ranking evaluation of one split (docs/method.md#ranking-metrics)."""
   data: Any
   arrays: Any
@@ -161,7 +191,7 @@ class _Evaluation:
   every: int
 
   @classmethod
-  def from_config(cls, split, eval_cfg: Mapping[str, Any]) -> '_Evaluation':
+  def from_config(cls, split, eval_cfg: Mapping[str, Any]) -> 'Evaluation':
     data = metrics_lib.eval_data_from_split(
         split, int(eval_cfg.get('block_size', 256)))
     return cls(data, data.device_arrays(),
@@ -177,10 +207,10 @@ class _Evaluation:
                                 self.ties, self.arrays)
 
 
-def _metrics_document(dataset, split, cfg, config, evaluation, pop_metrics,
-                      history, final=None) -> dict:
-  """The content of ``metrics.json``."""
-  out = {'dataset': dataset.name, 'model': cfg.kind,
+def metrics_document(dataset, split, kind, config, evaluation, pop_metrics,
+                     history, final=None) -> dict:
+  """The content of ``metrics.json`` (``kind``: 'mf' | 'ncf')."""
+  out = {'dataset': dataset.name, 'model': kind,
          'n_users': split.n_users, 'n_items': split.n_items,
          'n_train': split.n_train, 'n_eval_users': len(split.eval_users),
          'ks': list(evaluation.ks), 'ties': evaluation.ties,
@@ -193,7 +223,7 @@ def _metrics_document(dataset, split, cfg, config, evaluation, pop_metrics,
   return out
 
 
-def _check_previous_settings(workdir: str, config: dict, log) -> None:
+def check_previous_settings(workdir: str, config: dict, log) -> None:
   """Refuses a trained workdir of other settings; replaces untrained ones."""
   cfg_path = os.path.join(workdir, 'config.json')
   if not os.path.exists(cfg_path):
@@ -230,7 +260,7 @@ def _restore(mngr, cfg: TrainConfig, split, log) -> tuple[TrainState, list]:
 def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
                 log: Callable[[str], None]) -> dict:
   t_start = time.time()
-  _check_previous_settings(workdir, config, log)
+  check_previous_settings(workdir, config, log)
   # Load. config.json is written only once the data loaded: a run that
   # failed there leaves nothing that would block the corrected command.
   dataset, split = load_data(config['dataset'], config.get('split', {}))
@@ -240,12 +270,12 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
       f'({len(split.eval_users)} eval users); {time.time() - t_start:.1f}s')
 
   # Baseline.
-  evaluation = _Evaluation.from_config(split, config.get('eval', {}))
+  evaluation = Evaluation.from_config(split, config.get('eval', {}))
   t0 = time.time()
   pop = evaluation.popularity(split)
-  log(f'popularity baseline: {_fmt_metrics(pop)} ({time.time() - t0:.1f}s)')
-  report = functools.partial(_metrics_document, dataset, split, cfg, config,
-                             evaluation, pop)
+  log(f'popularity baseline: {fmt_metrics(pop)} ({time.time() - t0:.1f}s)')
+  report = functools.partial(metrics_document, dataset, split, cfg.kind,
+                             config, evaluation, pop)
   metrics_path = os.path.join(workdir, 'metrics.json')
 
   # Restore.
@@ -272,7 +302,7 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
         te = time.time()
         stats['metrics'] = evaluation.model(cfg.kind, state.params)
         stats['eval_s'] = time.time() - te
-        line += (f' | {_fmt_metrics(stats["metrics"])} '
+        line += (f' | {fmt_metrics(stats["metrics"])} '
                  f'(pop ndcg@10 {pop["ndcg@10"]:.4f})')
       history.append(stats)
       # Saved before the line is logged: a log sink that stops the run
@@ -291,8 +321,8 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
 
   # Freeze.
   final = evaluation.model(cfg.kind, state.params)
-  log(f'final {cfg.kind}: {_fmt_metrics(final)}')
-  log(f'final popularity: {_fmt_metrics(pop)}')
+  log(f'final {cfg.kind}: {fmt_metrics(final)}')
+  log(f'final popularity: {fmt_metrics(pop)}')
   out = report(history, final)
   files.atomic_write_json(metrics_path, out)
   artifact_lib.RecommenderArtifact(
