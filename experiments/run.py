@@ -19,12 +19,30 @@ for every dataset, the expected runtimes and the options)::
    neurons, interventions, figures, planted-concept recovery on the
    synthetic world) into ``WORKDIR/MODEL/sweep/report.md``;
 
-then prints a short summary per model. Rerunning resumes from the
-checkpoints. Resize the world with e.g.
+then prints a short summary per model. Resize the world with e.g.
 ``--config.dataset.options.n_users=3000``; one model with
 ``--config.models="('mf',)"``.
+
+Rerunning resumes from the checkpoints (a finished recommender is left as it
+is, a sweep may be given more epochs). Before any stage runs, every stage's
+settings are checked against what the workdir holds, for every model
+(:func:`check_stages`); nothing is written when one is refused:
+
+* a recommender workdir trained under other settings (only ``train.epochs``,
+  ``eval.*``, ``checkpoint.*`` may change), or with more epochs than asked,
+  is refused;
+* a change that would rewrite a recommender's ``frozen/`` (more epochs,
+  other ``eval.*``) while a sweep was trained on it, a sweep folder holding
+  another sweep (spec or grid), one trained on another recommender, or more
+  sweep epochs than asked, are refused in one line naming the stage, the
+  field, the old and the new value. With
+  ``--config.restart_downstream=True`` the stale sweep folders of those
+  models (their checkpoints and the analysis in them) are deleted instead,
+  once every check passed, and the recommender, sweep and analysis run
+  again.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -37,8 +55,9 @@ from experiments.launch import (define_config_file, parse_flags,
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
-from monosem_jax.errors import ConfigError
+from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
 from monosem_jax.recommenders import train
+from monosem_jax.sweep import checkpoint, runner
 from monosem_jax.sweep.runner import run_sweep
 
 _CONFIG = define_config_file(
@@ -72,6 +91,7 @@ def run_main_job(cfg, workdir: str) -> dict:
   unknown = [m for m in models if m not in ('mf', 'ncf')]
   if unknown or not models:
     raise ConfigError(f'config.models={models}: choose from mf, ncf')
+  _restart_stale(cfg, workdir, check_stages(cfg, workdir, models))
   n = len(models) + 2
   log(f'== 1/{n} data: {cfg.dataset.name}')
   dataset, split = train.load_data(cfg.dataset, cfg[models[0]].recommender.split)
@@ -95,6 +115,97 @@ def run_main_job(cfg, workdir: str) -> dict:
     summarize(model, result, log)
   log(f'done in {time.perf_counter() - t0:.1f}s; outputs under {workdir}')
   return results
+
+
+# The stage folders of WORKDIR/MODEL, as _run_model writes them.
+_RECOMMENDER, _SWEEP = 'recommender', 'sweep'
+
+
+def check_stages(cfg, workdir: str, models
+                 ) -> dict[str, tuple[str, str]]:
+  """Every stage's settings against what ``workdir`` holds; writes nothing.
+
+  Per model: the recommender workdir (:func:`train.check_workdir`), what a
+  rerun would change in its ``frozen/`` (:func:`train.frozen_changes`), and
+  the sweep folder against the sweep config and that recommender
+  (:func:`runner.check_sweep_workdir`: spec and grid, the recommender's
+  content hash, epochs). The main job's analysis settings are fixed
+  (``experiments/configs/analyze.defaults_for``) and its outputs lie in the
+  sweep folder, so they are stale exactly when the sweep is.
+
+  Returns:
+    ``{model: (why, fix)}`` for the models whose sweep folder a rerun cannot
+    resume: ``why`` names the stage, the field, old and new value; ``fix``
+    (maybe empty) how to keep that folder.
+
+  Raises:
+    ConfigError, WorkdirError, ArtifactError: what no restart of the
+      downstream stages can fix (invalid settings, a recommender workdir
+      trained under other settings or with more epochs), stage named.
+  """
+  stale, fixes = {}, {}
+  for model in models:
+    out = os.path.join(workdir, model)
+    rec_dir = os.path.join(out, _RECOMMENDER)
+    sweep_dir = os.path.join(out, _SWEEP)
+    rec, sweep = cfg[model].recommender, cfg[model].sweep
+    rec.dataset = cfg.dataset   # as _run_model sets them
+    sweep.recommender_workdir = rec_dir
+    stage = f'{model.upper()} recommender stage'
+    with _stage_named(stage):
+      train.check_workdir(rec, rec_dir)
+      changes = train.frozen_changes(rec, rec_dir)
+      artifact = (runner.load_artifact(rec_dir) if changes == [] else
+                  runner.PlannedRecommender(rec.model.kind, rec.model.dim))
+    if changes and os.path.isfile(os.path.join(sweep_dir,
+                                               checkpoint.SWEEP_JSON)):
+      field, old, new = changes[0]
+      field = f'config.{model}.recommender.{field}'
+      more = f' (and {len(changes) - 1} more)' if len(changes) > 1 else ''
+      stale[model] = (f'{stage}: {field} {old!r} -> {new!r}{more} would '
+                      f'rewrite {rec_dir}/frozen, on which the sweep '
+                      f'{sweep_dir} and its analysis were trained')
+      fixes[model] = f': keep {field}={old!r} or use a fresh --workdir'
+    stage = f'{model.upper()} sweep stage'
+    with _stage_named(stage):
+      try:
+        runner.check_sweep_workdir(sweep, sweep_dir, artifact)
+      except WorkdirError as e:
+        stale.setdefault(model, f'{stage}: {e}')
+  return {m: (why, fixes.get(m, '')) for m, why in stale.items()}
+
+
+@contextlib.contextmanager
+def _stage_named(stage: str):
+  """Prefixes a refusal's one line with the stage it comes from."""
+  try:
+    yield
+  except MonosemError as e:
+    e.args = (f'{stage}: {e}',)
+    raise
+
+
+def _restart_stale(cfg, workdir: str,
+                   stale: dict[str, tuple[str, str]]) -> None:
+  """Refuses stale downstream stages, or (``cfg.restart_downstream``)
+  deletes their sweep folders so that they run afresh."""
+  if not stale:
+    return
+  restart = cfg.get('restart_downstream', False)
+  if not isinstance(restart, bool):
+    raise ConfigError(f'config.restart_downstream={restart!r}: True or False')
+  folders = [os.path.join(workdir, m, _SWEEP) for m in stale]
+  if not restart:
+    (why, fix), *more = stale.values()
+    raise WorkdirError(
+        f'{why}{fix}{f" (and {len(more)} more model)" if more else ""}; or '
+        'rerun with --config.restart_downstream=True to delete '
+        f'{", ".join(folders)} and redo the sweep and its analysis afresh '
+        '(nothing was written)')
+  for (model, (why, _)), folder in zip(stale.items(), folders):
+    log(f'== restarting the {model.upper()} sweep and analysis ({why}): '
+        f'deleting {folder}')
+    files.remove_workdir(folder, 'main job (restart_downstream)')
 
 
 def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:

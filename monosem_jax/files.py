@@ -17,6 +17,8 @@ the guarantees are the same everywhere:
   once with the holder's PID. The kernel drops the lock when its holder dies
   (even by SIGKILL), so a stale lock file is taken over silently by the next
   run, which reports the PID it replaced.
+* :func:`remove_workdir` deletes a workdir whole under its lock (e.g. a
+  stale sweep the main job starts afresh).
 * :func:`fingerprint` is a SHA-256 over a folder's files, identifying e.g. a
   frozen recommender by content rather than by path.
 
@@ -216,6 +218,33 @@ class WorkdirLock:
 
   def __exit__(self, *exc) -> None:
     self.release()
+
+
+def remove_workdir(workdir: str, what: str = 'removal') -> bool:
+  """Deletes a workdir whole, once no live process holds its lock.
+
+  Under the folder's :class:`WorkdirLock` it is renamed to a hidden sibling
+  (``.NAME.removed-*``), which is then deleted: an interruption leaves the
+  folder whole at its path or hidden aside, never half of it in place.
+  Hidden leftovers of earlier interrupted removals are deleted too.
+
+  Returns:
+    whether there was a folder to delete.
+
+  Raises:
+    WorkdirError: another live process holds its lock (named).
+  """
+  path = os.path.abspath(os.fspath(workdir))
+  parent, name = os.path.split(path)
+  existed = os.path.isdir(path)
+  if existed:
+    with WorkdirLock(path, what):
+      aside = tempfile.mkdtemp(prefix=f'.{name}.removed-', dir=parent)
+      os.replace(path, aside)  # over the empty folder mkdtemp made
+  for leftover in os.listdir(parent):
+    if leftover.startswith(f'.{name}.removed-'):
+      shutil.rmtree(os.path.join(parent, leftover), ignore_errors=True)
+  return existed
 
 
 def _read_pid(fd: int) -> int | None:

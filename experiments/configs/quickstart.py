@@ -34,6 +34,14 @@ want an accelerator):
               for full NCF passes (not yet measured: issue 11)
   lastfm-2k   one CPU core 8 min 42 s measured (NCF sweep 5.4 min)
 
+Rerunning resumes every stage. Settings that would make a finished stage
+stale (more recommender epochs under an existing sweep, another grid,
+another sweep spec) are refused before anything is written; add
+``--config.restart_downstream=True`` to delete those models' sweep folders
+(checkpoints and analysis) and run the sweep and analysis afresh (the
+recommender resumes: e.g. ``--config.mf.recommender.train.epochs=40
+--config.restart_downstream=True`` trains MF further, then redoes its sweep).
+
 Args (comma-separated): a dataset (synthetic | ml-1m | ml-100k |
 lastfm-2k | atomic), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
 synthetic world. Select models with ``--config.models="('mf',)"``.
@@ -82,6 +90,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   dataset = datasets[0]
   c = ml_collections.ConfigDict()
   c.models = tuple(a for a in args if a in MODELS) or MODELS
+  # A rerun that would make a sweep stale deletes it and redoes it (True)
+  # instead of being refused (experiments/run.py, check_stages).
+  c.restart_downstream = False
   for model in MODELS:   # both present, so that either can be overridden
     c[model] = _model_config(dataset, model)
   # One dataset config shared by the models' recommenders.

@@ -2,7 +2,8 @@
 
 :func:`run` is what ``python -m experiments.train_recommender`` calls. The
 workdir gets ``config.json``, orbax ``checkpoints/`` (one per epoch, resumed
-on rerun, bitwise identical), ``metrics.json`` and ``frozen/`` (the
+on rerun, bitwise identical; a finished run is left untouched),
+``metrics.json`` and ``frozen/`` (the
 :class:`~monosem_jax.recommenders.artifact.RecommenderArtifact` the SAE stage
 loads). The training itself is :mod:`monosem_jax.recommenders.loop`.
 """
@@ -153,8 +154,11 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
       ``model``, ``train``, ``eval``, ``checkpoint`` (see
       ``experiments/configs/recommender.py``).
     workdir: output folder (created; resumed when it holds a checkpoint of
-      the same configuration). Locked for the run: a second process on it
-      is refused (:class:`~monosem_jax.files.WorkdirLock`).
+      the same configuration; left as it is when its ``frozen/`` already
+      holds this very run, so that the sweeps trained on it stay valid).
+      Locked for the run: a second process on it is refused
+      (:class:`~monosem_jax.files.WorkdirLock`). :func:`check_workdir` and
+      :func:`frozen_changes` tell beforehand what it would refuse or change.
     log: progress sink (default ``logging.info``).
 
   Returns:
@@ -169,10 +173,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   """
   log = log or logging.info
   config = files.jsonable(config)
-  try:  # every setting is checked before anything is written
-    cfg = TrainConfig.from_mapping({**config['model'], **config['train']})
-  except ConfigError as e:
-    raise ConfigError(f'config.model / config.train: {e}') from None
+  cfg = _train_config(config)  # every setting is checked before a write
   workdir = files.prepare_workdir(workdir)
   with files.WorkdirLock(workdir, 'recommender training') as lock:
     if lock.stale_pid:
@@ -225,20 +226,121 @@ def metrics_document(dataset, split, kind, config, evaluation, pop_metrics,
 
 def check_previous_settings(workdir: str, config: dict, log) -> None:
   """Refuses a trained workdir of other settings; replaces untrained ones."""
+  if _trained_settings_differ(workdir, config):
+    log(f'{os.path.join(workdir, "config.json")}: replacing the settings of a '
+        'run that never trained')
+
+
+def _trained_settings_differ(workdir: str, config: dict) -> bool:
+  """Whether ``workdir/config.json`` differs from ``config`` in a setting
+  that matters on resume; raises when that workdir has trained."""
   cfg_path = os.path.join(workdir, 'config.json')
   if not os.path.exists(cfg_path):
-    return
+    return False
   with open(cfg_path) as f:
     old = json.load(f)
   if _resume_relevant(old) == _resume_relevant(config):
-    return
+    return False
   if (os.path.isdir(os.path.join(workdir, 'frozen'))
       or _has_checkpoint(os.path.join(workdir, 'checkpoints'))):
+    field, was, now = config_changes(_resume_relevant(old),
+                                     _resume_relevant(config))[0]
     raise WorkdirError(
-        f'{workdir} holds a run of another configuration ({cfg_path}); '
+        f'{workdir} holds a run of another configuration ({cfg_path}: '
+        f'{field} {was!r} -> {now!r}); '
         'use a fresh --workdir or the same settings (only train.epochs, '
         'eval.* and checkpoint.* may change on resume)')
-  log(f'{cfg_path}: replacing the settings of a run that never trained')
+  return True
+
+
+def _check_epochs(workdir: str, epochs: int) -> None:
+  """Refuses fewer epochs than the workdir's checkpoints already hold."""
+  directory = os.path.join(workdir, 'checkpoints')
+  latest = max(checkpoints.saved_steps(directory), default=0)
+  if latest > epochs:
+    raise ConfigError(
+        f'config.train.epochs={epochs}, but {directory} already '
+        f'holds epoch {latest}: set --config.train.epochs >= {latest} or use '
+        'a fresh --workdir')
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
+                   prefix: str = '') -> list[tuple[str, Any, Any]]:
+  """The settings in which two nested JSON configs differ, in key order.
+
+  >>> config_changes({'train': {'epochs': 2, 'lr': 1}}, {'train': {'epochs': 3,
+  ...                'lr': 1}, 'log': 'x'})
+  [('train.epochs', 2, 3), ('log', None, 'x')]
+  """
+  out = []
+  for key in list(old) + [k for k in new if k not in old]:
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+      out += config_changes(a, b, f'{prefix}{key}.')
+    elif a != b:
+      out.append((f'{prefix}{key}', a, b))
+  return out
+
+
+def _train_config(config: dict) -> TrainConfig:
+  try:
+    return TrainConfig.from_mapping({**config['model'], **config['train']})
+  except ConfigError as e:
+    raise ConfigError(f'config.model / config.train: {e}') from None
+
+
+def check_workdir(config, workdir: str) -> None:
+  """What :func:`run` would refuse about ``workdir``, checked without
+  writing anything (a missing workdir is fine: it is created by the run).
+
+  Raises:
+    ConfigError: invalid settings, or fewer epochs than the workdir's
+      checkpoints hold.
+    WorkdirError: the workdir holds a trained run of another configuration
+      (only ``train.epochs``, ``eval.*``, ``checkpoint.*`` and ``log`` may
+      change on resume).
+  """
+  config = files.jsonable(config)
+  cfg = _train_config(config)
+  if os.path.isdir(workdir):
+    _trained_settings_differ(workdir, config)
+    _check_epochs(workdir, cfg.epochs)
+
+
+def frozen_changes(config, workdir: str) -> list[tuple[str, Any, Any]] | None:
+  """How :func:`run` would change ``workdir/frozen`` (the artifact a sweep
+  is trained on, identified by content hash).
+
+  Returns:
+    None when there is no ``frozen/`` yet; else the settings in which the
+    artifact's recorded config differs from ``config`` as ``(field, old,
+    new)`` (e.g. ``('train.epochs', 2, 3)``). Any difference rewrites it
+    (more epochs, new metrics or settings in its ``meta.json``); an empty
+    list means a rerun leaves it untouched.
+  """
+  path = os.path.join(workdir, 'frozen', 'meta.json')
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      old = json.load(f)['meta']['config']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise WorkdirError(f'{path}: unreadable ({type(e).__name__}: {e}); '
+                       'use a fresh --workdir') from None
+  return config_changes(old, files.jsonable(config))
+
+
+def _finished_run(workdir: str, config: dict) -> dict | None:
+  """``metrics.json`` of a run that froze under exactly ``config``, or None."""
+  metrics_path = os.path.join(workdir, 'metrics.json')
+  try:
+    if frozen_changes(config, workdir) != []:
+      return None
+    with open(metrics_path) as f:
+      out = json.load(f)
+  except (OSError, ValueError):  # WorkdirError too: frozen again below
+    return None
+  return out if isinstance(out, dict) and 'final' in out else None
 
 
 def _restore(mngr, cfg: TrainConfig, split, log) -> tuple[TrainState, list]:
@@ -261,6 +363,12 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
                 log: Callable[[str], None]) -> dict:
   t_start = time.time()
   check_previous_settings(workdir, config, log)
+  _check_epochs(workdir, cfg.epochs)
+  finished = _finished_run(workdir, config)
+  if finished is not None:  # frozen/ is left as it is (its hash identifies it)
+    log(f'{workdir}/frozen already holds this run ({cfg.epochs} epochs, the '
+        'same settings): nothing to train')
+    return finished
   # Load. config.json is written only once the data loaded: a run that
   # failed there leaves nothing that would block the corrected command.
   dataset, split = load_data(config['dataset'], config.get('split', {}))

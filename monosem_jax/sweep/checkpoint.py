@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Mapping
@@ -37,7 +38,8 @@ import orbax.checkpoint as ocp
 from monosem_jax import checkpoints, files
 from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
-from monosem_jax.sweep.spec import SweepHparams, SweepSpec, dumps, loads
+from monosem_jax.sweep.spec import (FIELDS, SweepHparams, SweepSpec, dumps,
+                                    loads)
 from monosem_jax.sweep.state import init_sweep
 
 SWEEP_JSON = 'sweep.json'
@@ -46,7 +48,8 @@ CKPT_DIR = 'checkpoints'
 
 def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
                      provenance: Mapping[str, Any] | None = None) -> None:
-  """Writes ``workdir/sweep.json`` atomically, or checks the one there.
+  """Writes ``workdir/sweep.json`` atomically, or checks the one there
+  (:func:`check_sweep_json`).
 
   Args:
     workdir: the sweep folder.
@@ -63,18 +66,62 @@ def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
     WorkdirError: the workdir already describes a different sweep, or the
       same sweep of another recommender; the message names both.
   """
-  path = os.path.join(workdir, SWEEP_JSON)
-  if os.path.exists(path):
-    old_spec, old_hparams, old_prov = read_sweep_json(workdir, provenance=True)
-    if (old_spec != spec
-        or json.dumps(old_hparams.to_json_dict()) != json.dumps(hparams.to_json_dict())):
-      raise WorkdirError(f'{path} describes a different sweep (its spec or '
-                         'configs differ); use a fresh --workdir to start a '
-                         'new one')
-    _check_provenance(path, old_prov, provenance)
+  if check_sweep_json(workdir, spec, hparams, provenance):
     return
   if jax.process_index() == 0:  # multi-process: one writer, every one checks
-    files.atomic_write_text(path, dumps(spec, hparams, provenance))
+    files.atomic_write_text(os.path.join(workdir, SWEEP_JSON),
+                            dumps(spec, hparams, provenance))
+
+
+def check_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
+                     provenance: Mapping[str, Any] | None = None) -> bool:
+  """Checks ``workdir/sweep.json`` against a sweep, writing nothing.
+
+  Args: as :func:`write_sweep_json` (``provenance`` None: the recommender
+    is not checked, e.g. one not trained yet).
+
+  Returns:
+    whether the file exists (it then describes this very sweep).
+
+  Raises:
+    WorkdirError: it describes another sweep (the first differing setting,
+      old and new, is named) or the same sweep of another recommender.
+  """
+  path = os.path.join(workdir, SWEEP_JSON)
+  if not os.path.exists(path):
+    return False
+  old_spec, old_hparams, old_prov = read_sweep_json(workdir, provenance=True)
+  changes = sweep_changes(old_spec, old_hparams, spec, hparams)
+  if changes:
+    more = f' and {len(changes) - 1} more' if len(changes) > 1 else ''
+    raise WorkdirError(f'{path} describes a different sweep ({changes[0]}'
+                       f'{more}); use a fresh --workdir to start a new one')
+  _check_provenance(path, old_prov, provenance)
+  return True
+
+
+def sweep_changes(old_spec: SweepSpec, old_hparams: SweepHparams,
+                  spec: SweepSpec, hparams: SweepHparams) -> list[str]:
+  """What differs between two sweeps, one ``'field old -> new'`` each.
+
+  Spec fields first, then per-config fields by their sets of values (the
+  grid's axes); ``[]`` when both are the same sweep, config for config.
+  """
+  out = [f'spec.{f.name} {getattr(old_spec, f.name)!r} -> '
+         f'{getattr(spec, f.name)!r}' for f in dataclasses.fields(SweepSpec)
+         if getattr(old_spec, f.name) != getattr(spec, f.name)]
+  old_cols, new_cols = old_hparams.to_json_dict(), hparams.to_json_dict()
+  order_only = []
+  for f in FIELDS:
+    if json.dumps(old_cols[f]) == json.dumps(new_cols[f]):
+      continue
+    was, now = tuple(sorted(set(old_cols[f]))), tuple(sorted(set(new_cols[f])))
+    if was != now:
+      out.append(f'{f} values {was} -> {now}')
+    else:
+      order_only.append(f'{f} per config (values {was}, {len(old_cols[f])} '
+                        f'-> {len(new_cols[f])} configs)')
+  return out + order_only
 
 
 def _describe(rec: Mapping[str, Any]) -> str:
@@ -118,6 +165,19 @@ def make_manager(workdir: str, max_to_keep: int | None = 2,
 def saved_epochs(workdir: str) -> list[int]:
   """The epochs that have a finished checkpoint under ``workdir`` (sorted)."""
   return checkpoints.saved_steps(os.path.join(workdir, CKPT_DIR))
+
+
+def check_saved_epochs(workdir: str, epochs: int,
+                       latest: int | None = None) -> None:
+  """Refuses ``epochs`` below the latest checkpoint of the sweep in
+  ``workdir`` (``latest``: that epoch, when already known)."""
+  if latest is None:
+    latest = max(saved_epochs(workdir), default=None)
+  if latest is not None and latest > epochs:
+    raise WorkdirError(
+        f'{workdir} already holds epoch {latest} of this sweep, more than '
+        f'epochs={epochs}: ask for >= {latest} epochs (nothing to train) '
+        'or use a fresh --workdir')
 
 
 def _encode_histories(histories):

@@ -115,12 +115,11 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     manager = ckpt.make_manager(workdir, max_to_keep=max_to_keep,
                                 async_saves=True)
     latest = manager.latest_step()
-    if latest is not None and latest > epochs:
+    try:
+      ckpt.check_saved_epochs(workdir, epochs, latest)
+    except WorkdirError:
       manager.close()
-      raise WorkdirError(
-          f'{workdir} already holds epoch {latest} of this sweep, more than '
-          f'epochs={epochs}: ask for >= {latest} epochs (nothing to train) '
-          'or use a fresh --workdir')
+      raise
     if latest is not None:
       state, histories = _restore(manager, spec, host_hparams, key, state,
                                   num_real, mesh)

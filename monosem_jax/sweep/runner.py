@@ -79,7 +79,8 @@ def check_recommender(config, artifact: RecommenderArtifact) -> None:
 
   ``config.kind`` must equal the artifact's kind; ``config.dataset`` its
   dataset unless ``config.allow_other_dataset``. A config without these
-  keys (built by hand) is not checked.
+  keys (built by hand), or an artifact without a dataset (a
+  :class:`PlannedRecommender`), is not checked on them.
 
   Raises:
     ConfigError: naming both sides and the matching config argument.
@@ -92,7 +93,8 @@ def check_recommender(config, artifact: RecommenderArtifact) -> None:
   if model is not None and model != artifact.kind:
     raise ConfigError(f'the sweep config is for {model.upper()} '
                       f'(DATASET,MODEL = {dataset},{model}) but {rec}; {fix}')
-  if (dataset is not None and dataset != artifact.dataset
+  if (dataset is not None and artifact.dataset is not None
+      and dataset != artifact.dataset
       and not config.get('allow_other_dataset', False)):
     raise ConfigError(f'the sweep config is for {dataset} ({dataset},{model}: '
                       f'its defaults and grid) but {rec}; {fix}, or pass '
@@ -240,13 +242,8 @@ def run_sweep(config, workdir: str,
       holds another sweep (other configs or another recommender).
   """
   artifact = load_artifact(config.recommender_workdir)
-  check_recommender(config, artifact)
-  grid = grid_axes(config.grid)
-  spec = build_spec(artifact, dict(config.spec), grid)
-  hparams = build_hparams(spec, dict(config.defaults), grid)
-  validate(spec, hparams)  # every setting is checked before a file is written
-  config_chunk_of(config)
-  epochs = epochs_of(spec, config.get('epochs'), 'config.epochs')
+  # every setting is checked before a file is written
+  spec, hparams, epochs = plan_sweep(config, artifact)
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
     return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
@@ -255,6 +252,72 @@ def run_sweep(config, workdir: str,
       log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
           'which is gone')
     return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRecommender:
+  """A recommender not trained yet, as far as a sweep's settings go: what
+  :func:`plan_sweep` reads of an artifact (no fingerprint, so a sweep
+  folder's recommender is not checked against it)."""
+  kind: str
+  dim: int
+  dataset: str | None = None
+  fingerprint: str | None = None
+
+
+def plan_sweep(config, artifact) -> tuple[SweepSpec, SweepHparams, int]:
+  """Every setting of a sweep config checked: ``(spec, hparams, epochs)``.
+
+  Args:
+    config: as :func:`run_sweep`.
+    artifact: the recommender (a
+      :class:`~monosem_jax.recommenders.artifact.RecommenderArtifact` or a
+      :class:`PlannedRecommender`): its kind, width and dataset.
+
+  Raises:
+    ConfigError / SweepConfigError: as :func:`run_sweep`.
+  """
+  check_recommender(config, artifact)
+  grid = grid_axes(config.grid)
+  spec = build_spec(artifact, dict(config.spec), grid)
+  hparams = build_hparams(spec, dict(config.defaults), grid)
+  validate(spec, hparams)
+  config_chunk_of(config)
+  return spec, hparams, epochs_of(spec, config.get('epochs'), 'config.epochs')
+
+
+def provenance_of(config, artifact) -> dict:
+  """What ``sweep.json`` records of the recommender a sweep explains."""
+  return {'recommender': {
+      'kind': artifact.kind, 'dataset': artifact.dataset,
+      'fingerprint': artifact.fingerprint,
+      'workdir': os.path.abspath(config.recommender_workdir)}}
+
+
+def check_sweep_workdir(config, workdir: str, artifact) -> None:
+  """What :func:`run_sweep` would refuse, checked without writing anything.
+
+  Args:
+    config: as :func:`run_sweep`.
+    workdir: the sweep folder (missing or empty: nothing to compare).
+    artifact: the recommender the sweep would train on, e.g.
+      ``load_artifact(config.recommender_workdir)``; a
+      :class:`PlannedRecommender` when it is not trained yet (its
+      fingerprint is then not compared).
+
+  Raises:
+    ConfigError / SweepConfigError: invalid settings (:func:`plan_sweep`).
+    WorkdirError: ``workdir`` holds another sweep (the first differing
+      field, old and new), the sweep of another recommender (by content
+      hash), or more epochs than ``config.epochs``.
+  """
+  spec, hparams, epochs = plan_sweep(config, artifact)
+  if not os.path.isdir(workdir):
+    return
+  provenance = (provenance_of(config, artifact)
+                if artifact.fingerprint is not None else None)
+  if checkpoint.check_sweep_json(workdir, spec, hparams, provenance):
+    checkpoint.check_saved_epochs(workdir, epochs)
 
 
 def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
@@ -267,10 +330,7 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
   scorer = build_scorer(artifact, spec)
   inputs = build_inputs(artifact, spec, scorer)
   steps = steps_per_epoch(spec, inputs, scorer.paired)
-  provenance = {'recommender': {
-      'kind': artifact.kind, 'dataset': artifact.dataset,
-      'fingerprint': artifact.fingerprint,
-      'workdir': os.path.abspath(config.recommender_workdir)}}
+  provenance = provenance_of(config, artifact)
   log(f'sweep: {n} configs ({hparams.num_configs} after padding) on '
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
