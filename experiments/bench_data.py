@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from monosem_jax.data import load_dataset, make_split, sample_negatives
-from monosem_jax.data.protocol import sample_negatives_unique
+from monosem_jax.data.samplers import sample_negatives_unique
 from monosem_jax.data import synthetic
 
 

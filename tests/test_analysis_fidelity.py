@@ -85,3 +85,22 @@ def test_ranking_fidelity_through_the_scorer():
   noisy = fidelity.ranking_fidelity(
       scorer, users, items, users + 0.5 * rng.normal(size=(8, 4)), items, k=10)
   assert (noisy['rbo_norm'] < 1.0).all() and (noisy['rbo_norm'] >= 0).all()
+
+
+def test_non_finite_scores_rank_last_in_the_lists():
+  """NaN logits of a diverged SAE once came first in the top-k lists."""
+  nan, inf = np.nan, np.inf
+  scores = jnp.array([[nan, 1.0, inf, 2.0, 0.0, -inf],
+                      [nan, nan, nan, nan, nan, nan]])
+  seen = jnp.array([[False, False, False, False, True, False]] * 2)
+  lists = fidelity.top_k_lists(scores, seen, 4).tolist()
+  assert lists[0][:2] == [3, 1]                   # the finite unseen scores
+  assert set(lists[0][2:]) <= {0, 2, 4, 5}        # then only -inf ones
+  assert lists[1] == [0, 1, 2, 3]                 # all -inf: ties by index
+
+
+@pytest.mark.parametrize('p', [0.0, 1.0, 1.5, -0.2, float('nan')])
+def test_rbo_persistence_outside_0_1_is_refused(p):
+  a = np.array([[1, 2, 3]])
+  with pytest.raises(ValueError, match=r'p=.*RBO persistence.*\(0, 1\)'):
+    fidelity.list_agreement(a, a, p=p)

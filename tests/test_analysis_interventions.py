@@ -190,6 +190,15 @@ def test_item_ranks_ties_and_seen():
   np.testing.assert_array_equal(iv.item_ranks(scores, seen, 0), [3, 0])
 
 
+def test_item_ranks_of_a_non_finite_target_are_last():
+  """A NaN score once ranked the promoted item first (a success)."""
+  nan = np.nan
+  scores = jnp.array([[nan, 3., nan, 0.], [nan] * 4, [1., jnp.inf, 2., 0.]])
+  seen = jnp.array([[False, False, False, True]] * 3)
+  np.testing.assert_array_equal(iv.item_ranks(scores, seen, 2), [3, 3, 1])
+  np.testing.assert_array_equal(iv.item_ranks(scores, seen, 1), [1, 3, 3])
+
+
 def test_concept_user_group():
   data, split = _world()
   col = np.asarray(data.item_concepts[:, 0], bool)

@@ -1,5 +1,6 @@
 """open_sweep reads a finished sweep; sweep_fidelity ranks every config."""
 
+import dataclasses
 import os
 
 import jax.numpy as jnp
@@ -99,3 +100,27 @@ def test_open_dataset_reloads_the_concepts(sweep_dir):
   ds = workdirs.open_dataset(view.artifact)
   assert ds.n_items == view.artifact.n_items
   assert ds.item_concepts.shape[0] == view.artifact.n_items
+
+
+def test_diverged_configs_are_not_scored(sweep_dir):
+  """A sweep with lr = 1e30 once showed ndcg@10 = 1.696 and hr@10 = 1 for its
+  diverged configs: their NaN logits ranked every held-out item first."""
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  rng = np.random.default_rng(0)
+  sae = {key: np.array(v) for key, v in view.state.sae.items()}
+  for v in sae.values():
+    v[1] = np.where(rng.random(v[1].shape) < 0.5, -1e30, 1e30)  # lr = 1e30
+    v[2] = np.nan                  # not finite, though the flag says it is
+  bad = dataclasses.replace(view, state=view.state.replace(
+      sae=sae, finite=np.array([True, False, True, True])))
+  table = workdirs.sweep_fidelity(bad, k=10)
+  good = workdirs.sweep_fidelity(view, k=10)
+  measures = ['rbo', 'rbo_norm', 'rbo_ext', 'kendall_tau', 'overlap',
+              'ndcg@10', 'hr@10']
+  for key in ('ndcg@10', 'hr@10', 'rbo_norm', 'overlap'):
+    assert not (table[key] > 1).any(), table[key]
+  assert table['finite'].tolist() == [True, False, False, True]
+  assert good['finite'].all()
+  assert table.loc[[1, 2], measures].isna().all().all()
+  np.testing.assert_allclose(table.loc[[0, 3], measures],
+                             good.loc[[0, 3], measures], rtol=1e-6)

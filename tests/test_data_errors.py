@@ -1,6 +1,7 @@
 """Every bad input gets a DataError that names the file, line or field."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -59,7 +60,7 @@ def test_wrong_separator(tmp_path):
 
 @pytest.mark.parametrize('ratings,message', [
     ('1::1::5::1\n1::2::4::2\nx7::3::3::3\n',
-     r"ratings\.dat, line 3: field UserID is not an integer: 'x7'"),
+     r"ratings\.dat, line 3: field UserID 'x7': expected an integer >= 0"),
     ('1::1::5::1\n1::2::4::2::9\n', r'line 2: expected 4 fields'),
     ('1::999::5::1\n', r'MovieID 999 is not in .*movies\.dat'),
     ('', r'ratings\.dat: file is empty'),
@@ -193,3 +194,87 @@ def test_headerless_tagged_artists_reports_true_line(tmp_path):
   with pytest.warns(UserWarning), pytest.raises(
       DataError, match=r'user_taggedartists\.dat, line 20: tagID 777'):
     load_dataset('lastfm-2k', d)
+
+
+# ---- Ids are integer literals (issue 16, case 12) --------------------------
+
+@pytest.mark.parametrize('line,field,shown', [
+    ('1e2::1::5::1', 'UserID', "'1e2'"),         # was read as user 100
+    ('1::1.0::5::1', 'MovieID', "'1.0'"),        # was read as movie 1
+    ('+1::1::5::1', 'UserID', "'+1'"),
+    ('-5::1::5::1', 'UserID', "'-5'"),           # negative ids were kept
+    ('1::1::4.5::1', 'Rating', "'4.5'"),
+    ('1::1::5::1_000', 'Timestamp', "'1_000'"),
+    ('1::::5::1', 'MovieID', "''"),
+    ('1::1::5:: 2 3', 'Timestamp', "'2 3'"),
+])
+def test_ids_must_be_digit_strings(tmp_path, line, field, shown):
+  d = _ml1m_dir(tmp_path, f'1::1::5::1\n2::2::4::2\n{line}\n3::3::3::3\n')
+  with pytest.raises(DataError) as e:
+    load_dataset('ml-1m', d)
+  msg = str(e.value)
+  assert '\n' not in msg
+  assert re.search(rf'ratings\.dat, line 3: field {field} (= )?{re.escape(shown)}'
+                   r'.*an integer >= 0, digits 0-9 only', msg), msg
+
+
+def test_spaces_around_an_id_and_blank_lines_are_allowed(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n \n 2 ::2::4::2\n\n')
+  assert load_dataset('ml-1m', d).n_users == 2
+
+
+def test_two_field_ratings_and_movies_ids_are_checked(tmp_path):
+  d = _ml1m_dir(tmp_path, '1::1\n2::1e0\n')
+  with pytest.raises(DataError, match=r"ratings\.dat, line 2: field MovieID "
+                     r"'1e0'"):
+    load_dataset('ml-1m', d)
+  d = _ml1m_dir(tmp_path, '1::1\n', movies='1::A (1990)::Comedy\n'
+                '-2::B (1991)::Drama\n')
+  with pytest.raises(DataError, match=r"movies\.dat, line 2: field MovieID "
+                     r"'-2'"):
+    load_dataset('ml-1m', d)
+
+
+def test_negative_lastfm_play_count_is_refused(tmp_path):
+  d = _lastfm_copy(tmp_path)
+  with open(d / 'user_artists.dat', 'a') as f:
+    f.write('2\t53\t-40\r\n')
+  n = (d / 'user_artists.dat').read_bytes().count(b'\n')
+  with pytest.raises(DataError, match=rf"user_artists\.dat, line {n}: field "
+                     r"weight '-40'.*an integer >= 0"):
+    load_dataset('lastfm-2k', d)
+
+
+def test_ml100k_ids_are_checked(tmp_path):
+  src = fixture_dir('ml-100k')
+  for f in ('u.item', 'u.user'):
+    shutil.copy(os.path.join(src, f), tmp_path)
+  (tmp_path / 'u.data').write_text('1\t1\t5\t874965758\n1\t2e0\t3\t1\n')
+  with pytest.raises(DataError, match=r"u\.data, line 2: field MovieID '2e0'"):
+    load_dataset('ml-100k', tmp_path)
+
+
+@pytest.mark.parametrize('count', ['1e2', '-3', '2.5', '+4'])
+def test_msd_play_count_is_a_non_negative_integer(tmp_path, count):
+  shutil.copy(os.path.join(fixture_dir('lastfm-msd'), 'Music Info.csv'),
+              tmp_path)
+  (tmp_path / 'User Listening History.csv').write_text(
+      f'track_id,user_id,playcount\nTR1,u,1\nTR2,u,{count}\n')
+  with pytest.raises(DataError, match=r'History\.csv, line 3: field playcount '
+                     rf"'{re.escape(count)}'.*an integer >= 0"):
+    load_dataset('lastfm-msd', tmp_path)
+
+
+def test_a_huge_field_is_cut_in_the_message(tmp_path):
+  huge = 'x' * (2 << 20)                       # a 2 MiB field
+  d = _ml1m_dir(tmp_path, f'1::1::5::1\n{huge}::1::5::1\n')
+  with pytest.raises(DataError) as e:
+    load_dataset('ml-1m', d)
+  assert len(str(e.value)) < 300 and f'({len(huge)} characters)' in str(e.value)
+  assert 'line 2: field UserID' in str(e.value)
+  d = _ml1m_dir(tmp_path, '1::1::5::1\n',
+                movies=f'1::A (1990)::Comedy\n2::B (1991)::{huge}\n')
+  with pytest.raises(DataError) as e:
+    load_dataset('ml-1m', d)
+  assert len(str(e.value)) < 600 and f'({len(huge)} characters)' in str(
+      e.value) and 'unknown genre' in str(e.value)

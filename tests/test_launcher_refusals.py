@@ -11,14 +11,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import pandas as pd
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
+from experiments import launch
+from experiments.configs import analyze as analyze_configs
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax import files
 from monosem_jax.data import DataError
+from monosem_jax.analysis import pipeline
 from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
 from monosem_jax.recommenders import train
 from monosem_jax.recommenders.artifact import ArtifactError
@@ -346,3 +352,104 @@ def test_default_config_files_are_found_from_any_folder(tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
       "error: config.models=('xx',): choose from mf, ncf"], proc.stderr
+
+
+# 13. Argument checks (issue 16): one line naming the field and its range --
+
+def _fake_view(n_items=120, configs=4):
+  """Enough of a SweepView for the settings checks, which come first."""
+  return types.SimpleNamespace(artifact=types.SimpleNamespace(n_items=n_items),
+                               num_configs=configs, workdir='unused')
+
+
+@pytest.mark.parametrize('setting,needle', [
+    (dict(k=0), r'k=0: must be an integer in \[1, 120\]'),  # ZeroDivisionError
+    (dict(k=121), r'k=121: must be an integer in \[1, 120\]'),
+    (dict(k=2.5), r'k=2.5: must be an integer'),
+    (dict(p=1.5), r'p=1.5: the RBO persistence must lie in the open interval '
+     r'\(0, 1\)'),
+    (dict(p=1.0), r'p=1.0: .*\(0, 1\)'),
+    (dict(ks=(10, 0)), r'ks\[1\]=0: must be an integer in \[1, 120\]'),
+    (dict(max_users=0), r'max_users=0: must be an integer >= 1 .*or None'),
+    (dict(pop_top=0), r'pop_top=0: must be an integer >= 1'),
+    (dict(era_top=-1), r'era_top=-1: must be an integer >= 1'),
+    (dict(hierarchy_top=0), r'hierarchy_top=0: must be an integer >= 1'),
+])
+def test_analysis_settings_are_refused_before_any_work(setting, needle):
+  with pytest.raises(ConfigError, match=needle):
+    pipeline.analyze_sweep(_fake_view(), None, **setting)
+
+
+def test_analysis_config_keeps_an_explicit_zero_and_checks_use_cases():
+  cfg = analyze_configs.get_config()
+  cfg.pop_top = 0                 # was silently replaced by the default
+  assert analyze_configs.analyze_kwargs(cfg, 'synthetic')['pop_top'] == 0
+  cfg.pop_top = None
+  cfg.use_cases = ('suppress Horror',)
+  with pytest.raises(ConfigError, match=r"config.use_cases\[0\]='suppress "
+                     r"Horror': each use case is a dict, e.g."):
+    analyze_configs.analyze_kwargs(cfg, 'synthetic')
+
+
+def test_dicts_on_the_command_line_are_python_literals():
+  """``--config.concept_sets=...`` was an UnsupportedOperationError
+  traceback; ``dict(...)`` use cases were read as one string."""
+  def parse(*args):
+    argv = ['prog', '--config=' + os.path.join(
+        ROOT, 'experiments/configs/analyze.py'), *args]
+    fv = flags.FlagValues()
+    config = config_flags.DEFINE_config_file(
+        'config', None, flag_values=fv, lock_config=False, sys_argv=argv)
+    fv(argv)
+    return config.value
+
+  kw = analyze_configs.analyze_kwargs(parse(
+      "--config.concept_sets=dict(loud=('rock', 'metal'))",
+      "--config.use_cases=(dict(kind='suppress', concept='action', "
+      "levels=(None, -1.0)), {'kind': 'nudge', 'concept': 'romance'})"),
+                                      'synthetic')
+  assert kw['concept_sets'] == {'loud': ('rock', 'metal')}
+  assert [(c.kind, c.concept) for c in kw['use_cases_']] == [
+      ('suppress', 'action'), ('nudge', 'romance')]
+  assert kw['use_cases_'][0].levels == (None, -1.0)
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match=r"expected a dict as a Python literal, e.g. "
+                     r"\{'name': \('tag', 'tag2'\)\} or dict\(name="):
+    parse('--config.concept_sets=metal')
+
+
+def test_bad_command_lines_are_one_line(tmp_path):
+  """A missing --workdir and an unparsable value were absl tracebacks; a
+  field given twice was concatenated (tuples) or silently overridden. (The
+  launchers share experiments/launch.py; train_recommender starts fastest.)"""
+  cases = [
+      (['experiments.analyze'],
+       'error: --workdir is required: A sweep workdir'),
+      (['experiments.train_recommender'],
+       'error: --workdir is required: Output folder'),
+      (['experiments.train_recommender', f'--workdir={tmp_path / "r"}',
+        '--config.train.epochs=1', '--config.train.epochs=2'],
+       'error: --config.train.epochs is given twice; give each config field '
+       "once (several values as one tuple, e.g. --config.train.epochs='(0.1, "
+       "0.2)')"),
+      # a value absl cannot parse, met while the default config is loaded
+      (['experiments.train_recommender', f'--workdir={tmp_path / "r"}',
+        '--config.train.epochs=abc'],
+       "error: flag --config.train.epochs=abc: invalid literal for int() with "
+       "base 10: 'abc'"),
+  ]
+  for args, line in cases:
+    proc = _launch(*args)
+    assert proc.returncode == 1, (args, proc.stderr)
+    assert proc.stderr.strip().splitlines() == [line], (args, proc.stderr)
+  assert not os.path.exists(tmp_path / 'r')
+
+
+def test_a_repeated_config_field_is_refused_for_every_launcher():
+  # parse_flags and define_config_file share this check
+  with pytest.raises(SystemExit, match=r'--config.grid.rho is given twice'):
+    launch._exit_if_repeated(['prog', '--config.grid.rho=(0.1,)',
+                              '--workdir=x', '--config.grid.rho', '(0.2,)'])
+  launch._exit_if_repeated(['prog', '--config.grid.rho=(0.1,)',
+                            '--config.grid.seed=(0.2,)', '--',
+                            '--config.grid.rho=1'])

@@ -167,3 +167,49 @@ def test_bad_ties_argument():
   with pytest.raises(ValueError, match='ties'):
     metrics.relevant_ranks(jnp.zeros((1, 3)), jnp.zeros((1, 1), jnp.int32),
                            'optimistic')
+
+
+# ---- Non-finite scores rank last (issue 16, case 4) ------------------------
+
+def test_non_finite_scores_rank_last():
+  nan, inf = np.nan, np.inf
+  # item:    0    1    2    3    4    5
+  scores = [[nan, 0.5, nan, 0.1, inf, -inf]]
+  for ties in metrics.TIES:
+    # only the finite 0.5 is above item 3; NaN and +-inf count as -inf
+    assert _ranks(scores, [[3, 1]], ties).tolist() == [[1, 0]]
+    # a relevant item without a finite score ranks last, below every other
+    assert _ranks(scores, [[0, 2, 4, 5]], ties).tolist() == [[5, 5, 5, 5]]
+  assert _ranks([[nan] * 6], [[0, 5]]).tolist() == [[5, 5]]
+
+
+@pytest.mark.parametrize('kind', ['random', 'nan', 'half_nan', 'inf'])
+def test_metrics_stay_in_0_1_on_any_scores(kind):
+  """A diverged model (NaN or inf logits) once got ndcg@10 = 1.696 and
+  hr@10 = 1: NaN comparisons ranked every held-out item first."""
+  rng = np.random.default_rng(0)
+  n_users, n_items, ks = 8, 40, (1, 5, 10)
+  scores = rng.normal(size=(n_users, n_items)).astype(np.float32)
+  if kind == 'nan':
+    scores[:] = np.nan
+  elif kind == 'half_nan':
+    scores[:, ::2] = np.nan
+  elif kind == 'inf':
+    scores[:] = np.where(rng.random(scores.shape) < 0.5, np.inf, -np.inf)
+  rel = [sorted(rng.choice(n_items, 6, replace=False).tolist())
+         for _ in range(n_users)]
+  indptr = np.arange(n_users + 1) * 6
+  data = metrics.make_eval_data(n_items, np.arange(n_users),
+                                np.zeros(n_users + 1, np.int64),
+                                np.zeros(0, np.int32), indptr,
+                                np.concatenate(rel), block_size=4)
+  for ties in metrics.TIES:
+    m = metrics.evaluate(lambda p, u: p[u], jnp.asarray(scores), data, ks=ks,
+                         ties=ties)
+    for key, v in m.items():
+      if key not in ('mpr', 'n_users'):
+        assert 0.0 <= v <= 1.0, (kind, ties, key, v)
+    if kind in ('nan', 'inf'):        # no finite score: nothing is a hit
+      assert all(m[f'{k}@{n}'] == 0.0 for k in ('hr', 'ndcg', 'recall')
+                 for n in ks), m
+      assert m['mrr'] == pytest.approx(1 / n_items)

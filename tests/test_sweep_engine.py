@@ -172,6 +172,24 @@ def test_frozen_config_stays_frozen(mf_data):
   assert bool(state.finite[0])
 
 
+def test_configs_with_non_finite_reconstructions_are_not_scored(mf_data):
+  """A config frozen at weights of 1e30 (lr = 1e30) reconstructs NaN; its L0
+  (5 of 10) and dead fraction (0.5) were once counted from NaN codes."""
+  params = SweepHparams.from_list([dict(seed=1), dict(lr=1e30, seed=2)],
+                                  MF_SPEC)
+  state, _ = _train(MF_SPEC, params, mf_data, epochs=1)
+  inputs, scorer = mf_data
+  args = (MF_SPEC, params, scorer, inputs.user_emb[48:], inputs.item_emb)
+  m = evaluate_configs(state, *args)
+  # as if training had not noticed: the reconstructions still decide
+  flagged = evaluate_configs(state.replace(finite=jnp.ones(2, bool)), *args)
+  for out in (m, flagged):
+    assert out['finite'].tolist() == [True, False]
+    for key, v in out.items():
+      if key not in ('finite', 'diverged_step', 'dict_size'):
+        assert np.isnan(v[1]).all() and np.isfinite(v[0]).all(), key
+
+
 @pytest.mark.parametrize('field,value,needle', [
     ('rho', 1.0, r'SweepHparams.rho\[1\] = 1.0: rho must lie in the open interval'),
     ('rho', 0.0, r'rho\[1\]'),

@@ -27,6 +27,14 @@ Fields:
     the dataset's defaults below.
   threads: worker threads for the neuron tables (None: one per CPU core).
 
+On the command line, dicts are Python literals and ``dict(key=value)`` is
+accepted (experiments/launch.py), e.g.
+``--config.use_cases="(dict(kind='suppress', concept='Horror'),)"`` or
+``--config.concept_sets="{'metal (any)': ('metal', 'heavy_metal')}"``.
+Each field once: a field given twice is refused. Ranges (checked before any
+work): 1 <= k, ks <= the catalogue size, 0 < p < 1, max_users >= 1 or None,
+pop_top, era_top, hierarchy_top >= 1.
+
 :func:`analyze_kwargs` turns a config into ``analyze_sweep``'s keywords.
 """
 
@@ -100,9 +108,16 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
   :func:`monosem_jax.analysis.pipeline.analyze_sweep`, the dataset's
   :func:`defaults_for` filling the fields left unset."""
   from monosem_jax.analysis import use_cases  # pylint: disable=import-outside-toplevel
+  from monosem_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   defaults = defaults_for(dataset_name)
   raw_cases = cfg.use_cases if cfg.use_cases is not None else (
       defaults['use_cases'])
+  for i, c in enumerate(raw_cases):
+    if not hasattr(c, 'keys'):
+      raise ConfigError(
+          f'config.use_cases[{i}]={str(c)[:80]!r}: each use case is a dict, '
+          'e.g. --config.use_cases="(dict(kind=\'suppress\', '
+          'concept=\'Horror\', levels=(None, 0.0, -1.0)),)"')
   cases = [use_cases.UseCase.from_dict(dict(c), f'config.use_cases[{i}]')
            for i, c in enumerate(raw_cases)]
   sets = cfg.concept_sets if cfg.concept_sets is not None else (
@@ -111,4 +126,5 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
               ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
               hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
-              pop_top=cfg.pop_top or defaults['pop_top'])
+              pop_top=(cfg.pop_top if cfg.pop_top is not None
+                       else defaults['pop_top']))

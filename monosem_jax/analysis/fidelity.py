@@ -38,6 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from monosem_jax.errors import ConfigError
+from monosem_jax.recommenders import metrics
+
 
 def _positions(a: jax.Array, b: jax.Array) -> jax.Array:
   """``(N, D)`` 0-based position of each ``a[n, i]`` in ``b[n]``, or D."""
@@ -87,6 +90,17 @@ def _agreement(a: jax.Array, b: jax.Array, p: jax.Array) -> dict:
           'kendall_tau': tau, 'overlap': agree[:, -1]}
 
 
+def check_persistence(p: float) -> None:
+  """Raises ConfigError unless the RBO persistence ``p`` is in (0, 1)."""
+  try:
+    ok = not isinstance(p, bool) and 0.0 < float(p) < 1.0   # NaN: False
+  except (TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise ConfigError(f'p={p!r}: the RBO persistence must lie in the open '
+                      'interval (0, 1), e.g. 0.9')
+
+
 def list_agreement(a, b, p: float = 0.9) -> dict[str, np.ndarray]:
   """RBO (truncated, normalised, extrapolated), Kendall tau-b and overlap.
 
@@ -96,7 +110,12 @@ def list_agreement(a, b, p: float = 0.9) -> dict[str, np.ndarray]:
 
   Returns:
     ``(N,)`` float arrays ``rbo, rbo_norm, rbo_ext, kendall_tau, overlap``.
+
+  Raises:
+    ConfigError: ``p`` outside (0, 1) (``p = 1`` has no normalisation,
+      ``1 - p^D = 0``; ``p = 0`` no extrapolation).
   """
+  check_persistence(p)
   a = jnp.asarray(a, jnp.int32)
   b = jnp.asarray(b, jnp.int32)
   if a.shape != b.shape or a.ndim != 2:
@@ -111,7 +130,10 @@ def top_k_lists(scores: jax.Array, seen: jax.Array | None, k: int) -> jax.Array:
 
   ``seen`` is an ``(N, n_items)`` bool mask (True = never recommend); the
   order of the remaining items is kept. Ties go to the lower item index.
+  Non-finite scores (NaN, +-inf) rank last, with the seen items, as in the
+  ranking metrics (:func:`monosem_jax.recommenders.metrics.finite_scores`).
   """
+  scores = metrics.finite_scores(scores)
   if seen is not None:
     scores = jnp.where(seen, -jnp.inf, scores)
   return jax.lax.top_k(scores, k)[1]

@@ -53,6 +53,7 @@ import pandas as pd
 
 from monosem_jax.analysis import fidelity
 from monosem_jax.data.dataset import csr_gather
+from monosem_jax.recommenders import metrics
 from monosem_jax.sae import model
 
 MODES = ('replace', 'delta')
@@ -243,11 +244,15 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
 def item_ranks(scores: jax.Array, seen: jax.Array, target: int) -> jax.Array:
   """``(N,)`` 1-based rank of item ``target`` among each row's unseen items
   (ties: the lower index first, as :func:`top_k_lists`); 0 where it is seen.
+  A target without a finite score ranks last among the unseen items (as in
+  :mod:`monosem_jax.recommenders.metrics`): NaN is never a success.
   """
+  scores = metrics.finite_scores(scores)
   t = scores[:, target][:, None]
   idx = jnp.arange(scores.shape[1])
   ahead = (scores > t) | ((scores == t) & (idx < target))
   rank = jnp.sum(ahead & ~seen, axis=1) + 1
+  rank = jnp.where(t[:, 0] == -jnp.inf, jnp.sum(~seen, axis=1), rank)
   return jnp.where(seen[:, target], 0, rank)
 
 

@@ -40,8 +40,9 @@ import pandas as pd
 
 from monosem_jax import files
 from monosem_jax.errors import ConfigError
-from monosem_jax.analysis import (concepts, figures, hierarchy, neurons,
-                                  planted, report, use_cases, workdirs)
+from monosem_jax.analysis import (concepts, fidelity, figures, hierarchy,
+                                  neurons, planted, report, use_cases,
+                                  workdirs)
 from monosem_jax.sae import model
 from monosem_jax.sweep.runner import RESULTS_CSV
 from monosem_jax.sweep.spec import SweepSpec
@@ -183,6 +184,33 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
           pd.concat(c_tab, ignore_index=True), pd.DataFrame(per_config))
 
 
+def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
+                    hierarchy_top) -> None:
+  """Refuses a setting the analysis cannot use, in one line naming the field
+  and its valid range (``k=0`` once divided by zero, ``max_users=0`` gave
+  NaN RBO, ``p=1.5`` was accepted)."""
+
+  def integer(name, value, lo, hi=None, what=''):
+    if (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        and lo <= value <= (hi if hi is not None else value)):
+      return
+    span = f'in [{lo}, {hi}]' if hi is not None else f'>= {lo}'
+    raise ConfigError(f'{name}={value!r}: must be an integer {span}{what}')
+
+  integer('k', k, 1, n_items, ' (fidelity list length; the catalogue has '
+          f'{n_items} items)')
+  fidelity.check_persistence(p)
+  for i, kk in enumerate(ks):
+    integer(f'ks[{i}]', kk, 1, n_items, ' (purity list length; the '
+            f'catalogue has {n_items} items)')
+  if max_users is not None:
+    integer('max_users', max_users, 1, what=' (SAE-test users in the '
+            'fidelity), or None for all')
+  for name, value in (('pop_top', pop_top), ('era_top', era_top),
+                      ('hierarchy_top', hierarchy_top)):
+    integer(name, value, 1, what=' (top items per neuron)')
+
+
 @_exact_matmuls
 def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   use_cases_: Sequence[use_cases.UseCase] = (),
@@ -213,6 +241,9 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   out = out or view.workdir
   ks = tuple(ks)
   # Every setting is checked before the expensive stages.
+  _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
+                  pop_top=pop_top, era_top=era_top,
+                  hierarchy_top=hierarchy_top)
   if not ks or ks[0] != 10 or min(ks) < 1:
     raise ConfigError(f'ks={ks}: positive list lengths, the first one 10 '
                       '(the pure-concept count is at purity@10)')
@@ -250,7 +281,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   fid = fid.merge(per_config, on='config')
   if 'l0_items' not in fid:
     fid['l0_items'] = fid['l0_items_codes']
-  fid['finite'] = np.asarray(view.state.finite)[fid['config'].to_numpy()]
+  # fid['finite'] (sweep_fidelity): the state's flag and finite logits
   fid['pareto'] = figures.pareto_front(
       fid.where(fid['finite']), minimize=('l0_items',),
       maximize=('rbo_norm', PURE))   # diverged configs are never on it

@@ -163,7 +163,12 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
     ``rbo, rbo_norm, rbo_ext, kendall_tau, overlap`` (means over users),
     ``ndcg@K, hr@K`` of the reconstructed model and ``ndcg@K_original,
     hr@K_original`` of the original one (the same in every row), means over
-    the users with held-out positives.
+    the users with held-out positives, and ``finite``: False for a config
+    that diverged in training (the state's flag) or whose reconstructions or
+    reconstructed logits are not all finite. Such a config's logits are not
+    scored: its fidelity and accuracy are NaN (non-finite scores would rank
+    last anyway, :mod:`monosem_jax.recommenders.metrics`, but its lists mean
+    nothing).
   """
   art = view.artifact
   users_idx = np.asarray(art.split.sae_test_users)[:max_users]
@@ -190,27 +195,33 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
     def one(args):
       u_hat, i_hat = _reconstructions(view.spec, args[0], args[1], users,
                                       items)
-      return rank(scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
-                                       item_idx))
+      logits = scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
+                                    item_idx)
+      ok = (jnp.all(jnp.isfinite(u_hat)) & jnp.all(jnp.isfinite(i_hat))
+            & jnp.all(jnp.isfinite(logits)))
+      return rank(logits), ok
     return jax.lax.map(one, (sae, hp))
 
   acc_keys = (f'ndcg@{metric_k}', f'hr@{metric_k}')
+  finite = np.asarray(view.state.finite)
   rows = []
   c = view.num_configs
   for start in range(0, c, config_chunk):
     idx = np.arange(start, min(c, start + config_chunk))
     sae = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]),
                        view.state.sae)
-    recon, sums = lists(sae, view.hparams.take(idx))          # (c, N, k)
+    (recon, sums), ok = lists(sae, view.hparams.take(idx))    # (c, N, k)
+    ok = np.asarray(ok)
     n = recon.shape[1]
     m = fidelity.list_agreement(
         jnp.tile(original, (len(idx), 1)), recon.reshape(-1, k), p)
     for j, i in enumerate(idx):
       row = {'config': int(i), **view.hparams.config(int(i))}
-      row.update({key: float(np.nanmean(v[j * n:(j + 1) * n]))
-                  for key, v in m.items()})
+      row.update({key: float(np.nanmean(v[j * n:(j + 1) * n])) if ok[j]
+                  else np.nan for key, v in m.items()})
       acc = metrics.mean_metrics({key: v[j] for key, v in sums.items()})
-      row.update({key: acc[key] for key in acc_keys})
+      row.update({key: acc[key] if ok[j] else np.nan for key in acc_keys})
       row.update({f'{key}_original': original_acc[key] for key in acc_keys})
+      row['finite'] = bool(ok[j] and finite[i])
       rows.append(row)
   return pd.DataFrame(rows)

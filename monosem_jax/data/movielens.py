@@ -56,7 +56,8 @@ def _multi_hot(path: str, genres: pd.Series, vocabulary: tuple[str, ...],
   if codes.isna().any():
     bad_row = int(codes.index[codes.isna().to_numpy()][0])
     raise DataError(f'{path}, line {bad_row + first_line}: unknown genre '
-                    f'{flat[codes.isna()].iloc[0]!r}; known: {", ".join(vocabulary)}')
+                    f'{_io.quote(flat[codes.isna()].iloc[0])}; known: '
+                    f'{", ".join(vocabulary)}')
   out = np.zeros((len(genres), len(vocabulary)), bool)
   out[codes.index.to_numpy(), codes.to_numpy(np.int64)] = True
   return out

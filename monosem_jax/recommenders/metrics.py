@@ -15,6 +15,15 @@ Rank convention (0-based; rank 0 = top of the list), explicit about ties:
 Masked (training-positive) items get ``-inf`` and never rank above a finite
 score.
 
+Scores that are not finite numbers (NaN, +-inf: a diverged model's logits)
+carry no ranking: they count as ``-inf`` (:func:`finite_scores`), below every
+finite score, whatever the tie convention. A relevant item without a finite
+score ranks last, ``rank = n_items - 1``, under either convention (ties among
+``-inf`` are broken against it, as ``'pessimistic'`` does), so a row of NaN
+scores has no hit (for K < n_items) and every metric stays in [0, 1].
+Without this, comparisons with NaN are all False and ranked every relevant
+item first (ndcg@10 = 1.7 for a diverged SAE).
+
 Per user, with ``H`` the held-out positives and ``r_h`` their ranks:
 
 * ``hr@K`` = 1[min_h r_h < K]
@@ -53,29 +62,40 @@ TIES = ('index', 'pessimistic')
 ScoreFn = Callable[[object, jax.Array], jax.Array]
 
 
+def finite_scores(scores: jax.Array) -> jax.Array:
+  """``scores`` with every non-finite value (NaN, +-inf) set to ``-inf``:
+  ranked last (module docstring). Same shape; traceable."""
+  return jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+
+
 def relevant_ranks(scores: jax.Array, rel_items: jax.Array,
                    ties: str = 'index') -> jax.Array:
   """0-based ranks of the relevant items within each row of ``scores``.
 
   Args:
-    scores: ``(B, n_items)`` scores, higher is better; masked items ``-inf``.
+    scores: ``(B, n_items)`` scores, higher is better; masked items ``-inf``;
+      non-finite scores rank last (module docstring).
     rel_items: ``(B, H)`` int item indices (padding entries: any valid index,
       discard their ranks with the caller's mask).
     ties: ``'index'`` or ``'pessimistic'`` (see the module docstring).
 
   Returns:
-    ``(B, H)`` int32 ranks.
+    ``(B, H)`` int32 ranks in ``[0, n_items)``.
   """
   if ties not in TIES:
     raise ValueError(f'ties={ties!r}; expected one of {TIES}')
+  scores = finite_scores(scores)
   s_rel = jnp.take_along_axis(scores, rel_items, axis=1)          # (B, H)
   s = scores[:, None, :]                                          # (B, 1, I)
   t = s_rel[:, :, None]                                           # (B, H, 1)
   if ties == 'index':
     idx = jnp.arange(scores.shape[1], dtype=jnp.int32)
     ahead = (s > t) | ((s == t) & (idx < rel_items[:, :, None]))
-    return jnp.sum(ahead, axis=-1, dtype=jnp.int32)
-  return jnp.sum(s >= t, axis=-1, dtype=jnp.int32) - 1
+    ranks = jnp.sum(ahead, axis=-1, dtype=jnp.int32)
+  else:
+    ranks = jnp.sum(s >= t, axis=-1, dtype=jnp.int32) - 1
+  # no finite score: last, below every other item (ties broken against it)
+  return jnp.where(s_rel == -jnp.inf, scores.shape[1] - 1, ranks)
 
 
 def _idcg_table(max_len: int) -> np.ndarray:

@@ -15,10 +15,15 @@ all items with every config and returns ``(C,)`` numpy arrays:
   ``score_mse`` (MF: the exact Gram form; NCF: through the frozen MLP,
   chunked over users);
 * ``fve_prefix_users`` / ``fve_prefix_items`` ``(C, P)`` for Matryoshka;
-* ``finite``, ``diverged_step`` copied from the state, ``dict_size``.
+* ``finite``: the state's flag (False once a config diverged in training)
+  and the config's codes and reconstructions all finite; ``diverged_step``
+  copied from the state, ``dict_size``.
 
 Masked latents (beyond ``dict_size``) are excluded everywhere. BatchTopK
-keeps ``k * N`` units over each whole evaluated set.
+keeps ``k * N`` units over each whole evaluated set. A config whose codes or
+reconstructions are not all finite (e.g. frozen at weights of 1e30 by a
+learning rate of 1e30) is not scored: every metric is NaN, never an L0 of 5
+or a dead fraction counted from NaN codes.
 
 Example:
   >>> import jax, numpy as np
@@ -49,6 +54,9 @@ from monosem_jax.sae import losses, model
 from monosem_jax.sweep import sharding
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 from monosem_jax.sweep.state import SweepState
+
+
+_SCORED = 'scored'   # internal: the config's codes and reconstructions are finite
 
 
 def _fve(x, x_hat):
@@ -86,6 +94,10 @@ def _evaluate_impl(spec, scorer, users, items):
     if cfg.prefixes:
       out['fve_prefix_users'] = 1.0 - sse_u / sst_u
       out['fve_prefix_items'] = 1.0 - sse_i / sst_i
+    ok = (jnp.all(jnp.isfinite(zu)) & jnp.all(jnp.isfinite(zi))
+          & jnp.all(jnp.isfinite(uh)) & jnp.all(jnp.isfinite(ih)))
+    out = {k: jnp.where(ok, v, jnp.nan) for k, v in out.items()}
+    out[_SCORED] = ok
     return out
 
   return one
@@ -127,7 +139,7 @@ def evaluate_configs(state: SweepState, spec: SweepSpec,
     out = _evaluate_jit(spec, scorer, state.sae, hparams, users, items,
                         config_chunk)
   res = {k: sharding.to_host(v) for k, v in out.items()}
-  res['finite'] = sharding.to_host(state.finite)
+  res['finite'] = sharding.to_host(state.finite) & res.pop(_SCORED)
   res['diverged_step'] = sharding.to_host(state.diverged_step)
   res['dict_size'] = np.asarray(hparams.dict_size)
   return res
