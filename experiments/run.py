@@ -35,8 +35,7 @@ from experiments.configs import analyze as analyze_config
 from experiments.launch import (define_config_file, parse_flags,
                                 refusals_in_one_line)
 from monosem_jax import files
-from monosem_jax.analysis import (interventions, pipeline, use_cases,
-                                  workdirs)
+from monosem_jax.analysis import pipeline, use_cases, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import train
@@ -117,52 +116,9 @@ def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:
 
 
 def summarize(model: str, result: pipeline.Analysis, log) -> None:
-  """The chosen config, planted-concept recovery, one intervention (flagged,
-  not headlined, when it went the wrong way or its neuron is off)."""
-  fid = result.fidelity
-  m = model.upper()
-  cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',
-                      'l0_items', 'rbo_norm', 'kendall_tau', pipeline.PURE)
-          if c in fid]
-  log(f'{m}: chosen config {result.chosen} (docs/method.md#choosing-a-config:'
-      ' among the finite configs with lambda_pred > 0 and a normalised RBO at '
-      'or above the median, the most pure concepts):\n'
-      + fid[fid.config == result.chosen][cols].round(3).to_string(index=False))
-  if result.planted is not None:
-    p = result.planted
-    log(f'{m}: planted-concept recovery, config {result.chosen}: '
-        f'mean recall {p.recall.mean():.3f}, mean purity@10 '
-        f'{p["purity@10"].mean():.3f} over {len(p)} concepts')
-  iv = result.interventions
-  if len(iv):
-    case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
-    if len(case):
-      log(f'{m}: {_suppression_line(case)}')
-  log(f'{m}: report {result.report_path}')
-
-
-def _suppression_line(case) -> str:
-  """One suppression case in delta mode: the concept share with no edit and
-  at the lowest level, with the users' mean activation; a flagged case
-  starts with its flag."""
-  _, before, level, after = interventions.strongest_change(case, 'suppress')
-  base = case.iloc[0]
-  what = (f'{base.case}, delta mode: concept share of the top list '
-          f'{before:.3f} -> {after:.3f} at level {level:g} (neuron '
-          f'{base.neuron}, mean activation {base.orig_activation:.3g} for '
-          'these users')
-  if not base.get('flag'):
-    return what + ')'
-  flags = []
-  if base.wrong_sign:
-    flags.append('WRONG DIRECTION')
-  if base.inactive:
-    flags.append(f'INACTIVE NEURON (at most '
-                 f'{interventions.INACTIVE_FRACTION:.0%} of its largest, '
-                 f'{base.activation_max:.3g})')
-  why = ('not a successful suppression' if base.wrong_sign else
-         'the neuron was (nearly) off for these users')
-  return f'{", ".join(flags)}: {what}); {why}'
+  """Logs :func:`~monosem_jax.analysis.pipeline.summary_lines`."""
+  for line in pipeline.summary_lines(model, result):
+    log(line)
 
 
 if __name__ == '__main__':

@@ -74,7 +74,8 @@ def test_levels_read_back_from_the_csv_stay_numeric(tmp_path):
 
 def test_fidelity_figure_leaves_diverged_configs_out():
   t = pd.DataFrame({'config': [0, 1, 2, 3], 'l0_items': [2., 4., 3., 1.],
-                    'rbo_norm': [.3, .6, .5, 9.], 'kendall_tau': [0, .2, .1, 5.],
+                    'rbo_norm': [.3, .6, .5, 9.],
+                    'kendall_tau': [0, .2, .1, 5.],
                     'lambda_pred': [0., 1., 1., 1.],
                     'status': ['ok', 'ok', 'ok', 'diverged'],
                     'pareto': [True, True, False, False]})

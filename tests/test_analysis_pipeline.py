@@ -1,5 +1,6 @@
 """The whole analysis of a sweep: experiments.analyze, its parts and report."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -19,12 +20,19 @@ from monosem_jax.sweep.runner import run_sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir):
+@pytest.fixture(scope='module')
+def launched(sweep_dir):
+  """``python -m experiments.analyze`` on ``sweep_dir``'s sweep, once."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  proc = subprocess.run(
+  return subprocess.run(
       [sys.executable, '-m', 'experiments.analyze',
        f'--workdir={sweep_dir / "sweep"}', '--config.k=10'], cwd=ROOT,
       env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir,
+                                                           launched):
+  proc = launched
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'neurons: 4/4 configs' in proc.stdout   # progress with timing
   out = sweep_dir / 'sweep'
@@ -54,8 +62,8 @@ def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir):
 
 
 def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
-    sweep_dir):
-  # (after the launcher test, which wrote the report)
+    sweep_dir, launched):
+  assert launched.returncode == 0, launched.stderr[-2000:]
   out = sweep_dir / 'sweep'
   report = (out / 'report.md').read_text()
   table = pd.read_csv(out / 'fidelity.csv')
@@ -68,7 +76,7 @@ def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
       report)
   # the rule, stated; the chosen config is faithful and uses the pred loss
   assert 'docs/method.md#choosing-a-config' in report
-  chosen = int(report.split('The chosen config, **')[1].split('**')[0])
+  chosen = int(report.split('**Chosen: config ')[1].split('**')[0])
   row = table.set_index('config').loc[chosen]
   assert row.lambda_pred > 0 and row.rbo_norm >= table.rbo_norm.median()
   assert table.eligible.sum() >= 1 and table.set_index('config').eligible[
@@ -81,6 +89,20 @@ def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
   # every intervention level scale is explained, activations shown
   assert 'absolute scale: the neuron is set to the level itself' in report
   assert '| level | activation |' in report
+
+
+def test_launcher_help_names_the_figures_and_the_choice_rule():
+  # the launcher's docstring is its --help (read, not imported: importing
+  # a launcher defines its flags)
+  docs = [ast.get_docstring(ast.parse(open(os.path.join(ROOT, path)).read()))
+          for path in ('experiments/analyze.py',
+                       'experiments/configs/analyze.py')]
+  for doc in docs:
+    for name in ('fidelity_vs_l0', 'concept_heatmap', 'interventions',
+                 'hierarchy'):
+      assert name in doc
+    assert 'four PNG figures and' not in doc and '~15 s' not in doc
+    assert 'docs/method.md#choosing-a-config' in doc
 
 
 def test_config_activations_match_each_trimmed_config(sweep_dir):
@@ -97,7 +119,8 @@ def test_config_activations_match_each_trimmed_config(sweep_dir):
 
 
 def _fidelity_table(**columns):
-  t = pd.DataFrame({'config': range(6), 'lambda_pred': [0., 0., 1., 10., 10., 10.],
+  t = pd.DataFrame({'config': range(6),
+                    'lambda_pred': [0., 0., 1., 10., 10., 10.],
                     'pure_concepts@10': [7, 6, 5, 5, 4, 9],
                     'rbo_norm': [.2, .22, .6, .68, .7, .9],
                     'status': ['ok'] * 5 + ['diverged']})
@@ -260,51 +283,55 @@ def test_neuron_tables_do_not_depend_on_the_thread_count(sweep_dir):
 
 @pytest.fixture(scope='module')
 def diverged_sweep(sweep_dir):
-  """A 2-config sweep on ``sweep_dir``'s recommender whose config 1
-  (lambda_pred 1e30) diverges; analysed with config chosen by the rule, then
-  by hand the diverged one."""
+  """``sweep_dir``'s sweep again (the same compiled program), but with
+  lambda_pred 1e30 instead of 0: configs 1 and 3 diverge; analysed."""
   s = sweep_configs.get_config('synthetic,mf')
   s.recommender_workdir = str(sweep_dir / 'rec')
-  s.epochs = 1
+  s.epochs = 2
   s.spec.batch_users = s.spec.batch_items = 64
-  s.spec.steps_per_epoch = 2
-  s.grid = sweep_configs.grid_config(lambda_pred=(10.0, 1e30), dict_size=(8,))
+  s.spec.steps_per_epoch = 3
+  s.plan_memory = False
+  s.grid = sweep_configs.grid_config(lambda_pred=(10.0, 1e30),
+                                     dict_size=(8, 16))
   out = sweep_dir / 'diverged'
   run_sweep(s, str(out), log=lambda _: None)
   view = workdirs.open_sweep(str(out))
   dataset = workdirs.open_dataset(view.artifact)
   case = [use_cases.UseCase('suppress', 'action', levels=(None, -1.0))]
-  runs = {}
-  for name, chosen in (('rule', -1), ('hand', 1)):
-    (out / name).mkdir()
-    runs[name] = pipeline.analyze_sweep(view, dataset, use_cases_=case,
-                                        chosen=chosen, out=str(out / name),
-                                        log=lambda _: None)
-  return runs
+  return pipeline.analyze_sweep(view, dataset, use_cases_=case,
+                                log=lambda _: None)
 
 
 def test_diverged_configs_are_marked_never_chosen_never_on_the_front(
     diverged_sweep):
-  result = diverged_sweep['rule']
+  result = diverged_sweep
   report = open(result.report_path).read()
-  assert '**1 of 2 configs diverged** (1)' in report
   fid = pd.read_csv(result.report_path.replace('report.md', 'fidelity.csv'))
-  assert fid.status.tolist() == ['ok', 'diverged']
-  assert result.chosen == 0
-  assert fid.pareto.tolist() == [True, False] and not fid.eligible[1]
+  bad = fid.config[fid.lambda_pred > 1e20].tolist()
+  assert len(bad) == 2
+  assert f'**2 of 4 configs diverged** ({bad[0]}, {bad[1]})' in report
   assert 'non-finite during training' in report       # what it means
-  assert '| 1 | diverged |' in report                  # marked in the table
-  hand = open(diverged_sweep['hand'].report_path).read()
-  assert 'chosen by hand (`chosen=1`)' in hand
-  assert '**Warning: config 1 diverged in training' in hand
-  assert 'would choose 0' in hand
+  assert fid.status.tolist() == ['diverged' if c in bad else 'ok'
+                                 for c in fid.config]
+  for c in bad:
+    assert f'| {c} | diverged |' in report            # marked in the table
+    assert not fid.pareto[c] and not fid.eligible[c]
+  assert result.chosen not in bad
+  # chosen by hand: said, and warned about
+  hand = pipeline._choice_section(fid, pipeline.choose(fid, bad[0]),
+                                  ['lambda_pred'], 4, 'MF', 'synthetic', 30)
+  hand = '\n\n'.join(hand.parts)
+  assert f'**Chosen: config {bad[0]}**' in hand
+  assert f'chosen by hand (`chosen={bad[0]}`)' in hand
+  assert f'**Warning: config {bad[0]} diverged in training' in hand
+  assert f'would choose {result.chosen}' in hand
 
 
 def test_intervention_flags_follow_their_rule(diverged_sweep, sweep_dir):
-  iv = diverged_sweep['rule'].interventions
+  iv = diverged_sweep.interventions
   view = workdirs.open_sweep(str(sweep_dir / 'diverged'))
   art = view.artifact
-  codec = interventions.Codec.of(*view.config(0))
+  codec = interventions.Codec.of(*view.config(diverged_sweep.chosen))
   users = np.asarray(art.split.sae_test_users)
   codes = np.asarray(codec.encode(art.user_emb[users])[0])
   neuron = int(iv.neuron.iloc[0])
@@ -335,8 +362,9 @@ def test_wrong_direction_and_inactive_flags():
   p = pd.DataFrame({'level': ['raw', 'unedited', 0.0, 6.0],
                     'mean_rank': [418., 418., 436., 500.]})
   assert interventions.wrong_direction(p, 'promote')
-  flagged = use_cases._flag(t.assign(orig_activation=0.0076), 'suppress', 1.0)
+  flagged = use_cases.flag_case(t.assign(orig_activation=0.0076), 'suppress',
+                                1.0)
   assert flagged.inactive.all() and flagged.wrong_sign.all()
   assert flagged.flag.iloc[0] == 'wrong direction, inactive neuron'
-  fine = use_cases._flag(t.assign(orig_activation=0.4), 'suppress', 1.0)
+  fine = use_cases.flag_case(t.assign(orig_activation=0.4), 'suppress', 1.0)
   assert not fine.inactive.any()

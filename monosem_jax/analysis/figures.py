@@ -95,9 +95,8 @@ def plot_fidelity_vs_l0(table: pd.DataFrame, x: str = 'l0_items',
   for ax, y in zip(axes[0], ys):
     c = t[hue] if hue in t else None
     sc = ax.scatter(t[x], t[y], c=c, cmap='viridis', s=28, alpha=0.85)
-    ax.scatter(front[x], front[y], s=110, facecolors='none',
-               edgecolors='crimson', linewidths=1.3,
-               label=f'Pareto front (high {front_by}, high {ys[0]})')
+    ring = ax.scatter(front[x], front[y], s=110, facecolors='none',
+                      edgecolors='crimson', linewidths=1.3)
     if front_by in front:
       for _, r in front.iterrows():  # a handful of configs
         ax.annotate(f'{r[front_by]:g}', (r[x], r[y]), xytext=(5, -11),
@@ -105,9 +104,11 @@ def plot_fidelity_vs_l0(table: pd.DataFrame, x: str = 'l0_items',
     ax.set_xlabel(f'{x} (mean active latents)')
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)
-    ax.legend(loc='lower right', fontsize=7)
     if c is not None:
       fig.colorbar(sc, ax=ax, label=hue)
+  fig.legend([ring], [f'Pareto front (high {front_by}, high {ys[0]}), '
+                      f'labelled with {front_by}'],
+             loc='outside lower center', fontsize=8, frameon=False)
   skipped = len(table) - int(ok.sum())
   fig.suptitle('Sparsity vs ranking fidelity across configs' + (
       f' ({skipped} diverged configs not drawn)' if skipped else ''))

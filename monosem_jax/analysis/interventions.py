@@ -354,9 +354,10 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     eligible users), ``mean_rank`` (eligible users), ``in_top_k``,
     ``n_eligible`` (users who had the target in their training positives are
     never eligible), ``activation`` (the target's neuron after the edit;
-    unedited on the raw and no-edit rows). As in the paper, an eligible user whose raw rank is
-    already within ``threshold + margin`` counts as a success, so the raw
-    row's ``success_rate`` is the measure's floor, not always 0.
+    unedited on the raw and no-edit rows). As in the paper, an eligible user
+    whose raw rank is already within ``threshold + margin`` counts as a
+    success, so the raw row's ``success_rate`` is the measure's floor, not
+    always 0.
   """
   _check(mode, scale)
   users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)

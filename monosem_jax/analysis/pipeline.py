@@ -118,7 +118,8 @@ def config_status(fidelity: pd.DataFrame) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-  """The config the report describes, and why (docs/method.md#choosing-a-config).
+  """The config the report describes, and why
+  (docs/method.md#choosing-a-config).
 
   Attributes:
     config: the chosen config id.
@@ -396,6 +397,57 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   path, seconds)
 
 
+def summary_lines(name: str, result: Analysis) -> list[str]:
+  """A few lines on an analysis, as the main job prints them: the chosen
+  config, planted-concept recovery, and the first suppression in delta mode,
+  led by its flags when it went the wrong way or its neuron is (nearly) off
+  for the users (never headlined as a success)."""
+  fid, m = result.fidelity, name.upper()
+  cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',
+                      'l0_items', 'rbo_norm', 'kendall_tau', PURE) if c in fid]
+  lines = [f'{m}: chosen config {result.chosen} (docs/method.md#choosing-a-'
+           'config: among the finite configs with lambda_pred > 0 and a '
+           'normalised RBO at or above the median, the most pure concepts):\n'
+           + fid[fid.config == result.chosen][cols].round(3).to_string(
+               index=False)]
+  if result.planted is not None:
+    p = result.planted
+    lines.append(f'{m}: planted-concept recovery, config {result.chosen}: '
+                 f'mean recall {p.recall.mean():.3f}, mean purity@10 '
+                 f'{p["purity@10"].mean():.3f} over {len(p)} concepts')
+  iv = result.interventions
+  if len(iv):
+    case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
+    if len(case):
+      lines.append(f'{m}: ' + _suppression_line(
+          case[case.case == case.case.iloc[0]]))
+  lines.append(f'{m}: report {result.report_path}')
+  return lines
+
+
+def _suppression_line(case: pd.DataFrame) -> str:
+  """One suppression case in one mode: the concept share with no edit and at
+  the lowest level, the users' mean activation, and its flags first."""
+  _, before, level, after = interventions.strongest_change(case, 'suppress')
+  base = case.iloc[0]
+  what = (f'{base.case}, {base["mode"]} mode: concept share of the top list '
+          f'{before:.3f} -> {after:.3f} at level {level:g} (neuron '
+          f'{base.neuron}, mean activation {base.orig_activation:.3g} for '
+          'these users)')
+  flags = []
+  if base.get('wrong_sign', False):
+    flags.append('WRONG DIRECTION')
+  if base.get('inactive', False):
+    flags.append(f'INACTIVE NEURON (at most '
+                 f'{interventions.INACTIVE_FRACTION:.0%} of its largest, '
+                 f'{base.activation_max:.3g})')
+  if not flags:
+    return what
+  why = ('not a successful suppression' if base.get('wrong_sign', False) else
+         'the neuron was (nearly) off for these users')
+  return f'{", ".join(flags)}: {what}; {why}'
+
+
 def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
   made = {}
 
@@ -487,14 +539,16 @@ def _recommender_dir(view) -> str | None:
   return ((prov or {}).get('recommender') or {}).get('workdir')
 
 
-def _config_line(row: pd.Series, swept: Sequence[str]) -> str:
+def _config_line(config: int, row: pd.Series, swept: Sequence[str]) -> str:
+  """'**Chosen: config 7** (lambda_pred 1, ...): normalised RBO ...'"""
   hp = ', '.join(f'{f} {row[f]:g}' for f in swept)
   orig = (f' (original {row["ndcg@10_original"]:.4f})'
           if 'ndcg@10_original' in row else '')
-  return (f'({hp}): normalised RBO {row.rbo_norm:.3f}, Kendall tau '
+  return (f'**Chosen: config {config}**{f" ({hp})" if hp else ""}: '
+          f'normalised RBO {row.rbo_norm:.3f}, Kendall tau '
           f'{row.kendall_tau:.3f}, NDCG@10 {row["ndcg@10"]:.4f}{orig}, '
           f'{int(row[PURE])} pure concepts, {row.l0_items:.2f} active latents '
-          'per item')
+          'per item.')
 
 
 def _choice_section(fid, choice: Choice, swept, n_configs, kind, dataset_name,
@@ -521,16 +575,15 @@ def _choice_section(fid, choice: Choice, swept, n_configs, kind, dataset_name,
   else:
     s.text(f'None of the {n_configs} configs diverged {what}: every '
            '`status` is `ok`.')
-  line = _config_line(row, swept)
+  line = _config_line(choice.config, row, swept)
   if choice.by_hand:
     try:
       rule_pick = str(choose(fid).config)
     except ConfigError:
       rule_pick = 'none (every config diverged)'
-    s.text(f'The chosen config, **{choice.config}** {line}, was chosen by '
-           f'hand (`chosen={choice.config}`); the rule '
-           f'(docs/method.md#choosing-a-config: {choice.rule}) would choose '
-           f'{rule_pick}.')
+    s.text(f'{line} It was chosen by hand (`chosen={choice.config}`); the '
+           f'rule (docs/method.md#choosing-a-config: {choice.rule}) would '
+           f'choose {rule_pick}.')
     if status[fid.config.to_numpy() == choice.config][0] != OK:
       s.text(f'**Warning: config {choice.config} diverged in training: '
              'every table and figure of it below describes its last finite '
@@ -541,10 +594,9 @@ def _choice_section(fid, choice: Choice, swept, n_configs, kind, dataset_name,
              'it reproduces the recommender\'s rankings worse than most '
              'configs.**')
   else:
-    s.text(f'The chosen config, **{choice.config}** {line}, is the one the '
-           f'rule picks (docs/method.md#choosing-a-config): {choice.rule}. '
-           'The heat map, concepts, interventions and hierarchy below '
-           'describe it.')
+    s.text(f'{line} It is the config the rule picks '
+           f'(docs/method.md#choosing-a-config): {choice.rule}. The heat map, '
+           'concepts, interventions and hierarchy below describe it.')
   return s
 
 

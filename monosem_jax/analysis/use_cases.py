@@ -196,7 +196,7 @@ def resolve(cases: Sequence[UseCase], dataset, split,
   return out
 
 
-def _flag(t: pd.DataFrame, kind: str, user_max: float) -> pd.DataFrame:
+def flag_case(t: pd.DataFrame, kind: str, user_max: float) -> pd.DataFrame:
   """One (case, mode) table with its flags (docs/method.md#interventions):
   ``activation_max`` (steering: the neuron's largest activation over the
   SAE-test users), ``inactive`` (steering: the users' mean activation is at
@@ -241,7 +241,7 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     (``concept_share, collateral_rbo, orig_activation`` or ``success_rate,
     mean_rank, in_top_k, n_eligible``), ``activation`` (the edited neuron's
     mean over the users, or the promoted item's value, after the edit) and
-    the flags of :func:`_flag` (``activation_max, inactive, wrong_sign,
+    the flags of :func:`flag_case` (``activation_max, inactive, wrong_sign,
     flag``).
   """
   art = view.artifact
@@ -291,5 +291,5 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
         if col in t:
           t = t.drop(columns=col)
         t.insert(0, col, value)
-      tables.append(_flag(t, case.kind, float(user_max[neuron])))
+      tables.append(flag_case(t, case.kind, float(user_max[neuron])))
   return pd.concat(tables, ignore_index=True)
