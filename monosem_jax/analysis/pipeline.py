@@ -623,10 +623,10 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
         f'{c.replace("_original", "")} {fid[c].iloc[0]:.4f}' for c in orig))
   front = fid[fid.pareto.astype(bool)].sort_values(PURE)
   n_ok = int((config_status(fid) == OK).sum())
-  s.text(f'Pareto front (`pareto`): the finite configs that no other finite '
-         'config matches or beats in both pure concepts and normalised RBO '
-         'while beating it in one, i.e. what each extra pure concept costs '
-         f'in fidelity: {len(front)} of {n_ok} finite configs, '
+  s.text(f'Pareto front (`pareto`): the finite configs for which no other '
+         'finite config has at least as many pure concepts and at least the '
+         'normalised RBO, with more of one; it shows what each extra pure '
+         f'concept costs in fidelity: {len(front)} of {n_ok} finite configs, '
          f'{", ".join(map(str, front.config))}. (Normalised RBO rises with '
          'the active latents almost monotonically, so a front over those two '
          'would hold most configs.) `eligible`: the configs the '
