@@ -228,28 +228,9 @@ def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:
 
 
 def summarize(model: str, result: pipeline.Analysis, log) -> None:
-  """Best configs, planted-concept recovery, fidelity, one intervention."""
-  fid = result.fidelity
-  cols = [c for c in ('config', 'lambda_pred', 'dict_size', 'rho', 'l0_items',
-                      'rbo_norm', 'kendall_tau', pipeline.PURE) if c in fid]
-  log(f'{model.upper()}: best configs (most pure concepts, then normalised '
-      'RBO):\n' + fid.sort_values([pipeline.PURE, 'rbo_norm'],
-                                  ascending=False)[cols].head(3).round(3)
-      .to_string(index=False))
-  if result.planted is not None:
-    p = result.planted
-    log(f'{model.upper()}: planted-concept recovery, config {result.chosen}: '
-        f'mean recall {p.recall.mean():.3f}, mean purity@10 '
-        f'{p["purity@10"].mean():.3f} over {len(p)} concepts')
-  iv = result.interventions
-  if len(iv):
-    case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
-    if len(case):
-      first, last = case.iloc[0], case.iloc[-1]
-      log(f'{model.upper()}: {case.case.iloc[0]}, delta mode: concept share '
-          f'of the top-30 {first.concept_share:.3f} -> '
-          f'{last.concept_share:.3f} at level {last.level}')
-  log(f'{model.upper()}: report {result.report_path}')
+  """Logs :func:`~monosem_jax.analysis.pipeline.summary_lines`."""
+  for line in pipeline.summary_lines(model, result):
+    log(line)
 
 
 if __name__ == '__main__':

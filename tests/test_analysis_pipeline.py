@@ -1,5 +1,6 @@
 """The whole analysis of a sweep: experiments.analyze, its parts and report."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -8,21 +9,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monosem_jax.analysis import (concepts, figures, pipeline, planted,
-                                  use_cases, workdirs)
+from experiments.configs import sweep as sweep_configs
+from monosem_jax.analysis import (concepts, figures, interventions, pipeline,
+                                  planted, use_cases, workdirs)
 from monosem_jax.data import synthetic
 from monosem_jax.data.protocol import make_split
 from monosem_jax.errors import ConfigError
+from monosem_jax.sweep.runner import run_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir):
+@pytest.fixture(scope='module')
+def launched(sweep_dir):
+  """``python -m experiments.analyze`` on ``sweep_dir``'s sweep, once."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  proc = subprocess.run(
+  return subprocess.run(
       [sys.executable, '-m', 'experiments.analyze',
        f'--workdir={sweep_dir / "sweep"}', '--config.k=10'], cwd=ROOT,
       env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir,
+                                                           launched):
+  proc = launched
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'neurons: 4/4 configs' in proc.stdout   # progress with timing
   out = sweep_dir / 'sweep'
@@ -45,10 +55,54 @@ def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir):
               'interventions.png'):
     assert (out / png).stat().st_size > 1000
   report = (out / 'report.md').read_text()
-  for title in ('## Best configs', '## Sparsity vs fidelity', '## Concepts',
+  for title in ('## Chosen config', '## Sparsity vs fidelity', '## Concepts',
                 '## Interventions', '## Matryoshka hierarchy',
                 '## Planted concepts', '![', 'item '):
     assert title in report
+
+
+def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
+    sweep_dir, launched):
+  assert launched.returncode == 0, launched.stderr[-2000:]
+  out = sweep_dir / 'sweep'
+  report = (out / 'report.md').read_text()
+  table = pd.read_csv(out / 'fidelity.csv')
+  assert report.startswith('# Analysis: MF on synthetic, sweep ')
+  assert str(sweep_dir) not in report              # relative paths only
+  assert 'recommender `../rec`' in report
+  assert report.count('| config | status |') == 1  # one config table
+  assert 'l0_items_codes' not in table and 'l0_items' in table
+  assert set(table.status) == {'ok'} and 'None of the 4 configs diverged' in (
+      report)
+  # the rule, stated; the chosen config is faithful and uses the pred loss
+  assert 'docs/method.md#choosing-a-config' in report
+  chosen = int(report.split('**Chosen: config ')[1].split('**')[0])
+  row = table.set_index('config').loc[chosen]
+  assert row.lambda_pred > 0 and row.rbo_norm >= table.rbo_norm.median()
+  assert table.eligible.sum() >= 1 and table.set_index('config').eligible[
+      chosen]
+  # the Pareto front over (pure concepts, normalised RBO), brute force
+  v = -np.stack([table['pure_concepts@10'], table.rbo_norm], 1)
+  front = [not any((v[j] <= v[i]).all() and (v[j] < v[i]).any()
+                   for j in range(len(v))) for i in range(len(v))]
+  assert table.pareto.tolist() == front
+  # every intervention level scale is explained, activations shown
+  assert 'absolute scale: the neuron is set to the level itself' in report
+  assert '| level | activation |' in report
+
+
+def test_launcher_help_names_the_figures_and_the_choice_rule():
+  # the launcher's docstring is its --help (read, not imported: importing
+  # a launcher defines its flags)
+  docs = [ast.get_docstring(ast.parse(open(os.path.join(ROOT, path)).read()))
+          for path in ('experiments/analyze.py',
+                       'experiments/configs/analyze.py')]
+  for doc in docs:
+    for name in ('fidelity_vs_l0', 'concept_heatmap', 'interventions',
+                 'hierarchy'):
+      assert name in doc
+    assert 'four PNG figures and' not in doc and '~15 s' not in doc
+    assert 'docs/method.md#choosing-a-config' in doc
 
 
 def test_config_activations_match_each_trimmed_config(sweep_dir):
@@ -64,11 +118,53 @@ def test_config_activations_match_each_trimmed_config(sweep_dir):
     assert not acts[i][:, m:].any()        # beyond the dictionary: exactly 0
 
 
-def test_choose_config_and_pareto_front():
-  t = pd.DataFrame({'config': [0, 1, 2, 3], 'pure_concepts@10': [3, 5, 5, 1],
-                    'rbo_norm': [.9, .4, .6, .95], 'l0_items': [4., 8., 9., 2.],
-                    'status': ['ok', 'ok', 'ok', 'diverged']})
-  assert pipeline.choose_config(t) == 2          # most pure, then higher RBO
+def _fidelity_table(**columns):
+  t = pd.DataFrame({'config': range(6),
+                    'lambda_pred': [0., 0., 1., 10., 10., 10.],
+                    'pure_concepts@10': [7, 6, 5, 5, 4, 9],
+                    'rbo_norm': [.2, .22, .6, .68, .7, .9],
+                    'status': ['ok'] * 5 + ['diverged']})
+  return t.assign(**columns)
+
+
+def test_choice_rule_requires_fidelity_and_the_prediction_loss():
+  # The most pure concepts come from lambda_pred 0 (RBO 0.2) and from a
+  # diverged config: neither is chosen. Finite median RBO: 0.6; eligible:
+  # configs 2, 3, 4 (lambda_pred > 0, RBO >= 0.6); most pure: 2 and 3 (5
+  # each); tie to the higher RBO: 3.
+  t = _fidelity_table()
+  assert pipeline.choose_config(t) == 3
+  choice = pipeline.choose(t)
+  assert choice.config == 3
+  assert choice.median_rbo == pytest.approx(0.6) and not choice.by_hand
+  assert choice.eligible.tolist() == [False, False, True, True, True, False]
+  assert 'λ_pred > 0' in choice.rule and '(0.600)' in choice.rule
+  # a sweep of lambda_pred 0 only: said so, and fidelity still required
+  only0 = pipeline.choose(_fidelity_table(lambda_pred=0.))
+  assert only0.config == 3 and 'only λ_pred = 0 configs' in only0.rule
+  # lambda_pred > 0 configs all below the median: the faithful ones count
+  low = pipeline.choose(_fidelity_table(lambda_pred=[1., 1., 0., 0., 0., 1.]))
+  assert low.config == 3 and 'no λ_pred > 0 config reaches' in low.rule
+  # by hand: kept, even a diverged one (the report warns)
+  hand = pipeline.choose(t, 5)
+  assert hand.config == 5 and hand.by_hand
+  # a table without status or lambda_pred (the notebook's): all finite
+  assert pipeline.choose_config(t.drop(columns=['status', 'lambda_pred'])) == 5
+  with pytest.raises(ConfigError, match='6 of 6 configs diverged.*chosen=N'):
+    pipeline.choose(_fidelity_table(status='diverged'))
+
+
+def test_pareto_front_is_over_pure_concepts_and_fidelity_of_finite_configs():
+  # README's ML-1M MF sweep: normalised RBO rises with L0 almost
+  # monotonically, so an (L0, RBO) front held 57 of 80 configs; this one 4.
+  t = pd.DataFrame({'config': range(6), 'l0_items': [4., 8., 9., 2., 5., 6.],
+                    'rbo_norm': [.9, .4, .6, .95, .3, .5],
+                    'pure_concepts@10': [3, 5, 5, 9, 9, 4],
+                    'status': ['ok', 'ok', 'ok', 'diverged', 'ok', 'ok']})
+  # config 3 would dominate config 4 but diverged; config 5 is dominated by
+  # 2 (more pure, more faithful); L0 does not count
+  assert pipeline.pareto_configs(t).tolist() == [True, False, True, False,
+                                                 True, False]
   rng = np.random.default_rng(0)
   r = pd.DataFrame(rng.integers(0, 5, (40, 3)).astype(float),
                    columns=['a', 'b', 'c'])
@@ -183,3 +279,92 @@ def test_neuron_tables_do_not_depend_on_the_thread_count(sweep_dir):
   assert view.num_configs > 1 and len(one[2]) == view.num_configs
   for a, b in zip(one, three):
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.fixture(scope='module')
+def diverged_sweep(sweep_dir):
+  """``sweep_dir``'s sweep again (the same compiled program), but with
+  lambda_pred 1e30 instead of 0: configs 1 and 3 diverge; analysed."""
+  s = sweep_configs.get_config('synthetic,mf')
+  s.recommender_workdir = str(sweep_dir / 'rec')
+  s.epochs = 2
+  s.spec.batch_users = s.spec.batch_items = 64
+  s.spec.steps_per_epoch = 3
+  s.plan_memory = False
+  s.grid = sweep_configs.grid_config(lambda_pred=(10.0, 1e30),
+                                     dict_size=(8, 16))
+  out = sweep_dir / 'diverged'
+  run_sweep(s, str(out), log=lambda _: None)
+  view = workdirs.open_sweep(str(out))
+  dataset = workdirs.open_dataset(view.artifact)
+  case = [use_cases.UseCase('suppress', 'action', levels=(None, -1.0))]
+  return pipeline.analyze_sweep(view, dataset, use_cases_=case,
+                                log=lambda _: None)
+
+
+def test_diverged_configs_are_marked_never_chosen_never_on_the_front(
+    diverged_sweep):
+  result = diverged_sweep
+  report = open(result.report_path).read()
+  fid = pd.read_csv(result.report_path.replace('report.md', 'fidelity.csv'))
+  bad = fid.config[fid.lambda_pred > 1e20].tolist()
+  assert len(bad) == 2
+  assert f'**2 of 4 configs diverged** ({bad[0]}, {bad[1]})' in report
+  assert 'non-finite during training' in report       # what it means
+  assert fid.status.tolist() == ['diverged' if c in bad else 'ok'
+                                 for c in fid.config]
+  for c in bad:
+    assert f'| {c} | diverged |' in report            # marked in the table
+    assert not fid.pareto[c] and not fid.eligible[c]
+  assert result.chosen not in bad
+  # chosen by hand: said, and warned about
+  hand = pipeline._choice_section(fid, pipeline.choose(fid, bad[0]),
+                                  ['lambda_pred'], 4, 'MF', 'synthetic', 30)
+  hand = '\n\n'.join(hand.parts)
+  assert f'**Chosen: config {bad[0]}**' in hand
+  assert f'chosen by hand (`chosen={bad[0]}`)' in hand
+  assert f'**Warning: config {bad[0]} diverged in training' in hand
+  assert f'would choose {result.chosen}' in hand
+
+
+def test_intervention_flags_follow_their_rule(diverged_sweep, sweep_dir):
+  iv = diverged_sweep.interventions
+  view = workdirs.open_sweep(str(sweep_dir / 'diverged'))
+  art = view.artifact
+  codec = interventions.Codec.of(*view.config(diverged_sweep.chosen))
+  users = np.asarray(art.split.sae_test_users)
+  codes = np.asarray(codec.encode(art.user_emb[users])[0])
+  neuron = int(iv.neuron.iloc[0])
+  np.testing.assert_allclose(iv.activation_max, codes[:, neuron].max(),
+                             rtol=1e-6)
+  assert (iv.inactive == (iv.orig_activation <= 0.05 * iv.activation_max)
+          ).all()
+  for mode, t in iv.groupby('mode'):
+    none = t[t.level.isin(['reconstruction', 'unedited'])].concept_share
+    low = t[t.level.astype(str) == '-1.0'].concept_share
+    assert t.wrong_sign.iloc[0] == (float(low.iloc[0]) >
+                                    float(none.iloc[0]))
+    # the activation beside each level: unedited, then the level itself
+    assert t.activation.iloc[0] == pytest.approx(t.orig_activation.iloc[0])
+    assert t[t.level.astype(str) == '-1.0'].activation.iloc[0] == -1.0
+
+
+def test_wrong_direction_and_inactive_flags():
+  t = pd.DataFrame({'level': ['raw', 'reconstruction', 1.0, 0.0, -1.5],
+                    'concept_share': [.89, .84, .6, .85, .92]})
+  assert interventions.wrong_direction(t, 'suppress')   # .84 -> .92 at -1.5
+  assert interventions.strongest_change(t, 'suppress') == (
+      'concept_share', .84, -1.5, .92)
+  assert interventions.wrong_direction(t, 'nudge')      # .84 -> .6 at 1.0
+  t2 = t.assign(concept_share=[.1, .1, .05, .1, .02])
+  assert interventions.wrong_direction(t2, 'nudge')     # .1 -> .05 at 1.0
+  assert not interventions.wrong_direction(t2, 'suppress')
+  p = pd.DataFrame({'level': ['raw', 'unedited', 0.0, 6.0],
+                    'mean_rank': [418., 418., 436., 500.]})
+  assert interventions.wrong_direction(p, 'promote')
+  flagged = use_cases.flag_case(t.assign(orig_activation=0.0076), 'suppress',
+                                1.0)
+  assert flagged.inactive.all() and flagged.wrong_sign.all()
+  assert flagged.flag.iloc[0] == 'wrong direction, inactive neuron'
+  fine = use_cases.flag_case(t.assign(orig_activation=0.4), 'suppress', 1.0)
+  assert not fine.inactive.any()

@@ -39,6 +39,15 @@ def test_planted_structure():
   assert len(np.unique(ds.item_decade)) >= 3
 
 
+def test_titles_name_every_concept_of_the_item():
+  ds = synthetic.make_world(synthetic.WorldConfig(n_users=200, n_items=150))
+  names = np.asarray(ds.concept_names)
+  assert (ds.item_concepts.sum(1) == 2).any()
+  for title, row in zip(ds.item_titles, ds.item_concepts):  # 150 items
+    listed = title.split(' [')[1].rstrip(']').split(', ')
+    assert sorted(listed) == sorted(names[row])
+
+
 def test_ml1m_scale_is_fast_enough():
   start = time.perf_counter()
   ds = synthetic.make_world(synthetic.WorldConfig.ml1m_scale())

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from experiments.configs import quickstart
+from monosem_jax.analysis import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +36,10 @@ def test_main_job_end_to_end_for_both_models(quickstart_run):
   for model in ('mf', 'ncf'):
     m = model.upper()
     assert f'{m}: planted-concept recovery' in stdout
-    assert f'{m}: report ' in stdout and f'{m}: suppress via' in stdout
+    assert f'{m}: report ' in stdout
+    # the suppression line, led by its flags when it went the wrong way
+    assert any(line.startswith(f'{m}: ') and 'suppress via' in line
+               for line in stdout.splitlines())
     sweep = workdir / model / 'sweep'
     table = pd.read_csv(sweep / 'sweep_results.csv')
     assert len(table) == 12 and (table.status == 'ok').all()
@@ -46,6 +50,35 @@ def test_main_job_end_to_end_for_both_models(quickstart_run):
     assert '## Planted concepts' in report and '## Interventions' in report
     planted = pd.read_csv(sweep / 'planted.csv')
     assert len(planted) == 8 and planted.recall.between(0, 1).all()
+
+
+def _summary(shares, activation, wrong, inactive):
+  # as run_use_cases flags it (tests/test_analysis_pipeline.py)
+  iv = pd.DataFrame({'case': 'suppress via action (action users)',
+                     'kind': 'suppress', 'neuron': 14, 'mode': 'delta',
+                     'level': ['raw', 'unedited', 1.0, 0.0, -1.5],
+                     'concept_share': shares, 'orig_activation': activation,
+                     'activation_max': 0.97, 'wrong_sign': wrong,
+                     'inactive': inactive,
+                     'flag': 'wrong direction, inactive neuron' if wrong
+                             else ''})
+  fid = pd.DataFrame({'config': [0, 1], 'status': 'ok', 'rbo_norm': [.7, .2],
+                      'pure_concepts@10': [3, 4]})
+  result = pipeline.Analysis(fid, None, None, iv, None, None, 0, 'report.md',
+                             1.0)
+  lines = pipeline.summary_lines('ncf', result)
+  return [line for line in lines if 'suppress via' in line][0]
+
+
+def test_summary_flags_a_suppression_that_goes_the_wrong_way():
+  line = _summary([.89, .89, .70, .89, .925], 0.0076, True, True)
+  assert line.startswith('NCF: WRONG DIRECTION, INACTIVE NEURON')
+  assert '0.890 -> 0.925 at level -1.5' in line
+  assert 'mean activation 0.0076 for these users' in line
+  assert 'not a successful suppression' in line
+  line = _summary([.89, .89, .80, .75, .66], 0.8, False, False)
+  assert line.startswith('NCF: suppress via') and 'WRONG' not in line
+  assert '0.890 -> 0.660 at level -1.5' in line
 
 
 def test_reproduction_configs_name_real_datasets():

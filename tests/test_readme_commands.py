@@ -58,7 +58,12 @@ def test_readme_sweep_commands_run_verbatim(real_data_dir, tmp_path):
   assert len(fid) == 80 and fid.rbo_norm.between(0, 1).all()
   iv = pd.read_csv(out / 'interventions.csv')
   assert {'Horror', "Children's", 'Romance'} <= set(iv.concept)
-  assert 'Alice in Wonderland (1951)' in (out / 'report.md').read_text()
+  report = (out / 'report.md').read_text()
+  assert 'Alice in Wonderland (1951)' in report
+  # the config the report describes reproduces the recommender (issue 16)
+  chosen = int(report.split('**Chosen: config ')[1].split('**')[0])
+  row = fid.set_index('config').loc[chosen]
+  assert row.lambda_pred > 0 and row.rbo_norm >= fid.rbo_norm.median()
   code = '\n'.join(readme_block('Analysis and report', 'python'))
   proc = subprocess.run(['python', '-c', code], cwd=tmp_path, env=env,
                         capture_output=True, text=True, timeout=900)

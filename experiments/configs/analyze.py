@@ -5,17 +5,23 @@ from :func:`defaults_for` (the sweep's dataset) unless set.
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
 
 Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
-``interventions.csv``, ``hierarchy.csv``, the PNG figures and ``report.md``
-into the sweep folder. Expected runtime on a 2-core CPU: ~15 s for the
-20-config ML-1M MF README sweep, under 2 minutes for 256 configs.
+``interventions.csv``, ``hierarchy.csv``, up to four PNG figures
+(``fidelity_vs_l0``, ``concept_heatmap``, ``interventions`` with use cases,
+``hierarchy`` for Matryoshka configs) and ``report.md`` into the sweep
+folder. Measured on a 2-core CPU: 43 s for the 80-config ML-1M MF README
+sweep (shared with other jobs), 66 s for 256 configs (BENCHMARKS.md).
 
 Fields:
   k, p: fidelity list length and RBO persistence.
   ks: purity list lengths (the first picks best neurons and concepts).
   max_users: fidelity on the first N SAE-test users only (None: all).
   chosen: the config whose heat map, interventions and hierarchy the report
-    shows; -1 picks the one with the most concepts having a purity@10 = 1.0
-    neuron, ties to the higher normalised RBO.
+    shows; -1 applies the rule of docs/method.md#choosing-a-config (among
+    the finite configs with lambda_pred > 0 and a normalised RBO at or above
+    the median over the finite configs, the one with the most concepts
+    having a purity@10 = 1.0 neuron, ties to the higher normalised RBO, then
+    the lower id); N >= 0 chooses config N by hand (the report says so, and
+    warns when it diverged or is less faithful than the median).
   modes: intervention modes ('replace' as the paper, 'delta').
   pop_top: N of the popularity neuron's "mean popularity rank of top-N".
   era_top: top items counted per neuron for the era mix (ML-1M).

@@ -26,6 +26,9 @@ Use cases, each vectorised over users and levels:
 * :func:`promote_item`: one target item gets neuron ``k`` set to each level;
   measured by the share of users, among those whose raw rank of the item is
   beyond a threshold, that now rank it within threshold + 10.
+* :func:`wrong_direction`: whether a case moved its measure the wrong way at
+  its strongest edit; with :data:`INACTIVE_FRACTION`, the flags that
+  :func:`~monosem_jax.analysis.use_cases.run_use_cases` records.
 
 Example (MF with a 2-latent tied SAE; delta mode leaves unedited vectors
 exactly unchanged):
@@ -144,11 +147,83 @@ def edit(codec: Codec, x: jax.Array, neuron, level, *, mode: str = 'replace',
   return apply_edit(codec, x, z, z_edit, stats, mode)
 
 
+#: The ``level`` label of the unedited code in each mode: the
+#: reconstruction in 'replace' mode, the raw vector itself in 'delta' mode.
+NO_EDIT = {'replace': 'reconstruction', 'delta': 'unedited'}
+#: The raw ranking (no SAE at all), the first row of every table.
+RAW = 'raw'
+#: A steering case's neuron is *inactive* for its users when their mean
+#: activation is at most this fraction of the neuron's largest activation
+#: over the SAE-test users (docs/method.md#interventions).
+INACTIVE_FRACTION = 0.05
+
+
 def _level_labels(levels, mode: str) -> list:
-  """None is the unedited code: the reconstruction in 'replace' mode, the
-  raw vector itself in 'delta' mode."""
-  none = 'reconstruction' if mode == 'replace' else 'unedited'
-  return [none if v is None else float(v) for v in levels]
+  """None is the unedited code (:data:`NO_EDIT`)."""
+  return [NO_EDIT[mode] if v is None else float(v) for v in levels]
+
+
+def numeric_levels(levels) -> np.ndarray:
+  """``(L,)`` float levels of a table's ``level`` column; NaN on the raw
+  and no-edit rows (also after a CSV round trip, where levels are text).
+
+  >>> numeric_levels(['raw', 'unedited', 1.0, '-0.5']).tolist()
+  [nan, nan, 1.0, -0.5]
+  """
+  return pd.to_numeric(pd.Series(list(levels), dtype=object),
+                       errors='coerce').to_numpy(np.float64)
+
+
+#: Per kind: the measure, which level is the strongest edit, and the
+#: direction the measure should move there (-1: down).
+_GOAL = {'suppress': ('concept_share', 'min', -1),
+         'nudge': ('concept_share', 'max', 1),
+         'promote': ('mean_rank', 'max', -1)}
+
+
+def strongest_change(table: pd.DataFrame, kind: str
+                     ) -> tuple[str, float, float, float]:
+  """One (case, mode) table of :func:`steer_users` or :func:`promote_item`:
+  ``(measure, value with no edit, strongest level, value there)``.
+
+  The strongest edit is the lowest level of a suppression and the highest of
+  a nudge or promotion; "no edit" is the no-edit row (the raw row when the
+  levels have no None). NaN values when the table has no numeric level.
+  """
+  measure, strongest, _ = _GOAL[kind]
+  levels = numeric_levels(table['level'])
+  value = table[measure].to_numpy(np.float64)
+  label = table['level'].astype(str).to_numpy()
+  base = np.flatnonzero(np.isin(label, list(NO_EDIT.values())))
+  base = base[0] if len(base) else np.flatnonzero(label == RAW)[0]
+  if np.isnan(levels).all():
+    return measure, float(value[base]), np.nan, np.nan
+  end = np.nanargmin(levels) if strongest == 'min' else np.nanargmax(levels)
+  return measure, float(value[base]), float(levels[end]), float(value[end])
+
+
+def wrong_direction(table: pd.DataFrame, kind: str) -> bool:
+  """Whether one (case, mode) table moved its measure the wrong way at its
+  strongest edit (:func:`strongest_change`): a suppression that raises the
+  concept share, a nudge that lowers it, a promotion that worsens the
+  target's mean rank. NaN measures (no eligible user) are never wrong.
+
+  >>> t = pd.DataFrame({'level': ['raw', 'unedited', 0.0, -1.0],
+  ...                   'concept_share': [0.89, 0.89, 0.9, 0.93]})
+  >>> wrong_direction(t, 'suppress'), wrong_direction(t, 'nudge')
+  (True, False)
+  """
+  _, before, _, after = strongest_change(table, kind)
+  return bool(_GOAL[kind][2] * (after - before) < 0)
+
+
+def _level_activations(codec, x, neuron, levels, scale) -> jax.Array:
+  """``(1 + L,)`` mean over the rows of ``x`` of the neuron's activation:
+  unedited (the raw row), then after each level (None: unedited)."""
+  z = codec.encode(x)[0]
+  return jnp.stack([z[:, neuron].mean()] + [
+      (z if v is None else set_level(z, neuron, v, scale))[:, neuron].mean()
+      for v in levels])  # a handful of levels
 
 
 def _stack_levels(codec, x, neuron, levels, mode, scale) -> jax.Array:
@@ -207,8 +282,10 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     ``concept_share`` (mean over users of the concept's share of the top-k),
     ``collateral_rbo`` (normalised RBO between the raw and the edited list
     once the concept's items are removed from both: how much the rest of the
-    list moved), ``orig_activation`` (mean of the neuron in the users'
-    unedited codes), ``n_users``.
+    list moved), ``activation`` (the users' mean activation of the neuron
+    after the edit; unedited on the raw and no-edit rows),
+    ``orig_activation`` (mean of the neuron in the users' unedited codes),
+    ``n_users``.
   """
   _check(mode, scale)
   users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
@@ -226,7 +303,7 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
       return top, rest
     top, rest = jax.lax.map(lists, edited)                    # (L+1, N, k)
     share = concept[top].mean(-1)                             # (L+1, N)
-    return share, rest, codec.encode(u)[0][:, neuron]
+    return share, rest, _level_activations(codec, u, neuron, levels, scale)
 
   share, rest, act = run(u)
   n_levels = rest.shape[0]
@@ -234,10 +311,11 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
       jnp.tile(rest[0], (n_levels, 1)), rest.reshape(-1, k), p)['rbo_norm']
   coll = coll.reshape(n_levels, -1).mean(1)
   return pd.DataFrame({
-      'level': ['raw'] + _level_labels(levels, mode),
+      'level': [RAW] + _level_labels(levels, mode),
       'concept_share': np.asarray(share).mean(1),
       'collateral_rbo': coll,
-      'orig_activation': float(np.asarray(act).mean()),
+      'activation': np.asarray(act),
+      'orig_activation': float(act[0]),
       'n_users': len(users)})
 
 
@@ -280,9 +358,11 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     One row per level, the raw ranking first: ``success_rate`` (over
     eligible users), ``mean_rank`` (eligible users), ``in_top_k``,
     ``n_eligible`` (users who had the target in their training positives are
-    never eligible). As in the paper, an eligible user whose raw rank is
-    already within ``threshold + margin`` counts as a success, so the raw
-    row's ``success_rate`` is the measure's floor, not always 0.
+    never eligible), ``activation`` (the target's neuron after the edit;
+    unedited on the raw and no-edit rows). As in the paper, an eligible user
+    whose raw rank is already within ``threshold + margin`` counts as a
+    success, so the raw row's ``success_rate`` is the measure's floor, not
+    always 0.
   """
   _check(mode, scale)
   users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
@@ -298,19 +378,21 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
     def ranks(t_vec):
       col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
       return item_ranks(base.at[:, target].set(col), seen, target)
-    return jax.lax.map(ranks, edited)                         # (L+1, N)
+    return (jax.lax.map(ranks, edited),                       # (L+1, N)
+            _level_activations(codec, x, neuron, levels, scale))
 
-  ranks = np.asarray(run(u))
+  ranks, act = run(u)
+  ranks = np.asarray(ranks)
   eligible = ranks[0] > threshold
   n = int(eligible.sum())
   r = ranks[:, eligible].astype(np.float64)
   with np.errstate(invalid='ignore'):
     return pd.DataFrame({
-        'level': ['raw'] + _level_labels(levels, mode),
+        'level': [RAW] + _level_labels(levels, mode),
         'success_rate': (r <= threshold + margin).mean(1) if n else np.nan,
         'mean_rank': r.mean(1) if n else np.nan,
         'in_top_k': (r <= k).mean(1) if n else np.nan,
-        'n_eligible': n})
+        'n_eligible': n, 'activation': np.asarray(act)})
 
 
 def before_after(codec: Codec, scorer, user_emb, item_emb, user: int,

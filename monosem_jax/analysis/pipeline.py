@@ -3,18 +3,22 @@
 :func:`analyze_sweep` reads a sweep only through
 :func:`~monosem_jax.analysis.workdirs.open_sweep` and writes into its folder:
 
-* ``fidelity.csv``: one row per config: ranking fidelity (RBO, tau,
-  overlap), NDCG/HR of the reconstructed model, L0 on items and users, the
-  number of concepts with a purity@10 = 1.0 neuron, mean MS score, and
-  whether the config is on the Pareto front over (L0, normalised RBO, pure
-  concepts);
+* ``fidelity.csv``: one row per config: its ``status`` ('ok' or
+  'diverged'), ranking fidelity (RBO, tau, overlap), NDCG/HR of the
+  reconstructed model, L0 on items (``l0_items``, from the analysed codes)
+  and users, the number of concepts with a purity@10 = 1.0 neuron, mean MS
+  score, whether the choice rule may pick it (``eligible``, :func:`choose`)
+  and whether it is on the Pareto front over (pure concepts high,
+  normalised RBO high) among the finite configs (``pareto``);
 * ``neurons.csv``: one row per (config, neuron) (``neurons.neuron_table``);
 * ``concepts.csv``: one row per (config, concept), its best neuron;
 * ``interventions.csv``: the use cases on the chosen config, both modes;
 * ``hierarchy.csv``: the Matryoshka prefix groups of the chosen config;
 * ``planted.csv`` (synthetic world only): recovery of the planted concepts;
-* ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png``,
-  ``hierarchy.png`` and ``report.md``, which embeds them.
+* ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png``
+  (when there are use cases), ``hierarchy.png`` (Matryoshka configs) and
+  ``report.md``, which embeds them and states how the config it describes
+  was chosen (docs/method.md#choosing-a-config).
 
 Example::
 
@@ -41,14 +45,18 @@ import pandas as pd
 from monosem_jax import files
 from monosem_jax.errors import ConfigError
 from monosem_jax.analysis import (concepts, fidelity, figures, hierarchy,
-                                  neurons, planted, report, use_cases,
-                                  workdirs)
+                                  interventions, neurons, planted, report,
+                                  use_cases, workdirs)
 from monosem_jax.sae import model
+from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import RESULTS_CSV
 from monosem_jax.sweep.spec import SweepSpec
 
 REPORT_MD = 'report.md'
 PURE = 'pure_concepts@10'
+#: A config's ``status``: trained to the end, or frozen at its last finite
+#: state after its loss or weights became non-finite (``sweep_results.csv``).
+OK, DIVERGED = 'ok', 'diverged'
 
 
 @dataclasses.dataclass
@@ -101,19 +109,107 @@ def config_activations(view: workdirs.SweepView, x: np.ndarray,
                                     jnp.asarray(x, jnp.float32)))
 
 
+def config_status(fidelity: pd.DataFrame) -> np.ndarray:
+  """``(rows,)`` the ``status`` column (``'ok'`` where a table has none)."""
+  if 'status' in fidelity:
+    return fidelity['status'].astype(str).to_numpy()
+  return np.full(len(fidelity), OK, object)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """The config the report describes, and why
+  (docs/method.md#choosing-a-config).
+
+  Attributes:
+    config: the chosen config id.
+    eligible: ``(rows,)`` bool, the configs the rule chooses from.
+    median_rbo: the median normalised RBO over the finite configs.
+    rule: what the rule did, in one or two sentences for the report.
+    by_hand: ``chosen=N`` was given.
+  """
+  config: int
+  eligible: np.ndarray
+  median_rbo: float
+  rule: str
+  by_hand: bool = False
+
+
+def choose(fidelity: pd.DataFrame, chosen: int = -1) -> Choice:
+  """Applies the choice rule (docs/method.md#choosing-a-config) to a table
+  with ``config, rbo_norm, pure_concepts@10`` and optionally ``status``,
+  ``lambda_pred``.
+
+  Among the finite configs (status ``'ok'``) with ``lambda_pred > 0`` (when
+  the sweep has any) and a normalised RBO at or above the median over the
+  finite configs, the one with the most pure concepts, ties to the higher
+  normalised RBO, then the lower config id. When no ``lambda_pred > 0``
+  config reaches the median, every finite config at or above it is
+  eligible. ``chosen >= 0`` overrides the rule (the pool is still computed).
+
+  Raises:
+    ConfigError: no config is finite (every one diverged) and none was
+      chosen by hand.
+  """
+  ok = config_status(fidelity) == OK
+  rbo = fidelity['rbo_norm'].to_numpy(np.float64)
+  n_ok = int(ok.sum())
+  median = float(np.nanmedian(rbo[ok])) if ok.any() else float('nan')
+  faithful = ok & (rbo >= median)                 # False for NaN RBO
+  pred = (fidelity['lambda_pred'].to_numpy(np.float64) > 0
+          if 'lambda_pred' in fidelity else np.ones(len(fidelity), bool))
+  eligible = faithful & pred
+  why = ''
+  if not (ok & pred).any():
+    why = ('the sweep has only λ_pred = 0 configs (no prediction-aware '
+           'loss), so that condition is dropped: ')
+  elif not eligible.any():
+    why = ('no λ_pred > 0 config reaches the median normalised RBO, so that '
+           'condition is dropped: ')
+  if why:
+    eligible = faithful
+  rule = (f'{why}among the {n_ok} finite configs, those with '
+          f'{"" if why else "λ_pred > 0 and "}a normalised RBO at or above '
+          f'their median ({median:.3f}), {int(eligible.sum())} configs, the '
+          'one with the most pure concepts, ties to the higher normalised '
+          'RBO, then the lower id')
+  if chosen >= 0:
+    return Choice(int(chosen), eligible, median, rule, by_hand=True)
+  if not eligible.any():
+    raise ConfigError(
+        f'no config to choose: {len(fidelity) - n_ok} of {len(fidelity)} '
+        'configs diverged and no finite one has a normalised RBO; pass '
+        'chosen=N (--config.chosen=N) to analyse one anyway')
+  pool = fidelity[eligible]
+  best = pool.sort_values([PURE, 'rbo_norm', 'config'],
+                          ascending=[False, False, True]).iloc[0]
+  return Choice(int(best['config']), eligible, median, rule)
+
+
+def pareto_configs(fidelity: pd.DataFrame) -> np.ndarray:
+  """``(rows,)`` bool: the Pareto front over (pure concepts high, normalised
+  RBO high) among the finite configs: what each extra pure concept costs in
+  fidelity. A diverged config is never on it (docs/method.md#choosing-a-config).
+  """
+  t = fidelity[[PURE, 'rbo_norm']].astype(np.float64)
+  t[config_status(fidelity) != OK] = np.nan        # never on the front
+  return figures.pareto_front(t, maximize=(PURE, 'rbo_norm'))
+
+
 def choose_config(fidelity: pd.DataFrame) -> int:
-  """The config with the most pure concepts, ties to the higher RBO; never a
-  diverged one unless all are."""
-  ok = fidelity
-  if 'finite' in ok:
-    ok = ok[ok['finite'].astype(bool)]
-  if 'status' in ok:
-    ok = ok[ok['status'] == 'ok']
-  if ok.empty:
-    ok = fidelity
-  best = ok.sort_values([PURE, 'rbo_norm', 'config'],
-                        ascending=[False, False, True]).iloc[0]
-  return int(best['config'])
+  """The config the rule of :func:`choose` picks (never a diverged one)."""
+  return choose(fidelity).config
+
+
+def choice_order(fid: pd.DataFrame) -> pd.DataFrame:
+  """The configs in the rule's order: eligible first, then finite, then
+  diverged; within each, most pure concepts, higher RBO, lower id."""
+  key = pd.DataFrame({'bad': config_status(fid) != OK,
+                      'not_eligible': ~fid['eligible'].astype(bool)
+                      if 'eligible' in fid else False,
+                      'pure': -fid[PURE], 'rbo': -fid['rbo_norm'],
+                      'config': fid['config']}, index=fid.index)
+  return fid.loc[key.sort_values(list(key)).index]
 
 
 def _top_titles(acts: np.ndarray, neurons_: np.ndarray, titles: np.ndarray,
@@ -135,7 +231,7 @@ def _config_tables(i, a, ua, dataset, art, item_concepts, names, cfg):
   ct = neurons.concept_table(a, item_concepts, names, cfg['ks'], scores=scores)
   nt.insert(0, 'config', i)
   ct.insert(0, 'config', i)
-  row = {'config': i, 'l0_items_codes': neurons.l0(a), 'l0_users': neurons.l0(ua),
+  row = {'config': i, 'l0_items': neurons.l0(a), 'l0_users': neurons.l0(ua),
          PURE: len(neurons.pure_concepts(ct, 10)),
          'dead_neurons': int(nt.dead.sum()), 'mean_ms': float(nt.ms.mean())}
   return nt, ct, row
@@ -270,8 +366,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   results = os.path.join(view.workdir, RESULTS_CSV)
   if os.path.exists(results):
     extra = pd.read_csv(results)
-    keep = [c for c in ('config', 'l0_items', 'fve', 'score_mse', 'status')
-            if c in extra]
+    keep = [c for c in ('config', 'fve', 'score_mse') if c in extra]
     fid = fid.merge(extra[keep], on='config', how='left')
   log(f'  fidelity: {time.perf_counter() - t:.1f}s')
 
@@ -279,15 +374,15 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   neuron_rows, concept_rows, per_config = _neuron_tables(
       view, dataset, item_concepts, names, cfg, log, threads)
   fid = fid.merge(per_config, on='config')
-  if 'l0_items' not in fid:
-    fid['l0_items'] = fid['l0_items_codes']
-  # fid['finite'] (sweep_fidelity): the state's flag and finite logits
-  fid['pareto'] = figures.pareto_front(
-      fid.where(fid['finite']), minimize=('l0_items',),
-      maximize=('rbo_norm', PURE))   # diverged configs are never on it
+  # sweep_fidelity's `finite`: the state's flag and finite reconstructions
+  finite = fid['finite'].to_numpy(bool)
+  fid.insert(1, 'status', np.where(finite, OK, DIVERGED))
+  fid['pareto'] = pareto_configs(fid)
   log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s')
 
-  chosen = choose_config(fid) if chosen < 0 else int(chosen)
+  choice = choose(fid, int(chosen))
+  fid['eligible'] = choice.eligible
+  chosen = choice.config
   params, hp = view.config(chosen)
   m = int(hp['dict_size'])
   acts = config_activations(view, art.item_emb, [chosen])[0][:, :m]
@@ -325,11 +420,63 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   seconds = time.perf_counter() - t_start
   path = os.path.join(out, REPORT_MD)
   text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
-                 names, iv, hier, plant, chosen, figs, seconds, pop_top, k)
+                 names, iv, hier, plant, choice, figs, seconds, pop_top, k,
+                 out)
   files.atomic_write_text(path, text)
   log(f'wrote {path} and {len(tables)} CSVs in {seconds:.1f}s')
   return Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
                   path, seconds)
+
+
+def summary_lines(name: str, result: Analysis) -> list[str]:
+  """A few lines on an analysis, as the main job prints them: the chosen
+  config, planted-concept recovery, and the first suppression in delta mode,
+  led by its flags when it went the wrong way or its neuron is (nearly) off
+  for the users (never headlined as a success)."""
+  fid, m = result.fidelity, name.upper()
+  cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',
+                      'l0_items', 'rbo_norm', 'kendall_tau', PURE) if c in fid]
+  lines = [f'{m}: chosen config {result.chosen} (docs/method.md#choosing-a-'
+           'config: among the finite configs with lambda_pred > 0 and a '
+           'normalised RBO at or above the median, the most pure concepts):\n'
+           + fid[fid.config == result.chosen][cols].round(3).to_string(
+               index=False)]
+  if result.planted is not None:
+    p = result.planted
+    lines.append(f'{m}: planted-concept recovery, config {result.chosen}: '
+                 f'mean recall {p.recall.mean():.3f}, mean purity@10 '
+                 f'{p["purity@10"].mean():.3f} over {len(p)} concepts')
+  iv = result.interventions
+  if len(iv):
+    case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
+    if len(case):
+      lines.append(f'{m}: ' + _suppression_line(
+          case[case.case == case.case.iloc[0]]))
+  lines.append(f'{m}: report {result.report_path}')
+  return lines
+
+
+def _suppression_line(case: pd.DataFrame) -> str:
+  """One suppression case in one mode: the concept share with no edit and at
+  the lowest level, the users' mean activation, and its flags first."""
+  _, before, level, after = interventions.strongest_change(case, 'suppress')
+  base = case.iloc[0]
+  what = (f'{base.case}, {base["mode"]} mode: concept share of the top list '
+          f'{before:.3f} -> {after:.3f} at level {level:g} (neuron '
+          f'{base.neuron}, mean activation {base.orig_activation:.3g} for '
+          'these users)')
+  flags = []
+  if base.get('wrong_sign', False):
+    flags.append('WRONG DIRECTION')
+  if base.get('inactive', False):
+    flags.append(f'INACTIVE NEURON (at most '
+                 f'{interventions.INACTIVE_FRACTION:.0%} of its largest, '
+                 f'{base.activation_max:.3g})')
+  if not flags:
+    return what
+  why = ('not a successful suppression' if base.get('wrong_sign', False) else
+         'the neuron was (nearly) off for these users')
+  return f'{", ".join(flags)}: {what}; {why}'
 
 
 def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
@@ -359,48 +506,166 @@ def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
 
 
 def _pivot_levels(t: pd.DataFrame) -> pd.DataFrame:
-  """One row per level, one column per (measure, mode)."""
-  t = t.replace({'level': {'reconstruction': 'no edit', 'unedited': 'no edit'}})
+  """One row per level (raw, no edit, then the levels), one column per
+  (measure, mode), and the neuron's mean ``activation`` at that level (the
+  same in every mode: the edited code does not depend on the mode)."""
+  t = t.replace({'level': {v: 'no edit'
+                           for v in interventions.NO_EDIT.values()}})
   measures = [c for c in ('concept_share', 'collateral_rbo', 'success_rate',
                           'mean_rank') if c in t and t[c].notna().any()]
   wide = t.pivot_table(index='level', columns='mode', values=measures,
                        sort=False, aggfunc='first')
   wide.columns = [f'{m} ({mode})' for m, mode in wide.columns]
+  if 'activation' in t:
+    wide.insert(0, 'activation', t.groupby('level', sort=False)[
+        'activation'].first())
   return wide.reset_index()
 
 
+#: The level scales in words (docs/method.md#interventions).
+_SCALES = {
+    'absolute': 'absolute scale: the neuron is set to the level itself',
+    'minmax': 'min-max scale: the neuron is set to lo + level x (hi - lo), '
+              'lo and hi the smallest and largest activation of that '
+              "user's (or item's) own code, so 0 is the code's minimum and 1 "
+              'its maximum'}
+
+
+def _case_text(case: str, t: pd.DataFrame) -> str:
+  """A use case's heading: neuron, users, their activation, scale, flags."""
+  who = f'{t.n_users.iloc[0]} users'
+  if 'n_eligible' in t and t.n_eligible.notna().any():
+    who += f', {int(t.n_eligible.iloc[0])} eligible'
+  steer = t.kind.iloc[0] != 'promote'
+  act = ''
+  if steer and 'orig_activation' in t:
+    act = (f'; their mean activation of the neuron '
+           f'{t.orig_activation.iloc[0]:.3g} (its largest over the SAE-test '
+           f'users {t.activation_max.iloc[0]:.3g})')
+  scale = _SCALES.get(str(t.scale.iloc[0]), str(t.scale.iloc[0]))
+  out = [f'**{case}** (neuron {t.neuron.iloc[0]}, {who}{act}; {scale}):']
+  wrong = []
+  for mode, g in t.groupby('mode', sort=False):
+    if 'wrong_sign' in g and g.wrong_sign.iloc[0]:
+      measure, before, level, after = interventions.strongest_change(
+          g, g.kind.iloc[0])
+      wrong.append(f'{measure} {before:.3g} with no edit -> {after:.3g} at '
+                   f'level {level:g} in {mode} mode')
+  if wrong:
+    out.append('**Wrong direction: ' + '; '.join(wrong) + '. The edit moved '
+               'the measure against its goal: do not read this case as a '
+               'success.**')
+  if 'inactive' in t and t.inactive.iloc[0]:
+    out.append(f'**Inactive neuron: these users\' mean activation of neuron '
+               f'{t.neuron.iloc[0]} ({t.orig_activation.iloc[0]:.3g}) is at '
+               f'most {interventions.INACTIVE_FRACTION:.0%} of its largest '
+               'over the SAE-test users: the neuron is (nearly) off for them, '
+               'so setting it moves them away from nothing they had.**')
+  return '\n\n'.join(out)
+
+
+def _recommender_dir(view) -> str | None:
+  """The recommender workdir the sweep records (``sweep.json``)."""
+  prov = checkpoint.read_sweep_json(view.workdir, provenance=True)[2]
+  return ((prov or {}).get('recommender') or {}).get('workdir')
+
+
+def _config_line(config: int, row: pd.Series, swept: Sequence[str]) -> str:
+  """'**Chosen: config 7** (lambda_pred 1, ...): normalised RBO ...'"""
+  hp = ', '.join(f'{f} {row[f]:g}' for f in swept)
+  orig = (f' (original {row["ndcg@10_original"]:.4f})'
+          if 'ndcg@10_original' in row else '')
+  return (f'**Chosen: config {config}**{f" ({hp})" if hp else ""}: '
+          f'normalised RBO {row.rbo_norm:.3f}, Kendall tau '
+          f'{row.kendall_tau:.3f}, NDCG@10 {row["ndcg@10"]:.4f}{orig}, '
+          f'{int(row[PURE])} pure concepts, {row.l0_items:.2f} active latents '
+          'per item.')
+
+
+def _choice_section(fid, choice: Choice, swept, n_configs, kind, dataset_name,
+                    k) -> report.Section:
+  status = config_status(fid)
+  diverged = fid.config[status != OK].tolist()
+  row = fid.set_index('config').loc[choice.config]
+  s = report.Section('Chosen config').text(
+      f'{n_configs} configs of an SAE sweep on the frozen {kind} recommender '
+      f'of {dataset_name}. Fidelity: top-{k} lists of the SAE-test users '
+      'from the original vs the reconstructed embeddings '
+      '(docs/method.md#fidelity); pure concepts: concepts with a neuron of '
+      'purity@10 = 1.0 (docs/method.md#concepts).')
+  ids = ', '.join(map(str, diverged[:20])) + (' ...' if len(diverged) > 20
+                                              else '')
+  what = ('(a `diverged` config is one whose loss or weights became '
+          'non-finite during training; it is frozen at its last finite '
+          'state, so its metrics describe a broken SAE)')
+  if diverged:
+    s.text(f'**{len(diverged)} of {n_configs} configs diverged** ({ids}) '
+           f'{what}. They are marked `diverged` in the `status` column of '
+           'every table, never chosen by the rule and never on the Pareto '
+           'front.')
+  else:
+    s.text(f'None of the {n_configs} configs diverged {what}: every '
+           '`status` is `ok`.')
+  line = _config_line(choice.config, row, swept)
+  if choice.by_hand:
+    try:
+      rule_pick = str(choose(fid).config)
+    except ConfigError:
+      rule_pick = 'none (every config diverged)'
+    s.text(f'{line} It was chosen by hand (`chosen={choice.config}`); the '
+           f'rule (docs/method.md#choosing-a-config: {choice.rule}) would '
+           f'choose {rule_pick}.')
+    if status[fid.config.to_numpy() == choice.config][0] != OK:
+      s.text(f'**Warning: config {choice.config} diverged in training: '
+             'every table and figure of it below describes its last finite '
+             'state, a broken SAE.**')
+    elif not row.rbo_norm >= choice.median_rbo:
+      s.text(f'**Warning: config {choice.config}\'s normalised RBO is below '
+             f'the median of the finite configs ({choice.median_rbo:.3f}): '
+             'it reproduces the recommender\'s rankings worse than most '
+             'configs.**')
+  else:
+    s.text(f'{line} It is the config the rule picks '
+           f'(docs/method.md#choosing-a-config): {choice.rule}. The heat map, '
+           'concepts, interventions and hierarchy below describe it.')
+  return s
+
+
 def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
-            iv, hier, plant, chosen, figs, seconds, pop_top, k):
+            iv, hier, plant, choice: Choice, figs, seconds, pop_top, k, out):
   art = view.artifact
+  chosen = choice.config
   swept = [f for f in ('lambda_pred', 'dict_size', 'rho', 'k', 'lambda_kl',
                        'lambda_l1', 'lr', 'seed')
            if f in fid and fid[f].nunique() > 1]
-  show = ['config', *swept, 'l0_items', 'rbo_norm', 'kendall_tau', 'overlap',
-          'ndcg@10', PURE, 'mean_ms', 'pareto']
+  show = ['config', 'status', *swept, 'l0_items', 'rbo_norm', 'kendall_tau',
+          'overlap', 'ndcg@10', PURE, 'mean_ms', 'eligible', 'pareto']
   show = [c for c in show if c in fid]
-  sections = []
-  best = fid.sort_values([PURE, 'rbo_norm'], ascending=False)
-  s = report.Section('Best configs').text(
-      f'{view.num_configs} configs of an SAE sweep on the frozen {art.kind} '
-      f'recommender of {dataset.name}. Fidelity: top-{k} lists of the '
-      'SAE-test users from the original vs the reconstructed embeddings '
-      '(docs/method.md#fidelity); pure concepts: concepts with a neuron of '
-      'purity@10 = 1.0 (docs/method.md#concepts). The chosen config '
-      f'(below) is **{chosen}**.')
-  s.table(best[show].head(8))
-  front = fid[fid.pareto].sort_values('l0_items')
-  s.text(f'Pareto front over (L0 low, normalised RBO high, pure concepts '
-         f'high): {len(front)} configs.')
-  s.table(front[show], max_rows=20)
-  sections.append(s)
+  sections = [_choice_section(fid, choice, swept, view.num_configs,
+                              art.kind.upper(), dataset.name, k)]
   s = report.Section('Sparsity vs fidelity')
   s.figure(figs['fidelity_vs_l0.png'], 'Normalised RBO and Kendall tau '
-           'against mean active latents per item; Pareto front in red.')
+           'against mean active latents per item, finite configs; ringed in '
+           'red, with their pure concepts: the Pareto front over pure '
+           'concepts and normalised RBO.')
   orig = [c for c in ('ndcg@10_original', 'hr@10_original') if c in fid]
   if orig:
     s.text('Original recommender on the same users: ' + ', '.join(
         f'{c.replace("_original", "")} {fid[c].iloc[0]:.4f}' for c in orig))
-  s.table(fid[show], max_rows=40)
+  front = fid[fid.pareto.astype(bool)].sort_values(PURE)
+  n_ok = int((config_status(fid) == OK).sum())
+  s.text(f'Pareto front (`pareto`): the finite configs for which no other '
+         'finite config has at least as many pure concepts and at least the '
+         'normalised RBO, with more of one; it shows what each extra pure '
+         f'concept costs in fidelity: {len(front)} of {n_ok} finite configs, '
+         f'{", ".join(map(str, front.config))}. (Normalised RBO rises with '
+         'the active latents almost monotonically, so a front over those two '
+         'would hold most configs.) `eligible`: the configs the '
+         'choice rule chooses from. The configs in the rule\'s order '
+         '(eligible first, then by pure concepts and normalised RBO; '
+         'diverged last); every column of every config is in '
+         '`fidelity.csv`:')
+  s.table(choice_order(fid)[show], max_rows=40)
   sections.append(s)
 
   ct = chosen_concepts.copy()
@@ -441,18 +706,30 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
 
   if len(iv):
     s = report.Section(f'Interventions on config {chosen}')
-    s.figure(figs['interventions.png'], f'Concept share of the top-{k} '
-             '(suppression, nudging) or promotion success rate against the '
-             'level; dashed: collateral RBO of the rest of the list. '
-             '"replace" decodes the edited code (as the paper); "delta" adds '
-             'the edit to the raw embedding (docs/method.md#interventions).')
+    s.figure(figs['interventions.png'], 'Per use case, against the level '
+             f'(one numeric axis for both modes): top, the concept share of '
+             f'the top-{k} (suppression, nudging) or the promotion success '
+             'rate; bottom, the collateral RBO of the rest of the list or the '
+             'promoted item\'s mean rank. Dotted black: the raw ranking '
+             '(unedited embeddings; delta mode\'s no-edit is exactly this); '
+             'dashed: replace mode\'s no-edit, the reconstruction.')
+    s.text('"replace" decodes the edited code (as the paper); "delta" adds '
+           'only the edit to the raw embedding (docs/method.md#interventions).'
+           ' Levels are on the case\'s scale: absolute (the neuron is set to '
+           'the level itself) or min-max (set to lo + level x (hi - lo), lo '
+           'and hi the extremes of each user\'s or item\'s own code). '
+           '`activation`: the neuron\'s mean over the edited users (or the '
+           'promoted item\'s value) at that level; on the raw and no-edit '
+           'rows, before any edit. "no edit": the reconstruction in replace '
+           'mode, the raw vector in delta mode. A case is flagged **wrong '
+           'direction** when its strongest level (the lowest of a '
+           'suppression, the highest of a nudge or promotion) moves its '
+           'measure against the goal relative to no edit, and **inactive '
+           'neuron** when the edited users\' mean activation is at most '
+           f'{interventions.INACTIVE_FRACTION:.0%} of the neuron\'s largest '
+           'over the SAE-test users.')
     for case, t in iv.groupby('case', sort=False):  # a few use cases
-      who = f'{t.n_users.iloc[0]} users'
-      if 'n_eligible' in t and t.n_eligible.notna().any():
-        who += f', {int(t.n_eligible.iloc[0])} eligible'
-      s.text(f'**{case}** (neuron {t.neuron.iloc[0]}, {who}; "no edit": the '
-             'reconstruction in replace mode, the raw vector in delta '
-             'mode):')
+      s.text(_case_text(case, t))
       s.table(_pivot_levels(t))
     sections.append(s)
 
@@ -473,8 +750,20 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
            f'{plant["purity@10"].mean():.3f}.')
     s.table(plant)
     sections.append(s)
-  preamble = (f'Sweep `{view.workdir}`; recommender `{art.kind}` on '
-              f'`{dataset.name}` (sha256 {str(art.fingerprint)[:12]}); '
-              f'analysis {seconds:.1f}s. CSVs beside this file.')
-  return report.render(f'Analysis: {os.path.basename(view.workdir)}',
-                       sections, preamble)
+  rec = _recommender_dir(view)
+  rec = f'`{os.path.relpath(rec, out)}`' if rec else 'its recommender'
+  preamble = (f'Sweep folder `{os.path.relpath(view.workdir, out)}`, '
+              f'explaining recommender {rec} ({art.kind.upper()} on '
+              f'{dataset.name}, sha256 {str(art.fingerprint)[:12]}); '
+              f'analysis {seconds:.1f}s. Paths are relative to this file; '
+              'the CSVs and figures are beside it.')
+  return report.render(f'Analysis: {art.kind.upper()} on {dataset.name}, '
+                       f'sweep {_sweep_name(view.workdir)}', sections,
+                       preamble)
+
+
+def _sweep_name(workdir: str) -> str:
+  """The sweep folder's name, with its parent's when the name alone says
+  little (the main job's ``MODEL/sweep``)."""
+  head, name = os.path.split(os.path.normpath(workdir))
+  return f'{os.path.basename(head)}/{name}' if name == 'sweep' else name

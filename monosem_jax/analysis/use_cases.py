@@ -18,6 +18,10 @@ words against the dataset and the SAE's characterisation and calls
   'minmax'), ``threshold`` (promotion).
 
 Every use case runs in both modes ('replace' as the paper, and 'delta').
+Each (case, mode) is flagged when its edit moved the measure the wrong way
+(``wrong_sign``) or, for suppression and nudging, when the neuron is
+(nearly) off for the users it edits (``inactive``: their mean activation is
+at most 5 % of the neuron's largest over the SAE-test users).
 
 Example::
 
@@ -192,6 +196,25 @@ def resolve(cases: Sequence[UseCase], dataset, split,
   return out
 
 
+def flag_case(t: pd.DataFrame, kind: str, user_max: float) -> pd.DataFrame:
+  """One (case, mode) table with its flags (docs/method.md#interventions):
+  ``activation_max`` (steering: the neuron's largest activation over the
+  SAE-test users), ``inactive`` (steering: the users' mean activation is at
+  most :data:`~interventions.INACTIVE_FRACTION` of it), ``wrong_sign``
+  (:func:`~interventions.wrong_direction`) and ``flag``, the two in words."""
+  t = t.copy()
+  steer = kind != 'promote'
+  t['activation_max'] = user_max if steer else np.nan
+  inactive = steer and bool(t['orig_activation'].iloc[0] <= (
+      interventions.INACTIVE_FRACTION * user_max))
+  wrong = interventions.wrong_direction(t, kind)
+  t['inactive'] = inactive
+  t['wrong_sign'] = wrong
+  t['flag'] = ', '.join(w for w, on in (('wrong direction', wrong),
+                                        ('inactive neuron', inactive)) if on)
+  return t
+
+
 def run_use_cases(view: workdirs.SweepView, config: int, dataset,
                   cases: Sequence[UseCase], k: int = 30, p: float = 0.9,
                   modes: Sequence[str] = interventions.MODES,
@@ -215,8 +238,11 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     One row per (case, mode, level): ``case, kind, concept, neuron,
     neuron_purity@10, target`` (the promoted item's title)``, users,
     n_users, mode, scale, level`` and the measures of the use case's kind
-    (``concept_share, collateral_rbo`` or ``success_rate, mean_rank,
-    in_top_k, n_eligible``).
+    (``concept_share, collateral_rbo, orig_activation`` or ``success_rate,
+    mean_rank, in_top_k, n_eligible``), ``activation`` (the edited neuron's
+    mean over the users, or the promoted item's value, after the edit) and
+    the flags of :func:`flag_case` (``activation_max, inactive, wrong_sign,
+    flag``).
   """
   art = view.artifact
   if resolved is None:
@@ -228,6 +254,11 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     concept_table = neurons.concept_table(acts, dataset.item_concepts,
                                           dataset.concept_names)
   best = concept_table.set_index('concept')
+  # each neuron's largest activation over the SAE-test users: the scale the
+  # 'inactive' flag compares a group's mean activation with
+  test_users = np.asarray(art.split.sae_test_users)
+  user_max = np.asarray(codec.encode(
+      np.asarray(art.user_emb)[test_users])[0]).max(0)        # (dict_size,)
   tables = []
   for r in resolved:  # a handful of declared experiments
     case, c = r.case, dataset.concept_names[r.concept]
@@ -260,5 +291,5 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
         if col in t:
           t = t.drop(columns=col)
         t.insert(0, col, value)
-      tables.append(t)
+      tables.append(flag_case(t, case.kind, float(user_max[neuron])))
   return pd.concat(tables, ignore_index=True)

@@ -3,7 +3,8 @@
 Generative model (all vectorised numpy):
 
 * K concepts ("genres"). Every item has one concept; a fraction
-  ``two_concept_fraction`` of items has a second one.
+  ``two_concept_fraction`` of items has a second one. Titles name every
+  concept of the item: ``'item 7 [drama, war]'``.
 * Item popularity: a Zipf-like log-weight ``b_i = -popularity_exponent *
   log(1 + rank_i)`` over a random permutation of items.
 * Era: each concept has a centre year; an item's year is its first concept's
@@ -125,8 +126,11 @@ def make_world(config: WorldConfig = WorldConfig()) -> Dataset:
   items = np.concatenate(items_out)
   names = concept_names(k)
   item_ids = np.arange(1, ni + 1)
+  # every planted concept in the title: the first, then the second if any
+  named = np.asarray(names, object)
   titles = (np.char.add('item ', item_ids.astype(str)).astype(object)
-            + ' [' + np.asarray(names, object)[first] + ']')
+            + ' [' + named[first]
+            + np.where(two, ', ' + named[second], '').astype(object) + ']')
   return Dataset.from_pairs(
       'synthetic', users + 1, items + 1, all_item_ids=item_ids,
       concept_names=names, concept_table=(item_ids, concepts),
