@@ -12,8 +12,10 @@ folder. Measured on a 2-core CPU: 43 s for the 80-config ML-1M MF README
 sweep (shared with other jobs), 66 s for 256 configs (BENCHMARKS.md).
 
 Fields:
-  k, p: fidelity list length and RBO persistence.
-  ks: purity list lengths (the first picks best neurons and concepts).
+  k, p: fidelity list length (None: 30, or every item of a smaller
+    catalogue) and RBO persistence.
+  ks: purity list lengths, the first 10 (it picks best neurons and concepts);
+    None: (10, 20, 50) without those beyond the catalogue size.
   max_users: fidelity on the first N SAE-test users only (None: all).
   chosen: the config whose heat map, interventions and hierarchy the report
     shows; -1 applies the rule of docs/method.md#choosing-a-config (among
@@ -94,9 +96,9 @@ def defaults_for(dataset: str) -> dict:
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.k = 30
+  c.k = config_dict.placeholder(int)   # None: 30 (fewer items: all)
   c.p = 0.9
-  c.ks = (10, 20, 50)
+  c.ks = config_dict.placeholder(tuple)   # None: (10, 20, 50) up to n_items
   c.max_users = config_dict.placeholder(int)
   c.chosen = -1
   c.modes = ('replace', 'delta')
@@ -128,8 +130,9 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
            for i, c in enumerate(raw_cases)]
   sets = cfg.concept_sets if cfg.concept_sets is not None else (
       defaults['concept_sets'])
+  ks = None if cfg.ks is None else tuple(cfg.ks)
   return dict(use_cases_=cases, concept_sets=dict(sets), k=cfg.k, p=cfg.p,
-              ks=tuple(cfg.ks), max_users=cfg.max_users, chosen=cfg.chosen,
+              ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
               hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
               pop_top=(cfg.pop_top if cfg.pop_top is not None

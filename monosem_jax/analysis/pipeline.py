@@ -54,6 +54,9 @@ from monosem_jax.sweep.spec import SweepSpec
 
 REPORT_MD = 'report.md'
 PURE = 'pure_concepts@10'
+#: Default fidelity list length and purity list lengths (docs/method.md).
+DEFAULT_K = 30
+DEFAULT_KS = (10, 20, 50)
 #: A config's ``status``: trained to the end, or frozen at its last finite
 #: state after its loss or weights became non-finite (``sweep_results.csv``).
 OK, DIVERGED = 'ok', 'diverged'
@@ -311,7 +314,8 @@ def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
 def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   use_cases_: Sequence[use_cases.UseCase] = (),
                   concept_sets: Mapping[str, Sequence[str]] | None = None,
-                  k: int = 30, p: float = 0.9, ks: Sequence[int] = (10, 20, 50),
+                  k: int | None = None, p: float = 0.9,
+                  ks: Sequence[int] | None = None,
                   max_users: int | None = None, chosen: int = -1,
                   modes: Sequence[str] = ('replace', 'delta'),
                   pop_top: int = 500, era_top: int = 200,
@@ -324,8 +328,10 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     view, dataset: from ``workdirs.open_sweep`` / ``open_dataset``.
     use_cases_: the intervention use cases (run on the chosen config).
     concept_sets: ``{name: tags}`` scored as extra concepts.
-    k, p: fidelity list length, RBO persistence; ks: purity K values (the
-      first must be 10 for the pure-concept count).
+    k, p: fidelity list length (None: 30, or the catalogue size when it
+      is smaller), RBO persistence; ks: purity K values, the first 10 for
+      the pure-concept count (None: those of :data:`DEFAULT_KS` that the
+      catalogue holds). Values given explicitly are checked, never cut.
     max_users: fidelity on the first N SAE-test users only.
     chosen: config for the heat map, interventions and hierarchy (-1: auto,
       :func:`choose_config`).
@@ -335,7 +341,10 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   """
   t_start = time.perf_counter()
   out = out or view.workdir
-  ks = tuple(ks)
+  n_items = view.artifact.n_items
+  k = min(DEFAULT_K, n_items) if k is None else k
+  ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
+        if ks is None else tuple(ks))
   # Every setting is checked before the expensive stages.
   _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
                   pop_top=pop_top, era_top=era_top,
