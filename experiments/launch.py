@@ -39,6 +39,7 @@ from absl import flags
 from ml_collections import config_flags
 from ml_collections.config_flags import tuple_parser
 
+from monosem_jax.analysis import concepts
 from monosem_jax.errors import ConfigError, MonosemError
 
 
@@ -257,10 +258,6 @@ def refusals_in_one_line(main):
 
 def refuse_without_concepts(dataset) -> None:
   """The analysis matches neurons to item concepts: the launchers that run
-  it refuse, before any work, a dataset that has none (e.g. atomic files
-  without ``NAME.item``), where the analysis would fail at its end."""
-  if dataset.n_concepts == 0:
-    raise ConfigError(
-        f'{dataset.name}: the items have no concept labels, which the '
-        'analysis matches neurons against (atomic files: a token_seq field '
-        'of NAME.item, chosen by --config.dataset.options.concept_field)')
+  it refuse, before any work, a dataset that has none
+  (:func:`monosem_jax.analysis.concepts.require_concepts`)."""
+  concepts.require_concepts(dataset)

@@ -1,6 +1,7 @@
 """The whole analysis of a sweep: experiments.analyze, its parts and report."""
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
@@ -368,3 +369,15 @@ def test_wrong_direction_and_inactive_flags():
   assert flagged.flag.iloc[0] == 'wrong direction, inactive neuron'
   fine = use_cases.flag_case(t.assign(orig_activation=0.4), 'suppress', 1.0)
   assert not fine.inactive.any()
+
+
+def test_analysis_refuses_a_dataset_without_concepts(sweep_dir, tmp_path):
+  """The library, not only the launchers, refuses before any work (it once
+  ended in an IndexError after the fidelity stage)."""
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  ds = workdirs.open_dataset(view.artifact)
+  bare = dataclasses.replace(ds, concept_names=(),
+                             item_concepts=np.zeros((ds.n_items, 0), bool))
+  with pytest.raises(ConfigError, match='no concept labels'):
+    pipeline.analyze_sweep(view, bare, out=str(tmp_path), log=lambda _: None)
+  assert not os.listdir(tmp_path)

@@ -28,6 +28,21 @@ from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
 
+
+def require_concepts(dataset) -> None:
+  """Refuses, in one line, a dataset whose items have no concept labels: the
+  analysis matches neurons against them (docs/method.md#concepts).
+
+  Raises:
+    ConfigError: ``dataset.n_concepts == 0`` (e.g. atomic files without
+      ``NAME.item``).
+  """
+  if dataset.n_concepts == 0:
+    raise ConfigError(
+        f'{dataset.name}: the items have no concept labels, which the '
+        'analysis matches neurons against (atomic files: a token_seq field '
+        'of NAME.item, chosen by --config.dataset.options.concept_field)')
+
 def sae_config_of(hparams: Mapping[str, Any]) -> model.SAEConfig:
   """The :class:`SAEConfig` of a config loaded with ``checkpoint.load_config``."""
   return model.SAEConfig(**hparams['sae_config'])

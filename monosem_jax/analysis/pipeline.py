@@ -346,6 +346,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
         if ks is None else tuple(ks))
   # Every setting is checked before the expensive stages.
+  concepts.require_concepts(dataset)
   _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
                   pop_top=pop_top, era_top=era_top,
                   hierarchy_top=hierarchy_top)
