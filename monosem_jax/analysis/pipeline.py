@@ -346,7 +346,6 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
         if ks is None else tuple(ks))
   # Every setting is checked before the expensive stages.
-  concepts.require_concepts(dataset)
   _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
                   pop_top=pop_top, era_top=era_top,
                   hierarchy_top=hierarchy_top)
@@ -360,6 +359,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     raise ConfigError(f'chosen={chosen}: the sweep has {view.num_configs} '
                       'configs (0..{}; -1 picks one)'.format(
                           view.num_configs - 1))
+  concepts.require_concepts(dataset)
   resolved = use_cases.resolve(list(use_cases_), dataset, view.artifact.split,
                                modes)
   cfg = dict(ks=ks, pop_top=pop_top, era_top=era_top)
