@@ -26,10 +26,10 @@ sweep on a 2-core CPU shared with other jobs; 66 s for 256 configs
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments.configs import analyze as analyze_config
-from experiments.launch import (define_config_file, parse_flags,
+from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, workdirs
@@ -67,5 +67,8 @@ def main(argv):
   print(f'chosen config: {result.chosen}; report: {result.report_path}')
 
 
+#: The console script ``monosem-analyze`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  run()

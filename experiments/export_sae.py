@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from experiments.launch import parse_flags, refusals_in_one_line
+from experiments.launch import console_script, refusals_in_one_line
 from monosem_jax.analysis.export import export_config
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A sweep workdir.',
@@ -41,5 +41,8 @@ def main(argv):
   print(f'exported config {_INDEX.value} of {_WORKDIR.value} to {out}')
 
 
+#: The console script ``monosem-export-sae`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from experiments.launch import parse_flags, refusals_in_one_line
+from experiments.launch import console_script, refusals_in_one_line
 from monosem_jax.data import fetch as fetch_lib
 
 _DEST = flags.DEFINE_string(
@@ -60,10 +60,8 @@ def main(argv):
   print(fetch_lib.export_line(root), flush=True)
 
 
-def run() -> None:
-  """The console script ``monosem-fetch``."""
-  app.run(main, flags_parser=parse_flags)
-
+#: The console script ``monosem-fetch`` (pyproject.toml).
+run = console_script(main)
 
 if __name__ == '__main__':
   run()

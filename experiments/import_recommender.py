@@ -16,11 +16,9 @@ lives in monosem_jax.recommenders.imported.import_embeddings.
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from experiments.launch import (define_config_file, parse_flags,
+from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line)
 
 _CONFIG = define_config_file(
@@ -54,5 +52,8 @@ def main(argv):
                              drop_missing_users=_DROP.value, log=log)
 
 
+#: The console script ``monosem-import-recommender`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  sys.exit(app.run(main, flags_parser=parse_flags))
+  run()

@@ -23,6 +23,17 @@ a ``dict(...)`` inside a tuple as one string).
 the library (:class:`~monosem_jax.errors.MonosemError`: bad data, an invalid
 config, a busy or foreign workdir) prints as ``error: <message>`` with exit
 status 1, without a traceback.
+
+A config file is found from any working directory
+(:func:`resolve_config_path`): a path that exists wins, then a bare name of
+a shipped config (``--config=recommender.py:ml-1m,mf``), then a path from
+the repository root (``--config=experiments/configs/recommender.py:...``).
+``--help`` lists the fields of the config (the one ``--config`` names, else
+the default) with their defaults and one line each, from the config
+module's ``FIELD_HELP`` (:func:`config_fields_help`).
+:func:`console_script` makes a launcher's ``main`` the target of its console
+script (pyproject.toml ``[project.scripts]``: ``monosem-run`` ...), which
+behaves as ``python -m experiments.X`` does, ``--help`` included.
 """
 
 from __future__ import annotations
@@ -35,34 +46,174 @@ import os
 import re
 import sys
 
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 from ml_collections.config_flags import tuple_parser
 
 from monosem_jax.analysis import concepts
 from monosem_jax.errors import ConfigError, MonosemError
 
+# The flags this module defines for a launcher (the config flag) are key
+# flags of that launcher, so that its ``--help`` lists them.
+flags.disclaim_key_flags()
+
+#: The repository root (``experiments/`` lives in it; site-packages in a
+#: wheel install): default config files are found from any working directory.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The shipped config files (``experiments/configs``).
+CONFIGS = os.path.join(ROOT, 'experiments', 'configs')
+
+
+def resolve_config_path(path: str) -> str:
+  """The config file a ``--config`` path names, from any working directory.
+
+  In order: ``path`` itself when it exists (absolute, or from the working
+  directory); a bare file name in :data:`CONFIGS`
+  (``recommender.py``); a path from :data:`ROOT`
+  (``experiments/configs/recommender.py``).
+
+  >>> resolve_config_path('sweep.py') == os.path.join(CONFIGS, 'sweep.py')
+  True
+
+  Raises:
+    ConfigError: none of them exists (one line with the shipped names).
+  """
+  candidates = [path]
+  if not os.path.isabs(path):
+    if os.path.basename(path) == path:
+      candidates.append(os.path.join(CONFIGS, path))
+    candidates.append(os.path.join(ROOT, path))
+  for candidate in candidates:
+    if os.path.isfile(candidate):
+      return candidate
+  raise ConfigError(f'config file {path!r} not found: not in the working '
+                    f'directory {os.getcwd()}, nor a shipped config '
+                    f'({_shipped_configs()} in {CONFIGS})')
+
+
+def _shipped_configs() -> str:
+  """The names of the config files in :data:`CONFIGS`, comma-separated."""
+  return ', '.join(sorted(f for f in os.listdir(CONFIGS)
+                          if f.endswith('.py') and not f.startswith('_')))
+
+
+class _ResolvedConfigFile(flags.ArgumentParser):
+  """ml_collections' config file parser (``inner``), the path resolved
+  first (:func:`resolve_config_path`): a file not found is refused here, in
+  one line, where ml_collections would raise an OSError on first use."""
+
+  def __init__(self, inner: flags.ArgumentParser):
+    self._inner = inner
+
+  def parse(self, argument):
+    if isinstance(argument, str):
+      file, sep, arg = argument.partition(':')
+      argument = resolve_config_path(file) + sep + arg
+    return self._inner.parse(argument)
+
+  def flag_type(self):
+    return self._inner.flag_type()
+
+
+def _named_config(argv: list[str], name: str) -> str | None:
+  """The ``FILE[:ARG]`` of ``--name=FILE[:ARG]`` in ``argv`` (None if
+  absent)."""
+  for arg in argv[1:]:
+    if arg.startswith(f'--{name}='):
+      return arg.split('=', 1)[1]
+  return None
+
 
 def _config_of(argv: list[str], name: str):
   """The config ``--name`` builds: from ``--name=FILE[:ARG]`` in ``argv``,
   else the flag's default (None if neither can be had)."""
-  for arg in argv[1:]:
-    if arg.startswith(f'--{name}='):
-      return _load_config(arg.split('=', 1)[1])
+  named = _named_config(argv, name)
+  if named is not None:
+    return _load_config(named)
   default = flags.FLAGS[name].default if name in flags.FLAGS else None
   return default if hasattr(default, 'keys') else None
 
 
-def _load_config(config_arg: str):
-  """The config a ``FILE[:ARG]`` flag value builds, or None."""
+def _load_config_module(config_arg: str):
+  """``(module, config)`` that a ``FILE[:ARG]`` flag value names and builds,
+  or None."""
   path, _, arg = config_arg.partition(':')
   try:
-    spec = importlib.util.spec_from_file_location('_launch_config', path)
+    spec = importlib.util.spec_from_file_location('_launch_config',
+                                                  resolve_config_path(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    return module, (module.get_config(arg) if arg else module.get_config())
   except Exception:  # pylint: disable=broad-except
     return None
+
+
+def _load_config(config_arg: str):
+  """The config a ``FILE[:ARG]`` flag value builds, or None."""
+  loaded = _load_config_module(config_arg)
+  return loaded[1] if loaded else None
+
+
+def _leaves(config, prefix: str = ''):
+  """``(dotted path, value)`` of every field of ``config`` that is not a
+  section, depth first, in key order."""
+  for key, value in config.items():
+    path = f'{prefix}{key}'
+    if hasattr(value, 'keys') and hasattr(value, 'items') and value.keys():
+      yield from _leaves(value, path + '.')
+    else:
+      yield path, value
+
+
+def field_help(helps: dict, path: str) -> str | None:
+  """The line ``helps`` (a config module's ``FIELD_HELP``) gives the dotted
+  field ``path``; None when ``path`` or a section above it maps to None (a
+  field not listed); KeyError when it has no line.
+
+  >>> helps = {'train.seed': 'the seed', 'mf.dataset': None}
+  >>> field_help(helps, 'train.seed'), field_help(helps, 'mf.dataset.name')
+  ('the seed', None)
+  """
+  if path in helps:
+    return helps[path]
+  parts = path.split('.')
+  for i in range(len(parts) - 1, 0, -1):
+    if helps.get('.'.join(parts[:i]), '') is None:
+      return None
+  raise KeyError(path)
+
+
+def config_fields_help(config, helps: dict, name: str = 'config') -> list[str]:
+  """One line per field of ``config``: ``- name.FIELD = default: help``
+  (``helps`` is the config module's ``FIELD_HELP``, :func:`field_help`);
+  a field it does not cover is listed without a description."""
+  lines = []
+  for path, value in _leaves(config):
+    try:
+      text = field_help(helps, path)
+    except KeyError:
+      text = ''
+    if text is None:
+      continue
+    shown = value.to_dict() if hasattr(value, 'to_dict') else value
+    lines.append(f'- {name}.{path} = {shown!r}' + (f': {text}' if text else ''))
+  return lines
+
+
+def _config_flag_help(name: str, help_string: str, listed: str | None) -> str:
+  """``help_string``, then the fields of the config ``listed`` (a
+  ``FILE[:ARG]``) builds, one a line (:func:`config_fields_help`)."""
+  loaded = _load_config_module(listed) if listed else None
+  if loaded is None:
+    return help_string
+  module, config = loaded
+  lines = config_fields_help(config, getattr(module, 'FIELD_HELP', {}), name)
+  return '\n'.join([
+      help_string,
+      f'A file (FILE[:ARG]); from any folder, a shipped config by its name '
+      f'({_shipped_configs()}) or as experiments/configs/NAME. Fields of '
+      f'{listed}, with their defaults (set one with --{name}.FIELD=VALUE):',
+      *lines])
 
 
 def _unknown_field(config, path: list[str]) -> tuple[int, list[str]] | None:
@@ -212,27 +363,31 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(_flag_error_line(e))
 
 
-#: The repository root (``experiments/`` lives in it): default config files
-#: are found from any working directory.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def define_config_file(name: str, default: str | None, help_string: str,
+                       fields_of: str | None = None):
+  """``config_flags.DEFINE_config_file`` (unlocked), a key flag of the
+  launcher that calls it.
 
-
-def define_config_file(name: str, default: str | None, help_string: str):
-  """``config_flags.DEFINE_config_file`` (unlocked).
-
-  A relative ``default`` is taken from the repository root when it is not
-  in the working directory, so ``python -m experiments.run`` works from any
-  folder. With a default file, ml_collections applies the command line's
+  Every value, the default too, is found by :func:`resolve_config_path`, so
+  ``python -m experiments.run`` works from any folder. The help lists the
+  fields of the config ``--name`` names on the command line, else of
+  ``default``, else of ``fields_of`` (a ``FILE[:ARG]``, for a flag without a
+  default). With a default file, ml_collections applies the command line's
   overrides while the flag is defined, before :func:`parse_flags` runs; an
   unknown field there exits with the same one line.
   """
-  if default and not os.path.isabs(default) and not os.path.exists(default):
-    default = os.path.join(ROOT, default)
+  listed = _named_config(sys.argv, name) or default or fields_of
+  help_string = _config_flag_help(name, help_string, listed)
   if default:
+    file, sep, arg = default.partition(':')
+    default = resolve_config_path(file) + sep + arg
     _exit_if_repeated(sys.argv)
   try:
-    return config_flags.DEFINE_config_file(name, default, help_string,
-                                           lock_config=False)
+    holder = config_flags.DEFINE_config_file(name, default, help_string,
+                                             lock_config=False)
+    flag = flags.FLAGS[name]
+    flag.parser = _ResolvedConfigFile(flag.parser)
+    return holder
   except (AttributeError, KeyError):
     _exit_if_unknown_field(
         sys.argv, lambda n: _load_config(default) if n == name and default
@@ -240,6 +395,32 @@ def define_config_file(name: str, default: str | None, help_string: str):
     raise
   except flags.Error as e:
     sys.exit(_flag_error_line(e))
+
+
+def console_script(main):
+  """The entry point of a launcher's console script (pyproject.toml
+  ``[project.scripts]``): a function of no argument that runs the absl
+  ``main`` as ``python -m experiments.X`` does. Each launcher ends with::
+
+    run = console_script(main)
+
+    if __name__ == '__main__':
+      run()
+
+  Under a console script the main module is the generated wrapper, which
+  absl's ``--help`` would describe (no docstring, no flags): the launcher
+  module's docstring and key flags are lent to it first.
+  """
+
+  def run() -> None:
+    module = sys.modules[main.__module__]
+    if module.__name__ != '__main__':
+      for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+      sys.modules['__main__'].__doc__ = module.__doc__
+    app.run(main, flags_parser=parse_flags)
+
+  return run
 
 
 def refusals_in_one_line(main):

@@ -47,10 +47,10 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments.configs import analyze as analyze_config
-from experiments.launch import (define_config_file, parse_flags,
+from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
@@ -233,5 +233,8 @@ def summarize(model: str, result: pipeline.Analysis, log) -> None:
     log(line)
 
 
+#: The console script ``monosem-run`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -32,14 +32,15 @@ figure.
 import jax
 from absl import app, flags, logging
 
-from experiments.launch import (define_config_file, parse_flags,
+from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line)
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.sweep.runner import run_sweep
 
 _CONFIG = define_config_file(
     'config', None,
-    'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).')
+    'Sweep config file (experiments/configs/sweep.py:DATASET,MODEL).',
+    fields_of='experiments/configs/sweep.py:ml-1m,mf')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False,
@@ -77,5 +78,8 @@ def main(argv):
     print(f'figure: {plot_sweep_workdir(_WORKDIR.value)}')
 
 
+#: The console script ``monosem-sweep`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -11,11 +11,9 @@ monosem_jax.recommenders.train.run.
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from experiments.launch import (define_config_file, parse_flags,
+from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line)
 
 _CONFIG = define_config_file(
@@ -39,5 +37,8 @@ def main(argv):
   train.run(_CONFIG.value, _WORKDIR.value, log=log)
 
 
+#: The console script ``monosem-train`` (pyproject.toml).
+run = console_script(main)
+
 if __name__ == '__main__':
-  sys.exit(app.run(main, flags_parser=parse_flags))
+  run()

@@ -94,6 +94,30 @@ def defaults_for(dataset: str) -> dict:
   return d
 
 
+#: One line per field (the docstring's "Fields:" says more), listed with its
+#: default by ``--help`` (experiments/launch.py config_fields_help).
+FIELD_HELP = {
+    'k': 'fidelity list length (None: 30, or every item of a smaller '
+         'catalogue)',
+    'p': 'RBO persistence',
+    'ks': 'purity list lengths, the first picks neurons and concepts (None: '
+          '(10, 20, 50) up to the catalogue size)',
+    'max_users': 'fidelity on the first N SAE-test users (None: all)',
+    'chosen': 'the config the report details (-1: the rule of '
+              'docs/method.md#choosing-a-config)',
+    'modes': 'intervention modes: replace (as the paper) | delta',
+    'pop_top': 'N of the popularity neuron\'s mean popularity rank of top-N '
+               "(None: the dataset's)",
+    'era_top': 'top items per neuron counted for the era mix (ML-1M)',
+    'hierarchy_top': 'top items per latent in the Matryoshka hierarchy',
+    'use_cases': "intervention use cases, a tuple of dicts (None: the "
+                 "dataset's)",
+    'concept_sets': "{name: tags} scored as one concept (None: the "
+                    "dataset's)",
+    'threads': 'worker threads for the neuron tables (None: one per core)',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.k = config_dict.placeholder(int)   # None: 30 (fewer items: all)

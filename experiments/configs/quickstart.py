@@ -53,6 +53,22 @@ from experiments.configs import recommender, sweep
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = ('mf', 'ncf')
+#: One line per field, listed with its default by ``--help``
+#: (experiments/launch.py config_fields_help): each model's recommender and
+#: sweep fields as in their configs; one dataset for both models.
+FIELD_HELP = {
+    'models': "the models to run, e.g. ('mf',)",
+    'restart_downstream': 'True: delete sweeps a rerun would make stale '
+                          'and redo them, instead of refusing',
+    **{k: v for k, v in recommender.FIELD_HELP.items()
+       if k.startswith('dataset.')},
+    **{f'{m}.recommender.{k}': v for m in MODELS
+       for k, v in recommender.FIELD_HELP.items()
+       if not k.startswith('dataset.')},
+    **{f'{m}.sweep.{k}': v for m in MODELS for k, v in sweep.FIELD_HELP.items()},
+    # Not listed: the models' dataset sections (config.dataset is used).
+    **{f'{m}.recommender.dataset': None for m in MODELS},
+}
 
 
 def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:

@@ -53,6 +53,72 @@ ATOMIC_OPTIONS = {'atomic_name': str, 'concept_field': str, 'title_field': str,
                   'year_field': str, 'min_rating': float, 'user_field': str,
                   'item_field': str, 'rating_field': str}
 MODELS = ('mf', 'ncf')
+_ATOMIC = 'atomic (monosem_jax/data/atomic.py):'
+#: One line per field, listed with its default by the launchers' ``--help``
+#: (experiments/launch.py config_fields_help).
+FIELD_HELP = {
+    'dataset.name': 'synthetic | ml-1m | ml-100k | lastfm-2k | atomic',
+    'dataset.data_dir': 'the folder holding the dataset folder, or the '
+                        'dataset folder (default: $MONOSEM_DATA_DIR)',
+    'dataset.options': "the loader's keyword options (none for this "
+                       'dataset)',
+    'dataset.options.n_users': 'synthetic world: users',
+    'dataset.options.n_items': 'synthetic world: items',
+    'dataset.options.seed': 'synthetic world: its seed',
+    'dataset.options.n_concepts': 'synthetic world: planted concepts',
+    'dataset.options.mean_positives': 'synthetic world: mean positives per '
+                                      'user',
+    'dataset.options.paper_parity': 'ML-1M: drop user 4169 as the paper did '
+                                    '(6,039 users)',
+    'dataset.options.atomic_name': f"{_ATOMIC} the files' stem NAME (None: "
+                                   "the folder's name)",
+    'dataset.options.concept_field': f'{_ATOMIC} the item field whose tokens '
+                                     'are the concepts (None: the only '
+                                     'token_seq field besides the title)',
+    'dataset.options.title_field': f"{_ATOMIC} the item field of titles "
+                                   "(None: 'title')",
+    'dataset.options.year_field': f'{_ATOMIC} the item field of release '
+                                  "years (None: 'year' or 'release_year')",
+    'dataset.options.min_rating': f'{_ATOMIC} positives are the ratings >= '
+                                  'this (None: every interaction)',
+    'dataset.options.user_field': f"{_ATOMIC} user id field (None: 'user_id')",
+    'dataset.options.item_field': f"{_ATOMIC} item id field (None: 'item_id')",
+    'dataset.options.rating_field': f'{_ATOMIC} rating field (None: '
+                                    "'rating')",
+    'dataset.min_item_users': 'drop items with fewer users (0: none; with '
+                              'min_user_positives, repeated until stable)',
+    'dataset.min_user_positives': 'drop users with fewer positives (0: none)',
+    'split.n_holdout': 'held-out test positives per user',
+    'split.n_test_negatives': 'test negatives per user (never training '
+                              'negatives)',
+    'split.sae_test_fraction': 'fraction of users held out of SAE training',
+    'split.alpha': 'temperature of the negative sampler on popularity share '
+                   '(0: uniform)',
+    'split.seed': 'seed of the split',
+    'split.too_few': 'users with too few positives for a hold-out: '
+                     'train_only | drop | error',
+    'model.kind': 'mf | ncf (the config argument chooses it)',
+    'model.dim': 'embedding width (K for MF, d for NCF)',
+    'model.hidden': 'NCF: MLP widths',
+    'model.use_bias': 'NCF: user and item biases inside the logit',
+    'train.seed': 'seed of initialisation, negatives and shuffling',
+    'train.batch_size': 'samples (positives + negatives) per step',
+    'train.shuffle': 'epoch shuffle: feistel | sort',
+    'train.unique_negatives': "a user's negatives of an epoch are distinct "
+                              '(False: independent draws)',
+    'train.optimizer': 'sgd | adam | sparse_adam',
+    'train.learning_rate': 'step size',
+    'train.reg': 'L2 weight, per occurrence on the rows a batch touches',
+    'train.reduction': "sum | mean of a batch's per-sample losses",
+    'train.epochs': 'training epochs (a rerun with more resumes)',
+    'eval.ks': 'list lengths of HR / Recall / NDCG',
+    'eval.ties': 'tied scores: index (stable order) | pessimistic',
+    'eval.every': 'epochs between evaluations while training (0: none; the '
+                  'final one always runs)',
+    'eval.block_size': 'users per evaluation block',
+    'checkpoint.every': 'epochs between orbax checkpoints',
+    'checkpoint.max_to_keep': 'checkpoints kept',
+}
 
 
 def _dataset(name: str) -> ml_collections.ConfigDict:

@@ -38,6 +38,54 @@ DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = ('mf', 'ncf')
 #: Every per-config hyper-parameter; each can be a grid axis.
 GRID_FIELDS = FIELDS
+#: What each per-config field sets (docs/method.md#objective).
+HPARAM_HELP = {
+    'lambda_pred': 'w_pred, weight of the prediction loss through the frozen '
+                   'scorer',
+    'lambda_emb': 'w_emb, weight of the embedding reconstruction MSE',
+    'lambda_kl': 'w_KL, weight of the KL sparsity term',
+    'rho': 'the KL target of each latent\'s mean activation',
+    'lambda_l1': 'w_1, weight of the L1 term on the latents',
+    'lr': 'Adam learning rate',
+    'seed': 'SAE initialisation seed',
+    'dict_size': 'latents (at most the largest size of the sweep)',
+    'k': 'active latents of TopK / BatchTopK (0 with ReLU)',
+}
+#: One line per field, listed with its default by ``--help``
+#: (experiments/launch.py config_fields_help).
+FIELD_HELP = {
+    'dataset': "the recommender's dataset (checked; chooses the defaults)",
+    'kind': "the recommender's kind, mf | ncf (checked)",
+    'allow_other_dataset': "True: sweep a recommender of another dataset "
+                           'with these settings',
+    'recommender_workdir': 'the trained (or imported) recommender',
+    'seed': 'seed of the batch stream all configs share',
+    'epochs': 'SAE training epochs (a rerun with more resumes)',
+    'checkpoint_every': 'epochs between orbax checkpoints',
+    'shard': 'shard the configs over every device when there are several',
+    'plan_memory': "print XLA's memory estimate and the largest config count",
+    'config_chunk': 'configs per device per program (None: all, or the '
+                    'largest block that fits)',
+    'eval_config_chunk': 'configs per evaluation program (None: automatic)',
+    'spec.activation': 'relu | topk | batchtopk (then set spec.k_max)',
+    'spec.k_max': 'the largest k of TopK / BatchTopK',
+    'spec.tied': 'tied decoder (W_dec = W); False: untied',
+    'spec.prefixes': 'Matryoshka prefix sizes, increasing (): none',
+    'spec.batch_users': 'MF: SAE-train users per batch',
+    'spec.batch_items': 'MF: items per batch',
+    'spec.batch_pairs': 'NCF: (user, item) pairs per batch',
+    'spec.steps_per_epoch': '0: one pass over the SAE-train users (MF) or '
+                            'pairs (NCF); N: N steps',
+    'spec.precision': 'training matmuls: float32 | tf32 | bfloat16 '
+                      '(docs/method.md#sweeps-at-scale)',
+    'spec.pred_loss': 'NCF prediction loss: bce | mse',
+    'spec.ncf_pairs': 'NCF batches: positive | random | mixed pairs '
+                      '(docs/method.md#sae-batches)',
+    **{f'defaults.{f}': f'{text}, where {f} is not a grid axis'
+       for f, text in HPARAM_HELP.items()},
+    **{f'grid.{f}': f'a tuple of {f} values to sweep (None: not an axis)'
+       for f in GRID_FIELDS},
+}
 
 
 def grid_config(**axes) -> ml_collections.ConfigDict:
