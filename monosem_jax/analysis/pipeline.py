@@ -500,12 +500,8 @@ def _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks):
 
   save('fidelity_vs_l0.png', lambda: figures.plot_fidelity_vs_l0(fid))
   purity = neurons.concept_scores(acts, item_concepts, ks[:1])['purity'][0]
-  shown = np.argsort(-purity.max(0), kind='stable')[:40]  # legible: <= 40
-  cols = np.sort(np.argsort(-purity.max(1), kind='stable')[:120])  # <= 120
   save('concept_heatmap.png', lambda: figures.plot_concept_heatmap(
-      purity[np.ix_(cols, shown)], [names[i] for i in shown], ks[0],
-      f'config {chosen}: purity@{ks[0]} (top {len(shown)} concepts, '
-      f'{len(cols)} of {purity.shape[0]} neurons)', neuron_ids=cols))
+      purity, names, ks[0], f'config {chosen}: purity@{ks[0]}'))
   if len(iv):
     save('interventions.png', lambda: figures.plot_interventions(iv))
   if len(hier) > 1:
@@ -655,9 +651,11 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
                               art.kind.upper(), dataset.name, k)]
   s = report.Section('Sparsity vs fidelity')
   s.figure(figs['fidelity_vs_l0.png'], 'Normalised RBO and Kendall tau '
-           'against mean active latents per item, finite configs; ringed in '
-           'red, with their pure concepts: the Pareto front over pure '
-           'concepts and normalised RBO.')
+           'against mean active latents per item, one point per finite '
+           'config (diverged ones left out); colour: λ_pred, marker: '
+           'dict_size. Ringed in red and labelled "config id (pure '
+           'concepts)": the Pareto front over pure concepts and normalised '
+           'RBO.')
   orig = [c for c in ('ndcg@10_original', 'hr@10_original') if c in fid]
   if orig:
     s.text('Original recommender on the same users: ' + ', '.join(
@@ -686,8 +684,14 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
                       'purity@50', 'base_rate', 'lift@10', 'p_value@10',
                       'n_scored@10', 'top items') if c in ct]
   s = report.Section(f'Concepts of config {chosen}')
-  s.figure(figs['concept_heatmap.png'], 'purity@10 of every concept (rows) '
-           'and neuron (columns, ordered by best concept).')
+  s.figure(figs['concept_heatmap.png'], 'Purity of concepts (rows) and '
+           'neurons (columns, grouped by their best concept: a monosemantic '
+           f'dictionary shows a diagonal). Beyond {figures.HEATMAP_NEURONS} '
+           'neurons, each concept\'s best neuron, then its second best, ... '
+           f'up to {figures.HEATMAP_NEURONS}, and at most '
+           f'{figures.HEATMAP_CONCEPTS} concepts (the highest purity); the '
+           'title says how many of how many; neuron ids label every n-th '
+           'column when they would overlap.')
   s.text('Each concept\'s best neuron (highest purity@10, then smallest '
          'hypergeometric p-value), with its top items:')
   s.table(ct[cols], max_rows=40)
@@ -745,8 +749,9 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
 
   s = report.Section(f'Matryoshka hierarchy of config {chosen}')
   if 'hierarchy.png' in figs:
-    s.figure(figs['hierarchy.png'], 'Per prefix group of latents: '
-             'popularity and concept breadth of their top items.')
+    s.figure(figs['hierarchy.png'], 'Per prefix group of latents (each '
+             'bar labelled with its latents, e.g. 0–7): alive latents, and '
+             'the popularity and concept breadth of their top items.')
   else:
     s.text('This config has no Matryoshka prefixes: one group.')
   s.table(hier)
