@@ -37,10 +37,10 @@ import orbax.checkpoint as ocp
 from monosem_jax import checkpoints, files
 from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
-from monosem_jax.sweep.spec import SweepHparams, SweepSpec, dumps, loads
+from monosem_jax.sweep.spec import (SWEEP_JSON, SweepHparams, SweepSpec, dumps,
+                                   loads)
 from monosem_jax.sweep.state import init_sweep
 
-SWEEP_JSON = 'sweep.json'
 CKPT_DIR = 'checkpoints'
 
 
