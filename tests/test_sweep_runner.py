@@ -166,3 +166,13 @@ def test_memory_plan_is_skipped_on_a_cpu_and_cached_when_asked(
   assert len(compiles) == 2
   assert any(line.startswith('memory (XLA') and line.endswith(
       '(from memory_plan.json)') for line in logs), logs
+
+
+def test_plan_memory_is_checked_before_anything_is_written(mf_dir, tmp_path):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0])
+  cfg = type(cfg)(cfg.to_dict())      # a config built by hand, untyped
+  cfg.plan_memory = 'yes'
+  with pytest.raises(ValueError, match=r"config.plan_memory='yes': expected "
+                     'None'):
+    run_sweep(cfg, str(tmp_path / 'w'), log=lambda _: None)
+  assert not (tmp_path / 'w').exists()

@@ -301,6 +301,13 @@ def _same_spec_or_new(workdir: str, spec: SweepSpec) -> bool:
     return False
 
 
+def check_mode(mode) -> None:
+  """Refuses a ``config.plan_memory`` other than None, True or False."""
+  if mode is not None and not isinstance(mode, bool):
+    raise ConfigError(f'config.plan_memory={mode!r}: expected None '
+                      '(automatic), True or False')
+
+
 def sweep_plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
                scorer: Any, configs: int, steps: int, *, mode: bool | None,
                workdir: str | None = None,
@@ -319,9 +326,7 @@ def sweep_plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   Raises:
     ConfigError: ``mode`` is not None, True or False.
   """
-  if mode is not None and not isinstance(mode, bool):
-    raise ConfigError(f'config.plan_memory={mode!r}: expected None '
-                      '(automatic), True or False')
+  check_mode(mode)
   if mode is False:
     return None
   if mode is None:

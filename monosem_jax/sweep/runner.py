@@ -246,6 +246,7 @@ def run_sweep(config, workdir: str,
   hparams = build_hparams(spec, dict(config.defaults), grid)
   validate(spec, hparams)  # every setting is checked before a file is written
   config_chunk_of(config)
+  memory.check_mode(config.get('plan_memory'))
   epochs = epochs_of(spec, config.get('epochs'), 'config.epochs')
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
