@@ -160,6 +160,8 @@ TARGETS = {
 }
 #: The repository root (the tests stage runs pytest there).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The tests stage is skipped with less time left than this (seconds).
+MIN_TESTS_S = 30.0
 #: The tests that failed on the H200 at 00e91fe: the suite runs them first.
 GPU_FAILED_FIRST = ('tests/test_recommenders_train.py',
                     'tests/test_analysis_interventions.py',
@@ -614,7 +616,7 @@ def stage_tests(rec: dict, ctx: dict) -> None:
   """The test suite in a subprocess, stopped at the budget's end."""
   a = ctx['args']
   limit = ctx['deadline'] - time.perf_counter()
-  if limit < 30:
+  if limit < MIN_TESTS_S:
     raise Skip(f'budget: {limit:.0f}s left, too little for the suite')
   cmd = suite_command(a)
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false',
@@ -626,9 +628,11 @@ def stage_tests(rec: dict, ctx: dict) -> None:
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=env,
                           start_new_session=True)
+  stopped = False
   try:
     out, _ = proc.communicate(timeout=limit)
   except subprocess.TimeoutExpired:
+    stopped = True
     os.killpg(proc.pid, signal.SIGTERM)     # pytest and its workers
     try:
       out, _ = proc.communicate(timeout=10)
@@ -645,9 +649,13 @@ def stage_tests(rec: dict, ctx: dict) -> None:
       f'skipped in {rec["seconds_tests"]:.0f}s')
   for test in rec['failed_ids']:
     say(f'tests: FAILED {test}')
-  if not rec['complete']:
+  if stopped:
     raise BudgetExceeded(f'budget: tests stopped after '
                          f'{rec["seconds_tests"]:.0f}s')
+  if not rec['complete']:   # e.g. pytest-xdist missing: pytest's own error
+    last = rec['tail'][-1] if rec['tail'] else 'no output'
+    raise RuntimeError(f'pytest exited with {proc.returncode} without a '
+                       f'summary: {last}')
 
 
 def _bench_rate(stages: dict, model: str, c: int) -> float | None:

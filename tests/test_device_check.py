@@ -258,3 +258,17 @@ def test_suite_command_runs_the_h200_failures_first():
                      + list(device_check.GPU_FAILED_FIRST) + ['tests'])
   small = device_check.suite_command(device_check.parse_args(['--small']))
   assert '-n' not in small and small[-1] == 'tests/test_progress.py'
+
+
+def test_tests_stage_stopped_by_the_budget_keeps_what_it_counted(
+    monkeypatch):
+  monkeypatch.setattr(device_check, 'MIN_TESTS_S', 1.0)
+  args = device_check.parse_args([
+      '--small', '--tests=tests/test_progress.py,tests/test_sweep_runner.py'])
+  rec = {}
+  t = time.perf_counter()
+  with pytest.raises(device_check.BudgetExceeded, match='tests stopped'):
+    device_check.stage_tests(rec, dict(args=args, deadline=t + 20))
+  assert time.perf_counter() - t < 35          # the process group was ended
+  assert rec['complete'] is False and rec['summary'] is None
+  assert rec['passed'] >= 1 and rec['failed'] == 0     # test_progress.py's
