@@ -1,43 +1,68 @@
-r"""The prepared GPU device check (issue 11, item 1): one script, one JSON.
+r"""The prepared GPU device check (issues 11 and 19): one script, one JSON.
 
-Run when a GPU is lent (one NVIDIA H100, JAX with CUDA; meant to take at
-most 8 minutes, never yet run on one). Each stage is timed (wall seconds), records the device's memory
-figures (``peak_bytes_in_use``, ``bytes_limit``, ``bytes_in_use`` of
-``jax.local_devices()[0].memory_stats()``; None where the device reports
-none, e.g. a CPU) and records its failure (``error``, one line; the
-traceback goes to stderr) without stopping the stages after it:
+Run when a GPU is lent (one NVIDIA H200 or H100, JAX with CUDA). It ran once
+on an H200 at commit 00e91fe (``../shared/gpu/h200-00e91fe/``, 325 s, before
+the stages of issue 19). Each stage is timed (wall seconds), records the
+device's memory figures (``peak_bytes_in_use``, ``bytes_limit``,
+``bytes_in_use`` of ``jax.local_devices()[0].memory_stats()``; None where
+the device reports none, e.g. a CPU) and records its failure (``error``, one
+line; the traceback goes to stderr) without stopping the stages after it.
+The stages, the most valuable figures first:
 
 1. ``environment``: JAX version, backend, device kind and count, memory
-   limit, host, package versions.
+   limit, host, package versions, the relevant environment variables.
 2. ``bench_sweep``: :func:`experiments.bench_sweep.bench` for MF and NCF at
-   C = ``--configs`` (config-steps/s; FLOPs and bytes per config-step from
-   XLA's cost analysis of the step as compiled for this device; roofline
-   predictions), each row with the achieved FLOP/s and bytes/s and their
-   fractions of the device's peaks in ``bench_sweep.ROOFLINES``
-   (``fraction_of_peak_flops``, ``fraction_of_peak_bandwidth``; H100: 67
-   TFLOP/s, the float32 peak of the steps' default ``Precision.HIGHEST``,
-   and 3.35 TB/s; H200 4.8 TB/s; None for a device kind it does not list),
-   beside bench_sweep's own ``fraction_of_peak`` (``fp32`` and ``tf32``,
-   from its ``PEAK_FLOPS``).
+   C = ``--configs`` in float32, then at C = ``--precision_configs`` in the
+   other ``--precisions`` (tf32, bfloat16), one result per model and
+   precision. Each row: config-steps/s; FLOPs and bytes per config-step
+   from XLA's cost analysis of the step as compiled for this device and the
+   minimal bytes (weights and Adam state once, the shared batch over C);
+   the fractions of the fp32 compute roof, of the row precision's compute
+   roof and of the byte roof by either count (``bench_sweep.add_roofs``;
+   the issue-11 names ``fraction_of_peak_flops`` and
+   ``fraction_of_peak_bandwidth`` kept); roofline predictions.
 3. ``recommender``: the ML-1M NCF recommender,
    ``experiments/configs/recommender.py:ml-1m,ncf`` defaults, through
-   ``monosem_jax.recommenders.train.run``; its test metrics (from the
-   workdir's ``metrics.json``).
-4. ``sweep``: a 1,024-config x 18-epoch NCF-SAE sweep on it (lambda_pred 8 x
+   ``monosem_jax.recommenders.train.run``; its test metrics.
+4. ``determinism``: the cost of deterministic recommender training (issue
+   19, item 1b): for NCF and MF (``recommender.py:ml-1m,KIND`` settings, on
+   the recommender's split) one training epoch compiled with and without
+   ``xla_gpu_deterministic_ops`` (``loop.make_epoch_fn(cfg,
+   deterministic)``): compile + first epoch, the best of two more epochs
+   from the same state, whether those two are bitwise equal, and the
+   slowdown.
+5. ``sweep``: a 1,024-config x 18-epoch NCF-SAE sweep on it (lambda_pred 8 x
    dict_size 4 x rho 4 x seed 8), end to end through
-   ``monosem_jax.sweep.runner.run_sweep`` (memory plan, compilation,
-   checkpoints, evaluation included); configs ok / diverged, config-steps/s.
-5. ``analysis``: those configs through the analysis pipeline, as
+   ``monosem_jax.sweep.runner.run_sweep`` (memory plan or why it was
+   skipped, compilation with its ``compile:`` seconds, checkpoints,
+   evaluation included); configs ok / diverged, config-steps/s.
+6. ``analysis``: those configs through the analysis pipeline, as
    ``python -m experiments.analyze`` (``open_sweep``, ``open_dataset``,
-   ``analyze_sweep`` with the dataset's defaults); ``report.md`` and CSVs.
-6. ``targets``: the issue's targets against the measured figures: MF >=
-   1,000,000 config-steps/s at C = 1024 (required), >= 2,000,000 (goal); the
-   1,024-config NCF sweep <= 120 s end to end; its analysis <= 60 s.
-   ``applies`` is False in ``--small`` mode and off a GPU.
+   ``analyze_sweep`` with the dataset's defaults; ``allow_partial=True``
+   where the analysis has that option and the sweep was stopped by the
+   budget); ``report.md`` and CSVs.
+7. ``tests``: the test suite on the device, last, in a subprocess:
+   ``python -m pytest -v -n 8 -p no:cacheprovider
+   --ignore=tests/test_notebooks.py <the tests that failed on the H200
+   first> tests`` with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (8 processes
+   share the GPU), limited to the rest of the budget (at least
+   ``--tests_s``: the stages before it stop in time to leave that much).
+   Passed / failed / errors / skipped counts and the failed test ids, read
+   from the per-test lines, so a run stopped by its limit still reports
+   what it did (``complete: false``).
+8. ``targets``: the issue's targets (:data:`TARGETS`, per device kind, all
+   in the JSON) against the measured figures. H200 (issue 19): MF >=
+   2,000,000 config-steps/s at C = 1,024 (required), >= 4,000,000 (goal);
+   NCF >= 2,000,000 at C = 1,024; the 1,024-config x 18-epoch NCF sweep <=
+   60 s end to end; its analysis <= 30 s; the suite all pass. H100 (issue
+   11): MF >= 1,000,000 (goal 2,000,000), sweep <= 120 s, analysis <= 60
+   s, the suite all pass. ``applies`` is False in ``--small`` mode, off a
+   GPU and on other device kinds (then H200's are shown).
 
-Time limits: ``--budget_s`` (default 450) counts from the start of
+Time limits: ``--budget_s`` (default 510) counts from the start of
 :func:`main`; a stage that would start after it is recorded as ``skipped:
-budget``. Inside the recommender, sweep and analysis stages the budget (and
+budget``; the stages before ``tests`` end ``--tests_s`` (default 150)
+earlier. Inside the recommender, sweep and analysis stages the limit (and
 ``--max_stage_s`` per stage) is checked at every progress line (an epoch, a
 tenth of the analysed configs): past it the stage stops there (``error:
 budget ...``). A recommender stopped that way is frozen at its last
@@ -45,7 +70,11 @@ checkpointed epoch (``truncated: true``) so that the sweep still runs; a
 sweep stopped that way leaves its last epoch's checkpoint, which the
 analysis then analyses (``partial_sweep: true``). What runs after the last
 check of a stage (a sweep's evaluation, an analysis's figures and report)
-can pass the budget by some seconds: give the command 540-600 s.
+can pass its limit by some seconds; the tests stage is stopped at the
+budget itself, so the whole check ends within about ``--budget_s`` + 15 s
+(+ the imports): under 9 minutes with the defaults. Expected on one H200
+(from the run at 00e91fe): bench ~110 s, recommender ~30 s, determinism
+~25 s, sweep ~70 s, analysis <= 90 s, the suite with the rest.
 
 ``peak_bytes_in_use`` is the process's peak so far (JAX cannot reset it):
 a stage's own peak shows where it raises the figure.
@@ -54,12 +83,9 @@ The JSON (``--out``) is written atomically after every stage, so a killed
 run leaves the stages done so far; the workdirs (recommender, sweep with its
 report) stay under ``--workdir`` (default: a fresh temporary folder).
 
-The GPU image (Python 3.12; its package list as published, not yet seen
-by a run of this script) already holds jax (CUDA), flax, optax,
-orbax-checkpoint, chex, absl-py, pandas, numpy, scipy, PyYAML and
-matplotlib (the analysis draws its
-figures with it; the environment stage records its version, and without it
-only the analysis stage fails, with the ImportError as its ``error``). It
+The GPU image (Python 3.12, jax with the CUDA plugin, flax, optax,
+orbax-checkpoint, chex, absl-py, pandas, numpy, scipy, PyYAML, matplotlib,
+pytest and pytest-xdist; see ``../shared/gpu/h200-00e91fe/README.md``)
 lacks ml-collections: pure Python (``ml_collections-1.1.0-py3-none-any.whl``),
 needing only absl-py and PyYAML. Here, once, in the repository root: its
 wheel and the ML-1M files (6 MB), in folders git ignores::
@@ -70,10 +96,11 @@ wheel and the ML-1M files (6 MB), in folders git ignores::
 
 On the GPU machine (carry ``.whl`` and ``.device_data``; timeout 600 s)::
 
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:. MONOSEM_DATA_DIR=.device_data PYTHONUNBUFFERED=1 && python3 -m experiments.device_check --out=$OUT/device_check.json
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:. MONOSEM_DATA_DIR=.device_data PYTHONUNBUFFERED=1 && python3 -m experiments.device_check --budget_s=510 --out=$OUT/device_check.json
 
-Every stage tiny (synthetic world, C = 1, 8, an 8-config x 2-epoch sweep),
-to check the script itself on a CPU (about a minute on 2 cores)::
+Every stage tiny (synthetic world, C = 1, 8, an 8-config x 2-epoch sweep,
+one small test file), to check the script itself on a CPU (about a minute
+and a half on 2 cores)::
 
   python -m experiments.device_check --small --out=/tmp/device_check.json
 
@@ -92,29 +119,53 @@ _T_IMPORT = time.perf_counter()  # the budget's clock starts in main()
 # pylint: disable=wrong-import-position
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
 import platform
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import traceback
+import warnings
 from importlib import metadata
 from typing import Any, Callable
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 
 from experiments import bench_sweep
 from experiments.configs import analyze as analyze_config
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
-from monosem_jax import files
+from monosem_jax import compilation, files
+from monosem_jax.recommenders import loop
 
-#: The issue's targets (issue 4 / 11), for one H100.
-TARGETS = dict(mf_configs=1024, mf_required=1e6, mf_goal=2e6,
-               sweep_configs=1024, sweep_max_s=120.0, analysis_max_s=60.0)
+#: The issues' targets per device kind (matched in the device kind's name):
+#: config-steps/s of the bench at C = 1,024 (MF required and goal, NCF
+#: required), the 1,024-config NCF sweep end to end and its analysis in
+#: seconds, and the suite on the device.
+TARGETS = {
+    'H200': dict(source='issue 19', mf_configs=1024, mf_required=2e6,
+                 mf_goal=4e6, ncf_configs=1024, ncf_required=2e6,
+                 sweep_configs=1024, sweep_max_s=60.0, analysis_max_s=30.0,
+                 tests_all_pass=True),
+    'H100': dict(source='issue 11', mf_configs=1024, mf_required=1e6,
+                 mf_goal=2e6, sweep_configs=1024, sweep_max_s=120.0,
+                 analysis_max_s=60.0, tests_all_pass=True),
+}
+#: The repository root (the tests stage runs pytest there).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The tests stage is skipped with less time left than this (seconds).
+MIN_TESTS_S = 30.0
+#: The tests that failed on the H200 at 00e91fe: the suite runs them first.
+GPU_FAILED_FIRST = ('tests/test_recommenders_train.py',
+                    'tests/test_analysis_interventions.py',
+                    'tests/test_sae_losses.py', 'tests/test_sweep_engine.py')
 
 #: The sweep grids: 8 x 4 x 4 x 8 = 1,024 configs; the small one 8.
 FULL_GRID = dict(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
@@ -259,8 +310,43 @@ def stage_environment(rec: dict, ctx: dict) -> None:
           'jax-cuda12-plugin')},
       env={k: os.environ.get(k) for k in (
           'JAX_PLATFORMS', 'XLA_FLAGS', 'XLA_PYTHON_CLIENT_PREALLOCATE',
-          'XLA_PYTHON_CLIENT_MEM_FRACTION', 'MONOSEM_DATA_DIR')},
+          'XLA_PYTHON_CLIENT_MEM_FRACTION', 'MONOSEM_DATA_DIR',
+          loop.NONDETERMINISTIC_ENV, compilation.CACHE_ENV)},
       import_s=ctx['import_s'])
+
+
+def stage_bench(rec: dict, ctx: dict) -> None:
+  """``bench_sweep.bench`` for MF and NCF in float32 at ``--configs``, then
+  in the other precisions at ``--precision_configs`` (no sequential
+  baseline there); the budget is checked before each."""
+  a = ctx['args']
+  configs = [int(c) for c in a.configs.split(',')]
+  other_cs = [int(c) for c in a.precision_configs.split(',')]
+  precisions = a.precisions.split(',')
+  kind = getattr(jax.local_devices()[0], 'device_kind', '')
+  roof = bench_sweep.device_roof(kind)
+  rec.update(configs=configs, steps_per_epoch=a.steps, repeats=a.repeats,
+             seq_configs=a.seq_configs, precisions=precisions,
+             precision_configs=other_cs,
+             precision='float32 (SweepSpec default: Precision.HIGHEST) at '
+             '--configs; the other precisions at --precision_configs',
+             peaks=peaks_of(kind), device_roof=roof,
+             device_peak_flops=bench_sweep.device_peak(kind), results=[])
+  for i, precision in enumerate(precisions):
+    for model in ('mf', 'ncf'):
+      if time.perf_counter() > ctx['stage_deadline']:
+        raise BudgetExceeded(f'budget: bench_sweep stopped before {model} '
+                             f'{precision}')
+      t = time.perf_counter()
+      out = bench_sweep.bench(model, configs if i == 0 else other_cs, a.steps,
+                              a.repeats, a.seq_configs, precision=precision,
+                              sequential=i == 0)
+      out['seconds'] = time.perf_counter() - t
+      rec['results'].append(out)
+      best = max(out['vmapped'], key=lambda r: r['config_steps_per_s'])
+      say(f'bench_sweep: {model} {precision} done in {out["seconds"]:.1f}s; '
+          f'best {best["config_steps_per_s"]:,.0f} config-steps/s at '
+          f'C={best["C"]}')
 
 
 def peaks_of(device_kind: str) -> dict | None:
@@ -271,55 +357,16 @@ def peaks_of(device_kind: str) -> dict | None:
   return None
 
 
-def add_fractions(rows: list[dict], peaks: dict | None) -> None:
-  """Each bench row's achieved FLOP/s and bytes/s as fractions of the
-  device's peaks (None where the device or the figure is unknown)."""
-  for row in rows:
-    rate = row['config_steps_per_s']
-    f, b = row.get('flops_per_config_step'), row.get('bytes_per_config_step')
-    row['achieved_flops_per_s'] = None if f is None else f * rate
-    row['achieved_bytes_per_s'] = None if b is None else b * rate
-    row['fraction_of_peak_flops'] = (
-        row['achieved_flops_per_s'] / peaks['flops']
-        if peaks and f is not None else None)
-    row['fraction_of_peak_bandwidth'] = (
-        row['achieved_bytes_per_s'] / peaks['bytes_per_s']
-        if peaks and b is not None else None)
-
-
-def stage_bench(rec: dict, ctx: dict) -> None:
-  """``bench_sweep.bench`` for MF and NCF, with fractions of the peaks."""
-  a = ctx['args']
-  configs = [int(c) for c in a.configs.split(',')]
-  kind = getattr(jax.local_devices()[0], 'device_kind', '')
-  peaks = peaks_of(kind)
-  rec.update(configs=configs, steps_per_epoch=a.steps, repeats=a.repeats,
-             seq_configs=a.seq_configs, precision='float32 (SweepSpec '
-             'default: Precision.HIGHEST)', peaks=peaks,
-             device_peak_flops=bench_sweep.device_peak(kind), results=[])
-  for model in ('mf', 'ncf'):
-    if time.perf_counter() > ctx['deadline']:
-      raise BudgetExceeded(f'budget: bench_sweep stopped before {model}')
-    t = time.perf_counter()
-    out = bench_sweep.bench(model, configs, a.steps, a.repeats, a.seq_configs)
-    add_fractions(out['vmapped'], peaks)
-    out['seconds'] = time.perf_counter() - t
-    rec['results'].append(out)
-    best = max(out['vmapped'], key=lambda r: r['config_steps_per_s'])
-    say(f'bench_sweep: {model} done in {out["seconds"]:.1f}s; best '
-        f'{best["config_steps_per_s"]:,.0f} config-steps/s at C={best["C"]}')
-
-
-def recommender_config(small: bool):
-  """``recommender.py:ml-1m,ncf`` as it is; small: a 300 x 120 synthetic
+def recommender_config(small: bool, kind: str = 'ncf'):
+  """``recommender.py:ml-1m,KIND`` as it is; small: a 300 x 120 synthetic
   world, 2 epochs (as tests/test_sweep_runner.py)."""
   if small:
-    cfg = rec_configs.get_config('synthetic,ncf')
+    cfg = rec_configs.get_config(f'synthetic,{kind}')
     cfg.dataset.options.n_users = 300
     cfg.dataset.options.n_items = 120
     cfg.train.epochs = 2
     return cfg
-  cfg = rec_configs.get_config('ml-1m,ncf')
+  cfg = rec_configs.get_config(f'ml-1m,{kind}')
   cfg.dataset.data_dir = os.path.abspath(os.environ['MONOSEM_DATA_DIR'])
   return cfg
 
@@ -353,6 +400,56 @@ def stage_recommender(rec: dict, ctx: dict) -> None:
   ctx['rec_dir'] = workdir
 
 
+def _epoch_timing(cfg, split, deterministic: bool) -> dict:
+  """One training epoch of ``cfg`` compiled with or without deterministic
+  GPU ops: compile + first epoch, then two epochs from the same state."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')     # the opt-out's "not reproducible"
+    epoch = loop.make_epoch_fn(cfg, deterministic)
+  args = (jnp.asarray(split.train_users), jnp.asarray(split.train_items),
+          split.sampler_tables())
+  state = loop.init_state(cfg, split.n_users, split.n_items)
+  t = time.perf_counter()
+  jax.block_until_ready(epoch(state, *args))
+  first = time.perf_counter() - t
+  runs, times = [], []
+  for _ in range(2):
+    t = time.perf_counter()
+    out = jax.block_until_ready(epoch(state, *args)[0].params)
+    times.append(time.perf_counter() - t)
+    runs.append(jax.device_get(out))
+  same = all(jax.tree.leaves(jax.tree.map(
+      lambda x, y: bool((x == y).all()), *runs)))
+  return dict(compile_and_first_epoch_s=first, epoch_s=min(times),
+              repeat_bitwise_equal=same)
+
+
+def stage_determinism(rec: dict, ctx: dict) -> None:
+  """Epoch times with and without ``xla_gpu_deterministic_ops`` for the
+  NCF and MF recommenders of :func:`recommender_config` on its split."""
+  if not ctx.get('rec_dir'):
+    raise Skip('needs the recommender (its stage did not finish)')
+  from monosem_jax.recommenders.artifact import RecommenderArtifact  # pylint: disable=import-outside-toplevel
+  from monosem_jax.recommenders.config import TrainConfig  # pylint: disable=import-outside-toplevel
+  split = RecommenderArtifact.load(os.path.join(ctx['rec_dir'], 'frozen')).split
+  rec.update(option='xla_gpu_deterministic_ops (loop.training_compiler_'
+             'options)', n_train=int(split.n_train))
+  for kind in ('ncf', 'mf'):
+    if time.perf_counter() > ctx['stage_deadline']:
+      raise BudgetExceeded(f'budget: determinism stopped before {kind}')
+    c = recommender_config(ctx['args'].small, kind)
+    cfg = TrainConfig.from_mapping({**c.model.to_dict(), **c.train.to_dict()})
+    det = _epoch_timing(cfg, split, True)
+    non = _epoch_timing(cfg, split, False)
+    rec[kind] = dict(batch_size=cfg.batch_size, optimizer=cfg.optimizer,
+                     deterministic=det, nondeterministic=non,
+                     slowdown=det['epoch_s'] / non['epoch_s'])
+    say(f'determinism: {kind} epoch {det["epoch_s"]:.3f}s deterministic, '
+        f'{non["epoch_s"]:.3f}s without ({rec[kind]["slowdown"]:.2f}x); '
+        f'repeat bitwise equal {det["repeat_bitwise_equal"]} / '
+        f'{non["repeat_bitwise_equal"]}')
+
+
 def sweep_config(small: bool, rec_dir: str):
   """``sweep.py:ml-1m,ncf`` on :data:`FULL_GRID` (or the small one, 2
   epochs of 3 steps of 64 pairs); returns ``(config, number of configs)``."""
@@ -361,7 +458,6 @@ def sweep_config(small: bool, rec_dir: str):
     cfg.epochs = 2
     cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
     cfg.spec.steps_per_epoch = 3
-    cfg.plan_memory = False   # two more compiles (~10 s on a CPU)
     grid = SMALL_GRID
   else:
     cfg = sweep_configs.get_config('ml-1m,ncf')
@@ -372,15 +468,20 @@ def sweep_config(small: bool, rec_dir: str):
 
 
 def parse_sweep_log(lines: list[str]) -> dict:
-  """Epochs, steps per epoch, the memory plan and the per-line rates."""
+  """Epochs, steps per epoch, the memory plan (or why it was skipped),
+  the compile seconds and the per-line rates."""
   out: dict[str, Any] = dict(epochs=None, steps_per_epoch=None,
-                             memory_plan=None, epoch_rates=[])
+                             memory_plan=None, compile_s=None,
+                             compile_line=None, epoch_rates=[])
   for line in lines:
     m = re.search(r'(\d+) epochs x (\d+) steps', line)
     if line.startswith('sweep:') and m:
       out['epochs'], out['steps_per_epoch'] = int(m[1]), int(m[2])
-    if line.startswith('memory (XLA'):
+    if line.startswith('memory'):      # the plan, or why it was skipped
       out['memory_plan'] = line
+    m = re.match(r'compile: ([\d.]+) s', line)
+    if m:
+      out['compile_s'], out['compile_line'] = float(m[1]), line
     m = re.match(r'epoch\s+(\d+)/\d+.*?([\d,]+) config-steps/s', line)
     if m:
       out['epoch_rates'].append([int(m[1]), float(m[2].replace(',', ''))])
@@ -413,11 +514,23 @@ def stage_sweep(rec: dict, ctx: dict) -> None:
                config_steps_per_s=steps / rec['seconds_end_to_end'])
 
 
-def analysis_kwargs(dataset_name: str) -> dict:
+def analysis_kwargs(dataset_name: str, partial: bool = False) -> dict:
   """``analyze_sweep``'s keywords as ``experiments.analyze`` resolves the
-  default config (the dataset's use cases, concept sets and pop_top)."""
-  return analyze_config.analyze_kwargs(analyze_config.get_config(),
-                                       dataset_name)
+  default config (the dataset's use cases, concept sets and pop_top).
+
+  ``partial``: the sweep was stopped by the budget; where the analysis has
+  an ``allow_partial`` option (config field or ``analyze_sweep`` keyword)
+  it is set, so that the last checkpoint is analysed.
+  """
+  from monosem_jax.analysis import pipeline  # pylint: disable=import-outside-toplevel
+  cfg = analyze_config.get_config()
+  if partial and 'allow_partial' in cfg:
+    cfg.allow_partial = True
+  kwargs = analyze_config.analyze_kwargs(cfg, dataset_name)
+  if partial and 'allow_partial' in inspect.signature(
+      pipeline.analyze_sweep).parameters:
+    kwargs['allow_partial'] = True
+  return kwargs
 
 
 def stage_analysis(rec: dict, ctx: dict) -> None:
@@ -432,13 +545,13 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
   t = time.perf_counter()
   view = workdirs.open_sweep(sweep_dir)
   dataset = workdirs.open_dataset(view.artifact)
+  partial = not ctx['stages'].get('sweep', {}).get('complete')
   rec.update(configs=view.num_configs,
              epochs_of_checkpoint=int(view.state.epoch),
-             partial_sweep=not ctx['stages'].get('sweep', {}).get('complete'),
-             seconds_open=time.perf_counter() - t)
+             partial_sweep=partial, seconds_open=time.perf_counter() - t)
   with files.WorkdirLock(view.workdir, 'analysis'):
-    result = pipeline.analyze_sweep(view, dataset,
-                                    **analysis_kwargs(dataset.name), log=log)
+    result = pipeline.analyze_sweep(
+        view, dataset, **analysis_kwargs(dataset.name, partial), log=log)
   rec['seconds_end_to_end'] = time.perf_counter() - t
   fid = result.fidelity
   rec.update(seconds_analyze=result.seconds, report=result.report_path,
@@ -449,49 +562,175 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
              log_tail=log.lines[-8:])
 
 
+#: A test's result line: ``[gw3] [ 12%] PASSED tests/x.py::t`` (xdist) or
+#: ``tests/x.py::t PASSED [ 12%]``.
+_TEST_LINE = re.compile(
+    r'(?:\[gw\d+\] \[\s*\d+%\] (?P<a>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)'
+    r' (?P<ida>\S+))|(?:^(?P<idb>\S+::\S+) (?P<b>PASSED|FAILED|ERROR|SKIPPED'
+    r'|XFAIL|XPASS))')
+_SUMMARY = re.compile(r'^=+ (.*\d+ (?:passed|failed|error|errors|skipped|'
+                      r'deselected).*) in [\d.]+s')
+
+
+def parse_pytest(text: str) -> dict:
+  r"""Counts and failed ids from ``pytest -v`` output (complete or cut).
+
+  >>> r = parse_pytest('[gw0] [ 50%] PASSED tests/a.py::t1\n'
+  ...                  '[gw1] [100%] FAILED tests/a.py::t2\n'
+  ...                  '===== 1 failed, 1 passed in 3.0s =====\n')
+  >>> r['passed'], r['failed'], r['failed_ids'], r['summary']
+  (1, 1, ['tests/a.py::t2'], '1 failed, 1 passed')
+  """
+  counts = dict(passed=0, failed=0, errors=0, skipped=0, xfailed=0,
+                xpassed=0)
+  names = dict(PASSED='passed', FAILED='failed', ERROR='errors',
+               SKIPPED='skipped', XFAIL='xfailed', XPASS='xpassed')
+  failed, summary = [], None
+  for line in text.splitlines():
+    m = _TEST_LINE.search(line)
+    if m:
+      outcome, test = (m['a'], m['ida']) if m['a'] else (m['b'], m['idb'])
+      counts[names[outcome]] += 1
+      if outcome in ('FAILED', 'ERROR') and test not in failed:
+        failed.append(test)
+    m = _SUMMARY.match(line.strip())
+    if m:
+      summary = m[1].strip(' =')
+  return dict(counts, failed_ids=failed, summary=summary)
+
+
+def suite_command(args) -> list[str]:
+  """The pytest command line of the tests stage."""
+  cmd = [sys.executable, '-m', 'pytest', '-v', '-p', 'no:cacheprovider',
+         '--ignore=tests/test_notebooks.py']
+  if args.tests_workers > 0:
+    cmd += ['-n', str(args.tests_workers)]
+  paths = args.tests.split(',')
+  if paths == ['tests']:
+    paths = [p for p in GPU_FAILED_FIRST
+             if os.path.isfile(os.path.join(ROOT, p))] + paths
+  return cmd + paths
+
+
+def stage_tests(rec: dict, ctx: dict) -> None:
+  """The test suite in a subprocess, stopped at the budget's end."""
+  a = ctx['args']
+  limit = ctx['deadline'] - time.perf_counter()
+  if limit < MIN_TESTS_S:
+    raise Skip(f'budget: {limit:.0f}s left, too little for the suite')
+  cmd = suite_command(a)
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false',
+             PYTHONUNBUFFERED='1')
+  rec.update(command=' '.join(cmd[1:]), limit_s=limit,
+             env={'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'}, complete=False)
+  say(f'tests: {rec["command"]} (limit {limit:.0f}s)')
+  t = time.perf_counter()
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env,
+                          start_new_session=True)
+  stopped = False
+  try:
+    out, _ = proc.communicate(timeout=limit)
+  except subprocess.TimeoutExpired:
+    stopped = True
+    os.killpg(proc.pid, signal.SIGTERM)     # pytest and its workers
+    try:
+      out, _ = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, signal.SIGKILL)
+      out, _ = proc.communicate()
+  rec['seconds_tests'] = time.perf_counter() - t
+  rec['returncode'] = proc.returncode
+  rec.update(parse_pytest(out or ''))
+  rec['complete'] = rec['summary'] is not None
+  rec['tail'] = (out or '').strip().splitlines()[-25:]
+  say(f'tests: {rec["summary"] or "stopped"}: {rec["passed"]} passed, '
+      f'{rec["failed"]} failed, {rec["errors"]} errors, {rec["skipped"]} '
+      f'skipped in {rec["seconds_tests"]:.0f}s')
+  for test in rec['failed_ids']:
+    say(f'tests: FAILED {test}')
+  if stopped:
+    raise BudgetExceeded(f'budget: tests stopped after '
+                         f'{rec["seconds_tests"]:.0f}s')
+  if not rec['complete']:   # e.g. pytest-xdist missing: pytest's own error
+    last = rec['tail'][-1] if rec['tail'] else 'no output'
+    raise RuntimeError(f'pytest exited with {proc.returncode} without a '
+                       f'summary: {last}')
+
+
 def _bench_rate(stages: dict, model: str, c: int) -> float | None:
+  """Config-steps/s of ``model`` at C = ``c`` in float32, or None."""
   for res in stages.get('bench_sweep', {}).get('results', []):
-    if res.get('model') == model:
+    if res.get('model') == model and res.get('precision',
+                                              'float32') == 'float32':
       for row in res.get('vmapped', []):
         if row.get('C') == c:
           return row.get('config_steps_per_s')
   return None
 
 
+def targets_of(device_kind: str | None) -> tuple[str, dict]:
+  """The :data:`TARGETS` entry of a device kind, else H200's."""
+  for name, t in TARGETS.items():
+    if name in str(device_kind):
+      return name, t
+  return 'H200', TARGETS['H200']
+
+
 def stage_targets(rec: dict, ctx: dict) -> None:
-  """The issue's targets (:data:`TARGETS`) against the measured figures."""
-  stages, t = ctx['stages'], TARGETS
+  """The issue's targets (:data:`TARGETS`) against the measured figures.
+
+  A criterion a device has no target for is None (and not required).
+  """
+  stages = ctx['stages']
   env = stages.get('environment', {})
+  name, t = targets_of(env.get('device_kind'))
   sweep, analysis = stages.get('sweep', {}), stages.get('analysis', {})
+  tests = stages.get('tests', {})
   mf = _bench_rate(stages, 'mf', t['mf_configs'])
+  ncf = _bench_rate(stages, 'ncf', t.get('ncf_configs', 1024))
   sweep_s = sweep.get('seconds_end_to_end')
   sweep_full = bool(sweep.get('complete')) and (
       sweep.get('configs') == t['sweep_configs'])
   an_s = analysis.get('seconds_end_to_end')
   an_full = (analysis.get('status') == 'ok' and not analysis.get(
       'partial_sweep') and analysis.get('configs') == t['sweep_configs'])
+  tests_ok = bool(tests.get('complete') and tests.get('failed') == 0
+                  and tests.get('errors') == 0 and tests.get('passed', 0) > 0)
   rec.update(
-      applies=(not ctx['args'].small and env.get('backend') == 'gpu'),
-      device_kind=env.get('device_kind'), thresholds=dict(t),
+      applies=(not ctx['args'].small and env.get('backend') == 'gpu'
+               and any(k in str(env.get('device_kind')) for k in TARGETS)),
+      device_kind=env.get('device_kind'), target_device=name,
+      thresholds=dict(t), targets_by_device=TARGETS,
       mf_config_steps_per_s_at_1024=mf,
       mf_required_met=bool(mf is not None and mf >= t['mf_required']),
       mf_goal_met=bool(mf is not None and mf >= t['mf_goal']),
+      ncf_config_steps_per_s_at_1024=ncf,
+      ncf_required_met=(None if 'ncf_required' not in t else bool(
+          ncf is not None and ncf >= t['ncf_required'])),
       sweep_seconds=sweep_s, sweep_configs=sweep.get('configs'),
       sweep_met=bool(sweep_full and sweep_s is not None
                      and sweep_s <= t['sweep_max_s']),
       analysis_seconds=an_s, analysis_configs=analysis.get('configs'),
       analysis_met=bool(an_full and an_s is not None
-                        and an_s <= t['analysis_max_s']))
-  rec['all_required_met'] = bool(rec['mf_required_met'] and rec['sweep_met']
-                                 and rec['analysis_met'])
-  if 'H100' not in str(rec['device_kind']):
-    rec['note'] = 'the targets were set for one H100'
+                        and an_s <= t['analysis_max_s']),
+      tests_passed=tests.get('passed'), tests_failed=tests.get('failed'),
+      tests_errors=tests.get('errors'), tests_complete=tests.get('complete'),
+      tests_met=None if not t.get('tests_all_pass') else tests_ok)
+  required = ('mf_required_met', 'ncf_required_met', 'sweep_met',
+              'analysis_met', 'tests_met')
+  rec['all_required_met'] = all(rec[k] for k in required
+                                if rec[k] is not None)
+  if not any(k in str(rec['device_kind']) for k in TARGETS):
+    rec['note'] = (f'no targets for this device kind; {name}\'s shown '
+                   f'({", ".join(TARGETS)} have targets)')
 
 
 STAGES: tuple[tuple[str, Callable[[dict, dict], None]], ...] = (
     ('environment', stage_environment), ('bench_sweep', stage_bench),
-    ('recommender', stage_recommender), ('sweep', stage_sweep),
-    ('analysis', stage_analysis), ('targets', stage_targets))
+    ('recommender', stage_recommender), ('determinism', stage_determinism),
+    ('sweep', stage_sweep), ('analysis', stage_analysis),
+    ('tests', stage_tests), ('targets', stage_targets))
 
 
 # ----------------------------------------------------------------------------
@@ -502,11 +741,16 @@ def run_stage(name: str, fn, ctx: dict) -> dict:
   rec: dict[str, Any] = {}
   ctx['stages'][name] = rec
   now = time.perf_counter()
-  if now > ctx['deadline'] and name != 'targets':
+  # The stages before the tests leave them --tests_s; the tests run to the
+  # budget's end.
+  end = ctx['deadline'] if name in ('tests', 'targets') else (
+      ctx['deadline'] - ctx['args'].tests_s)
+  if now > end and name != 'targets':
     rec.update(status='skipped', skipped='budget')
-    say(f'== {name}: skipped (budget of {ctx["args"].budget_s:.0f}s spent)')
+    say(f'== {name}: skipped (its share of the {ctx["args"].budget_s:.0f}s '
+        'budget is spent)')
     return rec
-  ctx['stage_deadline'] = min(ctx['deadline'], now + ctx['args'].max_stage_s)
+  ctx['stage_deadline'] = min(end, now + ctx['args'].max_stage_s)
   say(f'== {name}')
   try:
     fn(rec, ctx)
@@ -546,12 +790,17 @@ def summary(doc: dict) -> list[str]:
   t = s.get('targets', {})
   if t:
     lines.append(
-        f'targets (applies: {t.get("applies")}): MF at C=1024 '
-        f'{fmt(t.get("mf_config_steps_per_s_at_1024"), ",.0f")} config-steps/s'
-        f' (required {t.get("mf_required_met")}, goal {t.get("mf_goal_met")});'
-        f' sweep {fmt(t.get("sweep_seconds"), ".1f")}s for '
-        f'{t.get("sweep_configs")} configs ({t.get("sweep_met")}); analysis '
-        f'{fmt(t.get("analysis_seconds"), ".1f")}s ({t.get("analysis_met")})')
+        f'targets ({t.get("target_device")}, applies: {t.get("applies")}): '
+        f'MF at C=1024 {fmt(t.get("mf_config_steps_per_s_at_1024"), ",.0f")}'
+        f' config-steps/s (required {t.get("mf_required_met")}, goal '
+        f'{t.get("mf_goal_met")}); NCF '
+        f'{fmt(t.get("ncf_config_steps_per_s_at_1024"), ",.0f")} '
+        f'({t.get("ncf_required_met")}); sweep '
+        f'{fmt(t.get("sweep_seconds"), ".1f")}s for {t.get("sweep_configs")} '
+        f'configs ({t.get("sweep_met")}); analysis '
+        f'{fmt(t.get("analysis_seconds"), ".1f")}s ({t.get("analysis_met")});'
+        f' tests {t.get("tests_passed")} passed, {t.get("tests_failed")} '
+        f'failed ({t.get("tests_met")})')
   return lines
 
 
@@ -564,14 +813,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                   help='every stage tiny (synthetic data; a CPU check)')
   ap.add_argument('--allow_cpu', action='store_true',
                   help='run the full sizes without a GPU (hours)')
-  ap.add_argument('--budget_s', type=float, default=450.0,
-                  help='stages starting after this are skipped')
+  ap.add_argument('--budget_s', type=float, default=510.0,
+                  help='stages starting after this are skipped; the tests '
+                  'stage is stopped at it')
+  ap.add_argument('--tests_s', type=float, default=150.0,
+                  help='the stages before the tests end this much before '
+                  'the budget, leaving it to the suite')
   ap.add_argument('--max_stage_s', type=float, default=240.0,
                   help='recommender, sweep and analysis stop at their next '
                   'progress line after this')
   ap.add_argument('--configs', default=None,
-                  help='bench_sweep C values (default 1,8,64,256,1024,4096; '
-                  'small: 1,8)')
+                  help='bench_sweep C values in float32 (default '
+                  '1,1024,4096; small: 1,8)')
+  ap.add_argument('--precisions', default=None,
+                  help='bench_sweep precisions, float32 first (default '
+                  'float32,tf32,bfloat16; small: float32,tf32)')
+  ap.add_argument('--precision_configs', default=None,
+                  help='C values of the precisions after the first (default '
+                  '1024; small: 8)')
   ap.add_argument('--steps', type=int, default=None,
                   help='bench_sweep steps per epoch (default 50; small: 2)')
   ap.add_argument('--repeats', type=int, default=None,
@@ -580,15 +839,27 @@ def parse_args(argv=None) -> argparse.Namespace:
   ap.add_argument('--seq_configs', type=int, default=None,
                   help='configs of the sequential baseline (default 2; '
                   'small: 1)')
+  ap.add_argument('--tests', default=None,
+                  help='comma-separated test paths of the tests stage '
+                  '(default tests, the H200 failures first; small: '
+                  'tests/test_progress.py)')
+  ap.add_argument('--tests_workers', type=int, default=None,
+                  help='pytest-xdist workers (default 8; small: 0 = none)')
   ap.add_argument('--workdir', default=None,
                   help='where the recommender and the sweep are written '
                   '(default: a fresh temporary folder)')
   a = ap.parse_args(argv)
-  full, small = ('1,8,64,256,1024,4096', 50, 3, 2), ('1,8', 2, 1, 1)
-  for name, value in zip(('configs', 'steps', 'repeats', 'seq_configs'),
-                         small if a.small else full):
+  names = ('configs', 'precisions', 'precision_configs', 'steps', 'repeats',
+           'seq_configs', 'tests', 'tests_workers')
+  full = ('1,1024,4096', 'float32,tf32,bfloat16', '1024', 50, 3, 2, 'tests',
+          8)
+  small = ('1,8', 'float32,tf32', '8', 2, 1, 1, 'tests/test_progress.py', 0)
+  for name, value in zip(names, small if a.small else full):
     if getattr(a, name) is None:
       setattr(a, name, value)
+  if a.precisions.split(',')[0] != 'float32':
+    ap.error('--precisions: the first must be float32 (the targets and '
+             'the sequential baseline use it)')
   return a
 
 
@@ -604,7 +875,7 @@ def main(argv=None) -> int:
   workdir = files.prepare_workdir(a.workdir or tempfile.mkdtemp(
       prefix='device_check_'))
   out = os.path.abspath(a.out)
-  doc = dict(check='monosem_jax device check (issue 11, item 1)',
+  doc = dict(check='monosem_jax device check (issues 11 and 19)',
              small=a.small, argv=sys.argv[1:] if argv is None else list(argv),
              started_utc=datetime.datetime.now(datetime.timezone.utc)
              .isoformat(timespec='seconds'),

@@ -1,6 +1,6 @@
-"""The prepared GPU device check (experiments/device_check.py, issue 11 item
-1): its ``--small`` run end to end on a CPU, its refusals, its time budget and
-its targets computed from the measured figures."""
+"""The prepared GPU device check (experiments/device_check.py, issues 11 and
+19): its ``--small`` run end to end on a CPU, its refusals, its time budget,
+its tests stage and its targets computed from the measured figures."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import pytest
 from experiments import device_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ('environment', 'bench_sweep', 'recommender', 'sweep', 'analysis',
-          'targets')
+STAGES = ('environment', 'bench_sweep', 'recommender', 'determinism', 'sweep',
+          'analysis', 'tests', 'targets')
 
 
 def _env(**extra) -> dict:
@@ -56,27 +56,42 @@ def test_small_run_measures_every_stage(small_run):
   env = stages['environment']
   assert env['backend'] == 'cpu' and env['device_count'] >= 1
 
-  bench = {r['model']: r for r in stages['bench_sweep']['results']}
-  assert set(bench) == {'mf', 'ncf'}
-  for res in bench.values():
-    assert [row['C'] for row in res['vmapped']] == [1, 8]
-    assert res['sequential']['config_steps_per_s'] > 0
+  bench = {(r['model'], r['precision']): r
+           for r in stages['bench_sweep']['results']}
+  assert list(bench) == [('mf', 'float32'), ('ncf', 'float32'),
+                         ('mf', 'tf32'), ('ncf', 'tf32')]
+  for (model, precision), res in bench.items():
+    first = precision == 'float32'
+    assert [row['C'] for row in res['vmapped']] == ([1, 8] if first else [8])
+    assert (res['sequential'] is not None) == first
     for row in res['vmapped']:
       assert row['config_steps_per_s'] > 0
       assert row['achieved_flops_per_s'] > 0
       assert row['achieved_bytes_per_s'] > 0
+      assert 0 < row['min_bytes_per_config_step'] < row[
+          'bytes_per_config_step']
       assert row['roofline']['H100']['config_steps_per_s'] > 0
       assert row['roofline']['H100']['bound'] in ('memory', 'compute')
       # A CPU is no known device: fractions of its peaks are unknown.
-      assert row['fraction_of_peak_flops'] is None
-      assert row['fraction_of_peak_bandwidth'] is None
+      for key in ('fraction_of_peak_flops', 'fraction_of_peak_bandwidth',
+                  'fraction_of_fp32_compute_roof', 'fraction_of_byte_roof_min'):
+        assert row[key] is None, key
 
   rec = stages['recommender']
   assert rec['epochs_trained'] == rec['epochs_asked'] and not rec['truncated']
   assert 0 < rec['test_metrics']['ndcg@10'] <= 1
 
+  det = stages['determinism']
+  for kind in ('ncf', 'mf'):
+    for mode in ('deterministic', 'nondeterministic'):
+      assert det[kind][mode]['epoch_s'] > 0
+      assert det[kind][mode]['repeat_bitwise_equal'] is True   # a CPU
+    assert det[kind]['slowdown'] > 0
+
   sweep = stages['sweep']
   assert sweep['complete'] and sweep['configs'] == sweep['configs_asked'] == 8
+  assert sweep['compile_s'] > 0
+  assert sweep['memory_plan'].startswith('memory: the device reports no limit')
   assert sweep['ok'] + sweep['diverged'] == sweep['configs']
   assert sweep['epochs'] == 2 and sweep['config_steps_per_s'] > 0
 
@@ -85,8 +100,14 @@ def test_small_run_measures_every_stage(small_run):
   assert os.path.isfile(analysis['report'])
   assert os.path.basename(analysis['report']) == 'report.md'
 
+  tests = stages['tests']
+  assert tests['complete'] and tests['passed'] > 0 and tests['failed'] == 0
+  assert tests['failed_ids'] == [] and 'tests/test_progress.py' in (
+      tests['command'])
+
   t = stages['targets']
   assert t['applies'] is False
+  assert t['tests_met'] is True
   for key in ('mf_required_met', 'mf_goal_met', 'sweep_met', 'analysis_met',
               'all_required_met'):
     assert t[key] is False, key      # 8 configs, no C = 1024 row
@@ -141,21 +162,29 @@ def test_stage_log_stops_at_a_progress_line_past_the_deadline():
   assert later.lines == ['epoch   3/18  loss median 1.0']
 
 
-def _measured(mf_rate, sweep_s, analysis_s, configs=1024):
-  row = dict(C=1024, config_steps_per_s=mf_rate)
+def _measured(mf_rate, sweep_s, analysis_s, configs=1024, ncf_rate=None,
+              failed=0, kind='NVIDIA H100 80GB HBM3'):
+  bench = [dict(model='mf', precision='float32',
+                vmapped=[dict(C=1024, config_steps_per_s=mf_rate)]),
+           dict(model='mf', precision='bfloat16',     # not the float32 row
+                vmapped=[dict(C=1024, config_steps_per_s=9e9)])]
+  if ncf_rate is not None:
+    bench.append(dict(model='ncf', precision='float32',
+                      vmapped=[dict(C=1024, config_steps_per_s=ncf_rate)]))
   return {
-      'environment': dict(backend='gpu', device_kind='NVIDIA H100 80GB HBM3'),
-      'bench_sweep': dict(results=[dict(model='mf', vmapped=[row])]),
+      'environment': dict(backend='gpu', device_kind=kind),
+      'bench_sweep': dict(results=bench),
       'sweep': dict(complete=True, configs=configs,
                     seconds_end_to_end=sweep_s),
       'analysis': dict(status='ok', configs=configs, partial_sweep=False,
-                       seconds_end_to_end=analysis_s)}
+                       seconds_end_to_end=analysis_s),
+      'tests': dict(complete=True, passed=290, failed=failed, errors=0)}
 
 
 @pytest.mark.parametrize('figures, expect', [
     ((1.5e6, 100.0, 50.0), dict(mf_required_met=True, mf_goal_met=False,
                                 sweep_met=True, analysis_met=True,
-                                all_required_met=True)),
+                                tests_met=True, all_required_met=True)),
     ((2.5e6, 130.0, 50.0), dict(mf_required_met=True, mf_goal_met=True,
                                 sweep_met=False, analysis_met=True,
                                 all_required_met=False)),
@@ -168,6 +197,7 @@ def test_targets_follow_the_measured_figures(figures, expect):
   args = device_check.parse_args(['--out=unused.json'])
   device_check.stage_targets(rec, dict(args=args, stages=_measured(*figures)))
   assert rec['applies'] is True and 'note' not in rec
+  assert rec['target_device'] == 'H100' and rec['ncf_required_met'] is None
   assert {k: rec[k] for k in expect} == expect
   small = {}
   device_check.stage_targets(small, dict(
@@ -175,3 +205,70 @@ def test_targets_follow_the_measured_figures(figures, expect):
       stages=_measured(*figures, configs=8)))
   assert small['applies'] is False
   assert not small['sweep_met'] and not small['analysis_met']
+
+
+@pytest.mark.parametrize('figures, expect', [
+    (dict(mf_rate=2.1e6, sweep_s=55.0, analysis_s=29.0, ncf_rate=2.2e6),
+     dict(mf_required_met=True, mf_goal_met=False, ncf_required_met=True,
+          sweep_met=True, analysis_met=True, tests_met=True,
+          all_required_met=True)),
+    # The H200 at 00e91fe: 862,619 and 1,123,994 config-steps/s, 84.0 s,
+    # 86.9 s, 10 tests failed.
+    (dict(mf_rate=862_619, sweep_s=84.0, analysis_s=86.9, ncf_rate=1_123_994,
+          failed=10),
+     dict(mf_required_met=False, ncf_required_met=False, sweep_met=False,
+          analysis_met=False, tests_met=False, all_required_met=False)),
+    (dict(mf_rate=4.1e6, sweep_s=50.0, analysis_s=20.0, ncf_rate=2.5e6,
+          failed=1),
+     dict(mf_goal_met=True, ncf_required_met=True, tests_met=False,
+          all_required_met=False)),
+])
+def test_h200_targets_are_issue_19s(figures, expect):
+  rec = {}
+  device_check.stage_targets(rec, dict(
+      args=device_check.parse_args(['--out=unused.json']),
+      stages=_measured(kind='NVIDIA H200', **figures)))
+  assert rec['applies'] is True and rec['target_device'] == 'H200'
+  assert rec['thresholds'] == device_check.TARGETS['H200']
+  assert rec['thresholds']['mf_required'] == 2e6
+  assert set(rec['targets_by_device']) == {'H100', 'H200'}
+  assert {k: rec[k] for k in expect} == expect
+
+
+def test_parse_pytest_counts_a_run_cut_short():
+  out = ('[gw0] [  1%] PASSED tests/test_a.py::test_one\n'
+         '[gw1] [  2%] FAILED tests/test_a.py::test_two[x-1]\n'
+         '[gw0] [  3%] SKIPPED tests/test_b.py::test_three\n'
+         '[gw1] [  4%] ERROR tests/test_b.py::test_four\n')
+  r = device_check.parse_pytest(out)
+  assert (r['passed'], r['failed'], r['skipped'], r['errors']) == (1, 1, 1, 1)
+  assert r['failed_ids'] == ['tests/test_a.py::test_two[x-1]',
+                             'tests/test_b.py::test_four']
+  assert r['summary'] is None
+  done = device_check.parse_pytest(
+      out + '==== 1 failed, 1 passed, 1 skipped, 1 error in 12.5s ====')
+  assert done['summary'] == '1 failed, 1 passed, 1 skipped, 1 error'
+
+
+def test_suite_command_runs_the_h200_failures_first():
+  args = device_check.parse_args(['--out=unused.json'])
+  cmd = device_check.suite_command(args)
+  assert cmd[1:] == (['-m', 'pytest', '-v', '-p', 'no:cacheprovider',
+                      '--ignore=tests/test_notebooks.py', '-n', '8']
+                     + list(device_check.GPU_FAILED_FIRST) + ['tests'])
+  small = device_check.suite_command(device_check.parse_args(['--small']))
+  assert '-n' not in small and small[-1] == 'tests/test_progress.py'
+
+
+def test_tests_stage_stopped_by_the_budget_keeps_what_it_counted(
+    monkeypatch):
+  monkeypatch.setattr(device_check, 'MIN_TESTS_S', 1.0)
+  args = device_check.parse_args([
+      '--small', '--tests=tests/test_progress.py,tests/test_sweep_runner.py'])
+  rec = {}
+  t = time.perf_counter()
+  with pytest.raises(device_check.BudgetExceeded, match='tests stopped'):
+    device_check.stage_tests(rec, dict(args=args, deadline=t + 20))
+  assert time.perf_counter() - t < 35          # the process group was ended
+  assert rec['complete'] is False and rec['summary'] is None
+  assert rec['passed'] >= 1 and rec['failed'] == 0     # test_progress.py's

@@ -1,6 +1,8 @@
 """Memory planning from XLA's memory analysis, and sweeps run in blocks of
 configs when they do not fit (issue 11, item 5)."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -119,3 +121,54 @@ def test_train_sweep_checkpoints_do_not_depend_on_the_chunk(tmp_path):
   np.testing.assert_array_equal(hist[0]['loss'], ref_hist[0]['loss'])
   for a, b in zip(jax.tree.leaves(got.sae), jax.tree.leaves(ref.sae)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('model, impl', [('mf', 'gram'), ('mf', 'direct'),
+                                         ('ncf', 'gram')])
+def test_upper_bound_is_above_xla_memory_analysis(model, impl):
+  spec, data, scorer = bench_sweep._workload(model, 2, 20, impl)
+  for c in (1, 8):
+    hparams = bench_sweep._params(spec, c)
+    measured = memory._program_bytes(spec, hparams, data, scorer)
+    bound = memory.upper_bound(spec, data, scorer, c, spec.steps_per_epoch)
+    assert measured < bound < 100 * measured, (c, measured, bound)
+
+
+def _stub_plan(calls):
+  def plan(spec, hparams, inputs, scorer, counts=(2, 4), **_):
+    calls.append(spec)
+    return memory.MemoryPlan(1e6, 2e5, memory.device_limit(),
+                             state_bytes_per_config=1e3)
+  return plan
+
+
+def test_sweep_plan_is_skipped_when_the_configs_obviously_fit(
+    mf, tmp_path, monkeypatch):
+  spec, hparams, data, scorer = mf
+  calls, logs = [], []
+  monkeypatch.setattr(memory, 'plan', _stub_plan(calls))
+  bound = memory.upper_bound(spec, data, scorer, 8, 2)
+  run = lambda mode, workdir=None: memory.sweep_plan(
+      spec, hparams, data, scorer, 8, 2, mode=mode, workdir=workdir,
+      log=logs.append)
+  monkeypatch.setattr(memory, 'device_limit', lambda device=None: None)
+  assert run(None) is None and not calls                     # a CPU
+  assert 'device reports no limit' in logs[-1]
+  assert run(True) is not None and len(calls) == 1           # asked for
+  assert run(False) is None and len(calls) == 1
+  monkeypatch.setattr(memory, 'device_limit', lambda device=None: 2.1 * bound)
+  assert run(None) is None and len(calls) == 1               # fits by far
+  assert 'plan skipped' in logs[-1] and f'{bound / 2**20:,.0f} MB' in logs[-1]
+  monkeypatch.setattr(memory, 'device_limit', lambda device=None: 1.9 * bound)
+  p = run(None, str(tmp_path))                               # not obviously
+  assert p.device_bytes == 1.9 * bound and len(calls) == 2
+  again = run(None, str(tmp_path))                           # cached
+  assert len(calls) == 2 and logs[-1].endswith('(from memory_plan.json)')
+  assert (again.shared_bytes, again.per_config_bytes,
+          again.state_bytes_per_config) == (1e6, 2e5, 1e3)
+  other = dataclasses.replace(spec, max_dict_size=32)        # another key
+  memory.sweep_plan(other, hparams, data, scorer, 8, 2, mode=True,
+                    workdir=str(tmp_path), log=logs.append)
+  assert len(calls) == 3 and not logs[-1].endswith('(from memory_plan.json)')
+  with pytest.raises(ConfigError, match="config.plan_memory='yes'"):
+    run('yes')

@@ -117,6 +117,7 @@ def test_configs_that_do_not_fit_run_in_blocks(mf_dir, tmp_path, monkeypatch):
     return dataclasses.replace(p, device_bytes=limit)
 
   monkeypatch.setattr(memory, 'plan', small_device)
+  cfg.plan_memory = True      # a CPU reports no limit: plan anyway
   logs = []
   auto = run_sweep(cfg, str(tmp_path / 'auto'), log=logs.append)
   assert any('in 3 sequential blocks of 2' in line for line in logs), logs
@@ -132,5 +133,46 @@ def test_config_chunk_is_checked_before_anything_is_written(mf_dir, tmp_path):
   cfg.config_chunk = 0
   with pytest.raises(ValueError, match=r'config.config_chunk=0: configs per '
                      'program must be an integer >= 1'):
+    run_sweep(cfg, str(tmp_path / 'w'), log=lambda _: None)
+  assert not (tmp_path / 'w').exists()
+
+
+def test_memory_plan_is_skipped_on_a_cpu_and_cached_when_asked(
+    mf_dir, tmp_path, monkeypatch):
+  # Issue 19, item 3: the plan's two compiles only where they can matter,
+  # and a resumed sweep reads the plan from its workdir.
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0])
+  cfg.epochs = 1
+  compiles = []
+  real = memory._program_bytes
+  monkeypatch.setattr(memory, '_program_bytes',
+                      lambda *a: compiles.append(1) or real(*a))
+  logs = []
+  run_sweep(cfg, str(tmp_path / 'auto'), log=logs.append)
+  assert compiles == [] and not (tmp_path / 'auto' / memory.PLAN_JSON).exists()
+  assert any(line.startswith('memory: the device reports no limit: plan '
+                             'skipped') for line in logs), logs
+  assert any(line.startswith('compile: ') for line in logs), logs
+
+  cfg.plan_memory = True
+  logs = []
+  run_sweep(cfg, str(tmp_path / 'plan'), log=logs.append)
+  assert len(compiles) == 2 and (tmp_path / 'plan' / memory.PLAN_JSON).exists()
+  assert any(line.startswith('memory (XLA') and 'from memory_plan' not in line
+             for line in logs), logs
+  cfg.epochs = 2                        # resumed: the plan from the workdir
+  logs = []
+  run_sweep(cfg, str(tmp_path / 'plan'), log=logs.append)
+  assert len(compiles) == 2
+  assert any(line.startswith('memory (XLA') and line.endswith(
+      '(from memory_plan.json)') for line in logs), logs
+
+
+def test_plan_memory_is_checked_before_anything_is_written(mf_dir, tmp_path):
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0])
+  cfg = type(cfg)(cfg.to_dict())      # a config built by hand, untyped
+  cfg.plan_memory = 'yes'
+  with pytest.raises(ValueError, match=r"config.plan_memory='yes': expected "
+                     'None'):
     run_sweep(cfg, str(tmp_path / 'w'), log=lambda _: None)
   assert not (tmp_path / 'w').exists()

@@ -119,7 +119,10 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.epochs = 30 if lastfm else 18
   c.checkpoint_every = 1      # epochs between orbax checkpoints
   c.shard = True              # shard configs over all devices when several
-  c.plan_memory = True        # print XLA's memory estimate and the largest C
+  # XLA's memory plan (two small compiles; cached in the workdir): None =
+  # only when the device has a limit that the shapes' bound does not clearly
+  # fit; True = always (printed also on a CPU); False = never.
+  c.plan_memory = ml_collections.FieldReference(None, field_type=bool)
   # Configs per device per program: None = all, or, when the memory plan
   # says they do not fit the device, the largest block that does (the
   # blocks then run one after the other; same results to float32 rounding).

@@ -21,6 +21,16 @@ Randomness: the key of epoch ``e`` is ``fold_in(PRNGKey(seed), e)``, so a
 run resumed from an epoch checkpoint is bitwise identical to an
 uninterrupted one, and the same seed gives bitwise-identical params.
 
+Determinism on a GPU: the sparse optimisers add duplicate rows of a batch
+with scatter-adds, which XLA:GPU runs with atomics in no fixed order, so
+two runs would differ in the last bits. The epoch program is therefore
+compiled with XLA's ``xla_gpu_deterministic_ops`` (a sorted, prefix-scan
+scatter; deterministic cuBLAS; no GEMM autotuning) whoever calls
+:func:`fit`: :func:`training_compiler_options`. It applies to this program
+only (the SAE sweeps are compiled as before). ``MONOSEM_GPU_NONDETERMINISTIC=1``
+opts out (a warning says the run is not reproducible). XLA:CPU runs its
+scatters in order, so the option changes nothing on a CPU.
+
 Example (a few seconds on a laptop):
   >>> from monosem_jax.data import protocol, samplers, synthetic
   >>> ds = synthetic.make_world(synthetic.WorldConfig(n_users=200, n_items=100))
@@ -33,6 +43,9 @@ Example (a few seconds on a laptop):
 
 from __future__ import annotations
 
+import functools
+import os
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -41,7 +54,7 @@ import numpy as np
 import optax
 
 from monosem_jax.data import samplers
-from monosem_jax.errors import DivergedError
+from monosem_jax.errors import ConfigError, DivergedError
 from monosem_jax.recommenders import ITEM_TABLES, USER_TABLES, get_model
 from monosem_jax.recommenders import optimizers
 from monosem_jax.recommenders.config import TrainConfig
@@ -200,16 +213,49 @@ def epoch_batches(cfg: TrainConfig, key: jax.Array, pos_users: jax.Array,
           jnp.sum(~valid))
 
 
-def make_epoch_fn(cfg: TrainConfig) -> Callable:
+#: Environment variable: ``1`` compiles recommender training without XLA's
+#: deterministic GPU ops (see the module docstring); ``0`` or unset keeps them.
+NONDETERMINISTIC_ENV = 'MONOSEM_GPU_NONDETERMINISTIC'
+
+
+def training_compiler_options(deterministic: bool | None = None) -> dict:
+  """XLA options of the training epoch program.
+
+  Args:
+    deterministic: True: ``{'xla_gpu_deterministic_ops': True}``; False: no
+      option; None: True unless ``$MONOSEM_GPU_NONDETERMINISTIC`` is ``1``.
+
+  Raises:
+    ConfigError: the variable holds something other than ``0`` or ``1``.
+  """
+  if deterministic is None:
+    value = os.environ.get(NONDETERMINISTIC_ENV, '').strip()
+    if value not in ('', '0', '1'):
+      raise ConfigError(f'{NONDETERMINISTIC_ENV}={value!r}: expected \'0\' or '
+                        "'1' (1 = recommender training without XLA's "
+                        'deterministic GPU ops, not reproducible)')
+    deterministic = value != '1'
+  return {'xla_gpu_deterministic_ops': True} if deterministic else {}
+
+
+def make_epoch_fn(cfg: TrainConfig,
+                  deterministic: bool | None = None) -> Callable:
   """A jitted ``epoch(state, pos_users, pos_items, sampler_tables)``.
 
   Returns ``(state, stats)`` with ``stats`` a dict of scalars: ``loss`` (mean
   weighted BCE per sample), ``reg`` (mean L2 term per sample), ``objective``
-  (their sum), ``n_invalid_negatives``.
+  (their sum), ``n_invalid_negatives``. Compiled with
+  :func:`training_compiler_options` (``deterministic``), so it must be
+  called at the top level, not inside another ``jit``.
   """
   step = make_step(cfg, optimizers.make_optimizer(cfg))
+  options = training_compiler_options(deterministic)
+  if not options and jax.default_backend() == 'gpu':
+    warnings.warn('recommender training compiled without deterministic GPU '
+                  f'ops ({NONDETERMINISTIC_ENV}=1 or deterministic=False): '
+                  'runs are not bitwise reproducible', stacklevel=2)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=options)
   def epoch(state: TrainState, pos_users, pos_items, sampler_tables):
     key = jax.random.fold_in(state.key, state.epoch)
     users, items, labels, weights, n_invalid = epoch_batches(

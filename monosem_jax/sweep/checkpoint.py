@@ -38,11 +38,10 @@ import orbax.checkpoint as ocp
 from monosem_jax import checkpoints, files
 from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
-from monosem_jax.sweep.spec import (FIELDS, SweepHparams, SweepSpec, dumps,
-                                    loads)
+from monosem_jax.sweep.spec import (FIELDS, SWEEP_JSON, SweepHparams, SweepSpec,
+                                    dumps, loads)
 from monosem_jax.sweep.state import init_sweep
 
-SWEEP_JSON = 'sweep.json'
 CKPT_DIR = 'checkpoints'
 
 

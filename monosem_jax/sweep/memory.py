@@ -15,6 +15,21 @@ block of configs that does, with the stacked state (weights and Adam moments)
 of all C kept on the device; the sweep then runs the epoch program over
 sequential blocks (:func:`~monosem_jax.sweep.step.run_epoch_chunked`).
 
+The plan costs two compilations (13 s of an 84 s sweep on an H200), so a
+sweep (:func:`sweep_plan`, ``config.plan_memory``) does it only when it can
+matter:
+
+* ``None`` (automatic, the default): skipped when the device reports no
+  memory limit (a CPU: nothing would change) or when
+  :func:`upper_bound`, a generous bound from the shapes alone, is at most
+  :data:`OBVIOUS_FRACTION` of the limit; planned otherwise;
+* ``True``: always planned (and its line logged, also on a CPU);
+* ``False``: never (configs that do not fit then fail to allocate).
+
+A plan is cached in the sweep's workdir (:data:`PLAN_JSON`), keyed by the
+spec, the input and scorer shapes, the device kind, the JAX version and the
+two counts, so a resumed sweep does not compile it again.
+
 Example::
 
   p = plan(spec, hparams, inputs, scorer)
@@ -25,19 +40,32 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import json
+import os
+from typing import Any, Callable
 
 import jax
 import numpy as np
 
+from monosem_jax import files
 from monosem_jax.errors import ConfigError
-from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.spec import SWEEP_JSON, SweepHparams, SweepSpec, loads
 from monosem_jax.sweep.state import SweepInputs, init_sweep
 from monosem_jax.sweep.step import run_epoch_impl
 
 #: Fraction added to the extrapolated memory before comparing with the
 #: device's limit.
 MARGIN = 0.15
+#: The automatic mode skips the plan when :func:`upper_bound` is at most this
+#: fraction of the device's limit.
+OBVIOUS_FRACTION = 0.5
+#: :func:`upper_bound`'s factors: copies of the stacked state (weights, Adam
+#: moments, gradients, the new values), of each row's latent- and
+#: reconstruction-sized activations, of the shared inputs; loss terms per
+#: step kept by the epoch's scan.
+STATE_COPIES, ACTIVATION_COPIES, SHARED_COPIES, TERMS_PER_STEP = 4, 32, 4, 16
+#: The plan's cache in a sweep workdir.
+PLAN_JSON = 'memory_plan.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,3 +204,144 @@ def state_bytes_per_config(spec: SweepSpec) -> float:
                             for x in jax.tree.leaves(sub)) if flag else 0,
       state.per_config(), state, is_leaf=lambda f: isinstance(f, bool))
   return float(sum(jax.tree.leaves(sizes)))
+
+
+def _nbytes(tree) -> int:
+  return int(sum(np.prod(np.shape(x)) * np.dtype(x.dtype).itemsize
+                 for x in jax.tree.leaves(tree)))
+
+
+def upper_bound(spec: SweepSpec, inputs: SweepInputs, scorer: Any,
+                configs: int, steps: int) -> float:
+  """A generous upper bound of the epoch program's bytes, from the shapes.
+
+  With ``R`` rows per step (MF: ``batch_users + batch_items``; paired
+  scorers: ``2 batch_pairs``), ``M`` latents, ``d`` the width, ``H`` the
+  scorer's layer widths (the output dims of its 2-D leaves: NCF's MLP; 0 for
+  MF), ``S`` the state's bytes per config
+  (:func:`state_bytes_per_config`) and ``T`` the steps of an epoch::
+
+    per config = 4 S + 32 * 4 B * (R (M + d) + batch_pairs H
+                                   [+ batch_users batch_items, MF 'direct'])
+                 + 16 * 4 B * T                     (the scan's loss terms)
+    shared     = 4 (inputs + scorer bytes) + 4 * 4 B * T R   (batch indices)
+
+  (:data:`STATE_COPIES`, :data:`ACTIVATION_COPIES`, :data:`TERMS_PER_STEP`,
+  :data:`SHARED_COPIES`). XLA's own figure is far below it (the H200's plan
+  of the 1,024-config ML-1M NCF sweep: 0.031 MB per config, this bound 9.0
+  MB); tests/test_sweep_memory.py checks it against XLA's memory analysis on
+  the CPU.
+  """
+  paired = bool(scorer.paired)
+  rows = 2 * spec.batch_pairs if paired else spec.batch_users + spec.batch_items
+  widths = sum(int(x.shape[1]) for x in jax.tree.leaves(scorer)
+               if np.ndim(x) == 2) if paired else 0
+  act = rows * (spec.max_dict_size + spec.dim) + spec.batch_pairs * widths
+  if not paired and spec.mf_pred_impl == 'direct':
+    act += spec.batch_users * spec.batch_items
+  per_config = (STATE_COPIES * state_bytes_per_config(spec)
+                + ACTIVATION_COPIES * 4 * act + TERMS_PER_STEP * 4 * steps)
+  shared = (SHARED_COPIES * (_nbytes(inputs) + _nbytes(scorer))
+            + SHARED_COPIES * 4 * steps * rows)
+  return float(shared + per_config * configs)
+
+
+def _cache_key(spec, inputs, scorer, counts) -> dict:
+  """What a plan's figures depend on (not the configs' values)."""
+  dev = jax.local_devices()[0]
+  shapes = lambda tree: [[list(np.shape(x)), str(x.dtype)]
+                         for x in jax.tree.leaves(tree)]
+  return dict(spec=spec.to_json_dict(), inputs=shapes(inputs),
+              scorer=[type(scorer).__name__, shapes(scorer)],
+              device=[dev.platform, getattr(dev, 'device_kind', str(dev))],
+              jax=jax.__version__, counts=list(counts))
+
+
+def cached_plan(workdir: str | None, spec: SweepSpec, hparams: SweepHparams,
+                inputs: SweepInputs, scorer: Any,
+                counts: tuple[int, int] = (2, 4)) -> tuple[MemoryPlan, bool]:
+  """:func:`plan`, or its figures from ``workdir/memory_plan.json``.
+
+  Returns ``(plan, from_cache)``. A new plan is written to the workdir
+  (atomically, process 0) unless the workdir's ``sweep.json`` describes
+  another spec (then the sweep is refused later and nothing is touched).
+  The device limit is always read afresh.
+  """
+  key = _cache_key(spec, inputs, scorer, counts)
+  path = os.path.join(workdir, PLAN_JSON) if workdir else None
+  if path and os.path.isfile(path):
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError):
+      saved = {}
+    if saved.get('key') == key:
+      fig = saved['figures']
+      return MemoryPlan(fig['shared_bytes'], fig['per_config_bytes'],
+                        device_limit(),
+                        state_bytes_per_config=fig['state_bytes_per_config']
+                        ), True
+  p = plan(spec, hparams, inputs, scorer, counts=counts)
+  if path and jax.process_index() == 0 and _same_spec_or_new(workdir, spec):
+    files.atomic_write_json(path, dict(key=key, figures=dict(
+        shared_bytes=p.shared_bytes, per_config_bytes=p.per_config_bytes,
+        state_bytes_per_config=p.state_bytes_per_config)))
+  return p, False
+
+
+def _same_spec_or_new(workdir: str, spec: SweepSpec) -> bool:
+  """True when ``workdir`` holds no sweep yet, or this spec's."""
+  path = os.path.join(workdir, SWEEP_JSON)
+  if not os.path.isfile(path):
+    return True
+  try:
+    with open(path) as f:
+      return loads(f.read())[0] == spec
+  except (OSError, ValueError, TypeError):   # ConfigError is a ValueError
+    return False
+
+
+def check_mode(mode) -> None:
+  """Refuses a ``config.plan_memory`` other than None, True or False."""
+  if mode is not None and not isinstance(mode, bool):
+    raise ConfigError(f'config.plan_memory={mode!r}: expected None '
+                      '(automatic), True or False')
+
+
+def sweep_plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
+               scorer: Any, configs: int, steps: int, *, mode: bool | None,
+               workdir: str | None = None,
+               log: Callable[[str], None] = print) -> MemoryPlan | None:
+  """The memory plan a sweep of ``configs`` configs per device needs.
+
+  Args:
+    mode: ``config.plan_memory``: None (automatic), True or False (see the
+      module docstring).
+    workdir: where the plan is cached (None: not cached).
+    log: gets the plan's line, or why it was skipped.
+
+  Returns:
+    The plan, or None where it was skipped (then nothing is chunked).
+
+  Raises:
+    ConfigError: ``mode`` is not None, True or False.
+  """
+  check_mode(mode)
+  if mode is False:
+    return None
+  if mode is None:
+    limit = device_limit()
+    mb = 1 / 2**20
+    if limit is None:
+      log('memory: the device reports no limit: plan skipped '
+          '(--config.plan_memory=True prints XLA\'s estimate)')
+      return None
+    bound = upper_bound(spec, inputs, scorer, configs, steps)
+    if bound <= OBVIOUS_FRACTION * limit:
+      log(f'memory: at most {bound * mb:,.0f} MB for {configs:,} configs by '
+          f'the shapes\' bound, device limit {limit * mb:,.0f} MB: plan '
+          'skipped (--config.plan_memory=True plans anyway)')
+      return None
+  p, from_cache = cached_plan(workdir, spec, hparams, inputs, scorer)
+  log(p.describe(configs) + (f' (from {PLAN_JSON})' if from_cache else ''))
+  return p

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from monosem_jax import files
+from monosem_jax import compilation, files
 from monosem_jax.errors import ConfigError
 from monosem_jax.progress import Progress
 from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
@@ -283,6 +283,7 @@ def plan_sweep(config, artifact) -> tuple[SweepSpec, SweepHparams, int]:
   hparams = build_hparams(spec, dict(config.defaults), grid)
   validate(spec, hparams)
   config_chunk_of(config)
+  memory.check_mode(config.get('plan_memory'))
   return spec, hparams, epochs_of(spec, config.get('epochs'), 'config.epochs')
 
 
@@ -337,11 +338,11 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
       f'x {steps} steps')
   per_device = -(-hparams.num_configs // (mesh.size if mesh else 1))
   chunk = config_chunk_of(config)
-  if config.get('plan_memory', True):
-    plan = memory.plan(spec, hparams, inputs, scorer)
-    log(plan.describe(per_device))
-    if chunk is None:
-      chunk = plan.chunk_for(per_device)
+  plan = memory.sweep_plan(spec, hparams, inputs, scorer, per_device, steps,
+                           mode=config.get('plan_memory'), workdir=workdir,
+                           log=log)
+  if plan is not None and chunk is None:
+    chunk = plan.chunk_for(per_device)
   if chunk is not None and chunk < per_device:
     log(memory.describe_chunks(per_device, chunk))
   done = checkpoint.saved_epochs(workdir)
@@ -350,8 +351,11 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
   clock = {'t': time.perf_counter(), 'epoch': max(done) if done else 0}
   first = clock['epoch']
   lines = Progress.for_launcher(epochs)
+  compile_clock = compilation.CompileClock()
 
   def progress(epoch, state, hist):
+    if epoch == first + 1:  # its programs were compiled in the first epoch
+      log(compile_clock.line())
     # A line for the first, the last and about 20 epochs in between (every
     # epoch under --verbosity=0), with the rate since the previous line.
     if not lines.due(epoch):
@@ -370,11 +374,12 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
         f'config-steps/s  elapsed {now - t_start:.1f}s  '
         f'ETA {lines.eta(epoch, first)}')
 
-  state, histories = train_sweep(
-      spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
-      epochs=epochs, workdir=workdir,
-      checkpoint_every=int(config.checkpoint_every), mesh=mesh, num_real=n,
-      config_chunk=chunk, provenance=provenance, callback=progress)
+  with compile_clock:
+    state, histories = train_sweep(
+        spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
+        epochs=epochs, workdir=workdir,
+        checkpoint_every=int(config.checkpoint_every), mesh=mesh, num_real=n,
+        config_chunk=chunk, provenance=provenance, callback=progress)
   chunk = config.get('eval_config_chunk')
   if chunk is None:
     chunk = scorer.eval_config_chunk(artifact.n_items)

@@ -47,6 +47,7 @@ from monosem_jax.sae.model import ACTIVATIONS, PRECISIONS, SAEConfig
 
 KINDS = ('mf', 'ncf')
 SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
+SWEEP_JSON = 'sweep.json'  # the file in a sweep workdir that holds dumps()
 #: The SAE of each recommender kind (docs/method.md#sparse-autoencoder):
 #: MF-SAE normalised with pre-bias, NCF-SAE on raw embeddings.
 SAE_DEFAULTS = {'mf': dict(normalize=True, pre_bias=True, pred_loss='mse'),
