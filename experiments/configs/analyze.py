@@ -6,7 +6,7 @@ from :func:`defaults_for` (the sweep's dataset) unless set.
 
 Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
 ``interventions.csv``, ``hierarchy.csv``, the PNG figures and ``report.md``
-into the sweep folder. Expected runtime on a 2-core CPU: ~15 s for the
+into the sweep folder's ``analysis/``. Expected runtime on a 2-core CPU: ~15 s for the
 20-config ML-1M MF README sweep, under 2 minutes for 256 configs.
 
 Fields:
@@ -26,6 +26,10 @@ Fields:
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
   threads: worker threads for the neuron tables (None: one per CPU core).
+  allow_partial: analyse a sweep stopped before the epochs it was asked for
+    (its latest checkpoint); every output then says "analysed at epoch 5 of
+    12". False (default): such a sweep is refused in one line. Read by the
+    launcher (``open_sweep``), not one of :func:`analyze_kwargs`.
 
 :func:`analyze_kwargs` turns a config into ``analyze_sweep``'s keywords.
 """
@@ -92,6 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
+  c.allow_partial = False   # analyse an unfinished sweep (outputs say so)
   return c
 
 
