@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from typing import Any
 
 import jax
@@ -125,8 +126,28 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
     manager.wait_until_finished()
 
 
+def _drop_closed_loop_noise() -> None:
+  """After a failed restore, orbax's other pending reads finish on worker
+  threads and report ``RuntimeError('Event loop is closed')`` through
+  ``sys.unraisablehook``, a page of tracebacks after the one-line refusal.
+  From the first failure on, those (and only those) are dropped."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_closed_loop', False):
+    return
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if not (isinstance(e, RuntimeError) and str(e) == 'Event loop is closed'):
+      previous(unraisable)
+
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook
+
+
 def _unreadable(manager, step, item: str, e: Exception) -> WorkdirError:
-  first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
+  _drop_closed_loop_noise()
+  first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+  first = first.split(' [tensorstore_spec')[0][:300]
   return WorkdirError(
       f'{manager.directory}/{step}/{item}: cannot be read ({type(e).__name__}'
       f'{": " + first if first else ""}); the checkpoint is truncated or '
