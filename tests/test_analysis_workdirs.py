@@ -191,3 +191,17 @@ def test_labels_edited_after_training_are_refused(tmp_path):
   assert workdirs.open_dataset(old).n_items == old.n_items
   assert 'does not record a fingerprint of its dataset' in (
       workdirs.labels_note(old))
+
+
+def test_what_an_older_sweep_cannot_prove_is_noted(sweep_dir, tmp_path):
+  from monosem_jax.sweep import checkpoint
+  work = tmp_path / 'old'
+  shutil.copytree(sweep_dir / 'sweep', work,
+                  ignore=shutil.ignore_patterns('.lock', 'analysis'))
+  assert workdirs.open_sweep(str(work)).notes == ()
+  doc = json.loads((work / checkpoint.SWEEP_JSON).read_text())
+  del doc['provenance']['epochs']           # written before it was recorded
+  (work / checkpoint.SWEEP_JSON).write_text(json.dumps(doc))
+  notes = workdirs.open_sweep(str(work)).notes
+  assert len(notes) == 1 and notes[0].startswith(
+      'analysed at epoch 2: sweep.json does not record how many epochs')

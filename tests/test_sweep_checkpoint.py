@@ -288,3 +288,15 @@ def test_leaf_hashes_are_of_the_values_saved_in_the_background(tmp_path):
   m.close()
   np.testing.assert_array_equal(state['x'], np.arange(6.0).reshape(2, 3))
   assert meta['state_sha256'] == [checkpoints.leaf_sha256(state['x'])]
+
+
+def test_a_checkpoint_without_hashes_restores_unverified(tmp_path):
+  from monosem_jax import checkpoints
+  m = checkpoints.make_manager(str(tmp_path))
+  m.save(1, args=checkpoints.ocp.args.Composite(    # as an older version
+      state=checkpoints.ocp.args.StandardSave({'leaf_0000': np.ones(2)}),
+      meta=checkpoints.ocp.args.JsonSave({'format': checkpoints.FORMAT})))
+  m.wait_until_finished()
+  state, meta = checkpoints.restore(m, {'w': np.zeros(2)})
+  m.close()
+  assert state['w'].tolist() == [1.0, 1.0] and not checkpoints.verified(meta)
