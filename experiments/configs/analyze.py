@@ -6,7 +6,8 @@ from :func:`defaults_for` (the sweep's dataset) unless set.
 
 Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
 ``interventions.csv``, ``hierarchy.csv``, the PNG figures and ``report.md``
-into the sweep folder's ``analysis/``. Expected runtime on a 2-core CPU: ~15 s for the
+into the sweep folder's ``analysis/``.
+Expected runtime on a 2-core CPU: ~15 s for the
 20-config ML-1M MF README sweep, under 2 minutes for 256 configs.
 
 Fields:

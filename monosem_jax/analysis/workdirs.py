@@ -114,12 +114,13 @@ def open_dataset(artifact: RecommenderArtifact):
   now = labels_sha256(dataset)
   changed = [k for k in LABELS if k in recorded and recorded[k] != now[k]]
   if changed:
+    where = _label_files(config['dataset'], changed)
     raise WorkdirError(
         f'the labels of {dataset.name} changed since its recommender (sha256 '
         f'{str(artifact.fingerprint)[:12]}) was trained: '
-        f'{", ".join(changed)} differ ({_label_files(config["dataset"], changed)}'
-        '); an analysis would name concepts the model never saw: restore '
-        'those files, or retrain the recommender (and its sweep) on them')
+        f'{", ".join(changed)} differ ({where}); an analysis would name '
+        'concepts the model never saw: restore those files, or retrain the '
+        'recommender (and its sweep) on them')
   return dataset
 
 
