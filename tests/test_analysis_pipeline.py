@@ -200,11 +200,15 @@ def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
   orphan_dir = sweep / '.analysis.tmp-k1ll3d'
   orphan_dir.mkdir()
   (orphan_dir / 'fidelity.csv').write_text('half')
+  stale = sweep / 'report.md'     # an older version's layout, beside it
+  stale.write_text('# Analysis of another time')
   view = workdirs.open_sweep(str(sweep))
   dataset = workdirs.open_dataset(view.artifact)
   quick = dict(k=10, max_users=50, threads=1, log=lambda _: None)
   first = pipeline.analyze_sweep(view, dataset, **quick)
   assert not orphan_file.exists() and not orphan_dir.exists()
+  assert not stale.exists() or os.path.dirname(first.report_path) == str(
+      sweep) and 'another time' not in stale.read_text()
   out = os.path.dirname(first.report_path)
   before = _outputs(out)
   assert {'report.md', 'fidelity.csv', 'neurons.csv'} <= set(before)
