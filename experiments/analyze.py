@@ -3,14 +3,17 @@ r"""Analysis of a finished sweep: CSVs, figures and ``report.md``.
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
 
-Reads the sweep through ``open_sweep`` (the recommender it explains is
-checked by content hash) and writes into the sweep folder (see
-``monosem_jax/analysis/pipeline.py``): ``fidelity.csv`` (per config: status
-ok/diverged, RBO, Kendall tau, overlap, NDCG/HR of the reconstructed model,
-L0, pure concepts, MS, the choice rule's pool, the Pareto front),
-``neurons.csv``, ``concepts.csv``, ``interventions.csv`` (with the
-wrong-direction and inactive-neuron flags), ``hierarchy.csv``
-(``planted.csv`` on the synthetic world), the figures
+Takes the sweep folder's lock first (a sweep still training there is
+refused at once), reads the sweep through ``open_sweep`` (the recommender it
+explains is checked by content hash, the checkpoint and ``sweep.json`` by
+the hashes recorded when they were written; an unfinished sweep is refused
+unless ``--config.allow_partial=True``) and writes one consistent set of
+outputs into ``SWEEP/analysis/`` (see ``monosem_jax/analysis/pipeline.py``):
+``fidelity.csv`` (per config: status ok/diverged, RBO, Kendall tau, overlap,
+NDCG/HR of the reconstructed model, L0, pure concepts, MS, the choice rule's
+pool, the Pareto front), ``neurons.csv``, ``concepts.csv``,
+``interventions.csv`` (with the wrong-direction and inactive-neuron flags),
+``hierarchy.csv`` (``planted.csv`` on the synthetic world), the figures
 ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png`` (when
 there are use cases) and ``hierarchy.png`` (Matryoshka configs), and
 ``report.md``. The config it describes in detail is chosen by a rule that
@@ -26,6 +29,9 @@ sweep on a 2-core CPU shared with other jobs; 66 s for 256 configs
 
 from __future__ import annotations
 
+import os
+from typing import Callable
+
 from absl import flags, logging
 
 from experiments.configs import analyze as analyze_config
@@ -33,6 +39,7 @@ from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, workdirs
+from monosem_jax.errors import WorkdirError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A sweep workdir.',
                                required=True)
@@ -40,21 +47,39 @@ _CONFIG = define_config_file('config', 'experiments/configs/analyze.py',
                              'Analysis config (get_config in that file).')
 
 
+def analyze(workdir: str, cfg, log: Callable[[str], None] = print
+            ) -> pipeline.Analysis:
+  """What the launcher does: the analysis of the sweep in ``workdir`` with
+  the config ``cfg`` (``experiments/configs/analyze.py``).
+
+  The sweep folder's lock is taken first: a sweep still training there (or
+  another analysis) is refused at once, naming its process, before anything
+  is read.
+
+  Raises:
+    WorkdirError: no such folder, or one in use or read-only; the refusals
+      of ``open_sweep`` / ``open_dataset`` (e.g. an unfinished sweep without
+      ``cfg.allow_partial``).
+  """
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f'--workdir={workdir}: no such folder; pass the '
+                       '--workdir of python -m experiments.sweep')
+  with files.WorkdirLock(workdir, 'analysis'):
+    view = workdirs.open_sweep(workdir, allow_partial=cfg.allow_partial)
+    dataset = workdirs.open_dataset(view.artifact)
+    refuse_without_concepts(dataset)
+    return pipeline.analyze_sweep(
+        view, dataset, **analyze_config.analyze_kwargs(cfg, dataset.name),
+        log=log)
+
+
 @refusals_in_one_line
 def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  view = workdirs.open_sweep(_WORKDIR.value)
-  dataset = workdirs.open_dataset(view.artifact)
-  refuse_without_concepts(dataset)
-  # The sweep's own lock: no analysis of a sweep that is still training,
-  # and no two analyses writing the same files.
-  with files.WorkdirLock(view.workdir, 'analysis'):
-    result = pipeline.analyze_sweep(view, dataset,
-                                    **analyze_config.analyze_kwargs(
-                                        _CONFIG.value, dataset.name),
-                                    log=lambda m: print(m, flush=True))
+  result = analyze(_WORKDIR.value, _CONFIG.value,
+                   log=lambda m: print(m, flush=True))
   fid = result.fidelity
   cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',
                       'k', 'l0_items', 'rbo_norm', 'kendall_tau', 'ndcg@10',
@@ -64,6 +89,8 @@ def main(argv):
         'config; eligible first):')
   print(pipeline.choice_order(fid)[cols].head(10).round(3).to_string(
       index=False))
+  for note in result.notes:
+    print(f'note: {note}')
   print(f'chosen config: {result.chosen}; report: {result.report_path}')
 
 

@@ -543,15 +543,17 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
   from monosem_jax.analysis import pipeline, workdirs  # pylint: disable=import-outside-toplevel
   log = StageLog('analysis', ctx['stage_deadline'])
   t = time.perf_counter()
-  view = workdirs.open_sweep(sweep_dir)
-  dataset = workdirs.open_dataset(view.artifact)
-  partial = not ctx['stages'].get('sweep', {}).get('complete')
-  rec.update(configs=view.num_configs,
-             epochs_of_checkpoint=int(view.state.epoch),
-             partial_sweep=partial, seconds_open=time.perf_counter() - t)
-  with files.WorkdirLock(view.workdir, 'analysis'):
-    result = pipeline.analyze_sweep(
-        view, dataset, **analysis_kwargs(dataset.name, partial), log=log)
+  with files.WorkdirLock(sweep_dir, 'analysis'):   # before reading it
+    # a sweep cut by the time budget is analysed on purpose (noted in it)
+    view = workdirs.open_sweep(sweep_dir, allow_partial=True)
+    dataset = workdirs.open_dataset(view.artifact)
+    rec.update(configs=view.num_configs,
+               epochs_of_checkpoint=int(view.state.epoch),
+               partial_sweep=not ctx['stages'].get('sweep', {}).get(
+                   'complete'),
+               seconds_open=time.perf_counter() - t)
+    result = pipeline.analyze_sweep(view, dataset,
+                                    **analysis_kwargs(dataset.name), log=log)
   rec['seconds_end_to_end'] = time.perf_counter() - t
   fid = result.fidelity
   rec.update(seconds_analyze=result.seconds, report=result.report_path,

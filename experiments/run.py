@@ -17,7 +17,7 @@ for every dataset, the expected runtimes and the options)::
    checkpoints);
 4. analyses every config (as ``python -m experiments.analyze``: fidelity,
    neurons, interventions, figures, planted-concept recovery on the
-   synthetic world) into ``WORKDIR/MODEL/sweep/report.md``;
+   synthetic world) into ``WORKDIR/MODEL/sweep/analysis/report.md``;
 
 then prints a short summary per model. Resize the world with e.g.
 ``--config.dataset.options.n_users=3000``; one model with
@@ -218,13 +218,16 @@ def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:
   sweep_dir = os.path.join(out, 'sweep')
   run_sweep(sweep, sweep_dir, log=log)
   plot_sweep_workdir(sweep_dir)
-  view = workdirs.open_sweep(sweep_dir)
   defaults = analyze_config.defaults_for(dataset.name)
-  return pipeline.analyze_sweep(
-      view, dataset, use_cases_=[use_cases.UseCase.from_dict(c)
-                                 for c in defaults['use_cases']],
-      concept_sets=defaults['concept_sets'], pop_top=defaults['pop_top'],
-      log=log)
+  # Under the sweep folder's lock, as experiments.analyze: never beside
+  # another analysis (or a sweep) of the same folder.
+  with files.WorkdirLock(sweep_dir, 'analysis'):
+    view = workdirs.open_sweep(sweep_dir)
+    return pipeline.analyze_sweep(
+        view, dataset, use_cases_=[use_cases.UseCase.from_dict(c)
+                                   for c in defaults['use_cases']],
+        concept_sets=defaults['concept_sets'], pop_top=defaults['pop_top'],
+        log=log)
 
 
 def summarize(model: str, result: pipeline.Analysis, log) -> None:

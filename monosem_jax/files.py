@@ -9,14 +9,18 @@ the guarantees are the same everywhere:
   the usual permissions (``0o666`` minus the umask, i.e. 0644), not the 0600
   of ``tempfile.mkstemp``.
 * :func:`atomic_directory` does the same for a whole folder (e.g. a frozen
-  recommender), and :func:`jsonable` turns configs and numpy values into
-  plain JSON data.
+  recommender, the analysis of a sweep), and :func:`jsonable` turns configs
+  and numpy values into plain JSON data.
+* :func:`remove_orphans` removes the temporary siblings (``.NAME.tmp-*``,
+  ``.NAME.old-*``) that a writer killed mid-way (SIGKILL, power loss) leaves
+  behind; the next run, holding the folder's lock, calls it.
 * :func:`prepare_workdir` refuses a path that is a file, in one line.
 * :class:`WorkdirLock` takes an exclusive ``flock`` on ``WORKDIR/.lock`` for
   the lifetime of a run. A second process on the same workdir is refused at
   once with the holder's PID. The kernel drops the lock when its holder dies
   (even by SIGKILL), so a stale lock file is taken over silently by the next
-  run, which reports the PID it replaced.
+  run, which reports the PID it replaced. A folder where the lock file
+  cannot be created (missing, read-only) is refused in one line.
 * :func:`remove_workdir` deletes a workdir whole under its lock (e.g. a
   stale sweep the main job starts afresh).
 * :func:`fingerprint` is a SHA-256 over a folder's files, identifying e.g. a
@@ -147,6 +151,33 @@ def atomic_directory(path: str):
     raise
 
 
+def remove_orphans(directory: str, names) -> list[str]:
+  """Removes what :func:`atomic_write` / :func:`atomic_directory` leave in
+  ``directory`` when killed while writing one of ``names``:
+  ``.NAME.tmp-*`` files or folders and ``.NAME.old-*`` folders. Call it only
+  while holding the folder's :class:`WorkdirLock` (no writer in flight).
+
+  Returns:
+    The names removed.
+  """
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    return []
+  prefixes = tuple(f'.{n}.{kind}-' for n in names for kind in ('tmp', 'old'))
+  removed = []
+  for entry in sorted(os.listdir(directory)):
+    if not entry.startswith(prefixes):
+      continue
+    path = os.path.join(directory, entry)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    removed.append(entry)
+  return removed
+
+
 def prepare_workdir(workdir: str, flag: str = '--workdir') -> str:
   """Creates ``workdir`` (and parents); returns its absolute path.
 
@@ -187,7 +218,16 @@ class WorkdirLock:
     self._fd: int | None = None
 
   def acquire(self) -> 'WorkdirLock':
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+    folder = os.path.dirname(self.path) or '.'
+    try:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+    except OSError as e:
+      why = ('no such folder' if isinstance(e, FileNotFoundError) else
+             f'cannot create its lock file {self.path}: '
+             f'{e.strerror or type(e).__name__}')
+      raise WorkdirError(
+          f'{folder}: {why}; the {self.what} needs a folder it can write '
+          '(pass another --workdir, or make this one writable)') from None
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

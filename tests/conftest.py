@@ -28,6 +28,17 @@ def real_data_dir():
   return path
 
 
+def small_sweep_config(rec_dir: str, epochs: int = 2):
+  """The config of :func:`sweep_dir`'s sweep (``epochs`` of them)."""
+  s = sweep_configs.get_config('synthetic,mf')
+  s.recommender_workdir = str(rec_dir)
+  s.epochs = epochs
+  s.spec.batch_users = s.spec.batch_items = 64
+  s.spec.steps_per_epoch = 3
+  s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
+  return s
+
+
 @pytest.fixture(scope='module')
 def sweep_dir(tmp_path_factory):
   """A finished 4-config MF sweep (lambda_pred x dict_size) on a small
@@ -39,13 +50,7 @@ def sweep_dir(tmp_path_factory):
   cfg.dataset.options.n_items = 120
   cfg.train.epochs = 2
   train.run(cfg, str(root / 'rec'), **quiet)
-  s = sweep_configs.get_config('synthetic,mf')
-  s.recommender_workdir = str(root / 'rec')
-  s.epochs = 2
-  s.spec.batch_users = s.spec.batch_items = 64
-  s.spec.steps_per_epoch = 3
-  s.grid = sweep_configs.grid_config(lambda_pred=(0.0, 10.0), dict_size=(8, 16))
-  run_sweep(s, str(root / 'sweep'), **quiet)
+  run_sweep(small_sweep_config(root / 'rec'), str(root / 'sweep'), **quiet)
   return root
 
 

@@ -36,7 +36,7 @@ def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir,
   proc = launched
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'neurons: 4/4 configs' in proc.stdout   # progress with timing
-  out = sweep_dir / 'sweep'
+  out = sweep_dir / 'sweep' / 'analysis'
   table = pd.read_csv(out / 'fidelity.csv')
   assert len(table) == 4 and {'rbo', 'kendall_tau', 'l0_items', 'ndcg@10',
                               'pure_concepts@10', 'pareto'} <= set(table)
@@ -381,3 +381,45 @@ def test_analysis_refuses_a_dataset_without_concepts(sweep_dir, tmp_path):
   with pytest.raises(ConfigError, match='no concept labels'):
     pipeline.analyze_sweep(view, bare, out=str(tmp_path), log=lambda _: None)
   assert not os.listdir(tmp_path)
+
+
+def _outputs(folder) -> dict:
+  return {n: open(os.path.join(folder, n), 'rb').read()
+          for n in sorted(os.listdir(folder))
+          if os.path.isfile(os.path.join(folder, n))}
+
+
+def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
+    sweep_dir, monkeypatch):
+  sweep = sweep_dir / 'sweep'
+  # what a killed run leaves: a temporary file and a staging folder
+  orphan_file = sweep / '.concepts.csv.tmp-k1ll3d'
+  orphan_file.write_text('half a table')
+  orphan_dir = sweep / '.analysis.tmp-k1ll3d'
+  orphan_dir.mkdir()
+  (orphan_dir / 'fidelity.csv').write_text('half')
+  stale = sweep / 'report.md'     # an older version's layout, beside it
+  stale.write_text('# Analysis of another time')
+  view = workdirs.open_sweep(str(sweep))
+  dataset = workdirs.open_dataset(view.artifact)
+  quick = dict(k=10, max_users=50, threads=1, log=lambda _: None)
+  first = pipeline.analyze_sweep(view, dataset, **quick)
+  assert not orphan_file.exists() and not orphan_dir.exists()
+  assert not stale.exists() or os.path.dirname(first.report_path) == str(
+      sweep) and 'another time' not in stale.read_text()
+  out = os.path.dirname(first.report_path)
+  before = _outputs(out)
+  assert {'report.md', 'fidelity.csv', 'neurons.csv'} <= set(before)
+
+  def full_disk(*args, **kwargs):
+    raise OSError(28, 'No space left on device')
+
+  # a second analysis of another config fails once its CSVs are written
+  monkeypatch.setattr(pipeline.figures, 'to_png', full_disk)
+  other = (first.chosen + 1) % view.num_configs
+  with pytest.raises(OSError, match='No space left'):
+    pipeline.analyze_sweep(view, dataset, chosen=other, **quick)
+  assert _outputs(out) == before          # the previous set, untouched
+  left = [n for n in os.listdir(sweep) + os.listdir(out)
+          if '.tmp-' in n or '.old-' in n]
+  assert not left

@@ -1,10 +1,13 @@
 """open_sweep reads a finished sweep; sweep_fidelity ranks every config."""
 
 import dataclasses
+import json
 import os
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from monosem_jax.analysis import fidelity, workdirs
@@ -124,3 +127,106 @@ def test_diverged_configs_are_not_scored(sweep_dir):
   assert table.loc[[1, 2], measures].isna().all().all()
   np.testing.assert_allclose(table.loc[[0, 3], measures],
                              good.loc[[0, 3], measures], rtol=1e-6)
+
+
+# Analysis must not trust what it is given (issue 16) ------------------------
+
+class _Stop(Exception):
+  """Stands for a kill: raised by the log sink of a running sweep."""
+
+
+def _stop_at(line: str):
+  def log(msg):
+    if msg.startswith('epoch') and line in msg:
+      raise _Stop(msg)
+  return log
+
+
+def test_an_unfinished_sweep_is_refused_or_marked_in_every_output(
+    sweep_dir, tmp_path):
+  from conftest import small_sweep_config
+  from monosem_jax.analysis import pipeline
+  from monosem_jax.sweep.runner import run_sweep
+  work = tmp_path / 'cut'      # the fixture's 2-epoch sweep, asked for 4 more
+  shutil.copytree(sweep_dir / 'sweep', work,
+                  ignore=shutil.ignore_patterns('.lock', 'analysis'))
+  with pytest.raises(_Stop):   # killed once epoch 3 is checkpointed
+    run_sweep(small_sweep_config(sweep_dir / 'rec', epochs=4), str(work),
+              log=_stop_at(' 3/4'))
+  with pytest.raises(WorkdirError, match=r'sweep .*cut is unfinished: epoch 3 '
+                     r'of 4; finish it by rerunning the sweep command .*pass '
+                     r'--config.allow_partial=True'):
+    workdirs.open_sweep(str(work))
+  view = workdirs.open_sweep(str(work), allow_partial=True)
+  assert view.partial and (view.epoch, view.epochs) == (3, 4)
+  logs = []
+  result = pipeline.analyze_sweep(view, workdirs.open_dataset(view.artifact),
+                                  k=10, max_users=50, threads=1,
+                                  log=logs.append)
+  out = os.path.dirname(result.report_path)
+  head = open(result.report_path).read().split('\n## ')[0]
+  assert '**Note: analysed at epoch 3 of 4: the sweep is unfinished.**' in head
+  assert any('note: analysed at epoch 3 of 4' in line for line in logs)
+  for name in os.listdir(out):
+    if name.endswith('.csv'):
+      table = pd.read_csv(os.path.join(out, name))
+      assert (table['epoch'] == 3).all() and (table['of_epochs'] == 4).all()
+  # sweep_results.csv is of epoch 2: not mixed into an epoch-3 analysis
+  assert 'fve' not in result.fidelity
+  assert any('sweep_results.csv is not of epoch 3' in n for n in result.notes)
+
+
+def _ml1m_recommender(tmp_path):
+  from experiments.configs import recommender as rec_configs
+  from monosem_jax.recommenders import train
+  from conftest import fixture_dir
+  data = tmp_path / 'ml-1m'
+  shutil.copytree(fixture_dir('ml-1m'), data)
+  cfg = rec_configs.get_config('ml-1m,mf')
+  cfg.dataset.data_dir = str(data)
+  cfg.dataset.options.paper_parity = False
+  cfg.split.n_holdout = 1
+  cfg.split.n_test_negatives = 1
+  cfg.train.epochs = 1
+  train.run(cfg, str(tmp_path / 'rec'), log=lambda _: None)
+  return data, tmp_path / 'rec'
+
+
+def test_labels_edited_after_training_are_refused(tmp_path):
+  data, rec = _ml1m_recommender(tmp_path)
+  art = workdirs.open_recommender(str(rec))
+  assert workdirs.open_dataset(art).n_items == art.n_items
+  assert workdirs.labels_note(art) is None
+  movies = data / 'movies.dat'
+  original = movies.read_bytes()
+  movies.write_bytes(original.replace(b'::Horror\n', b'::Comedy\n'))
+  with pytest.raises(WorkdirError, match=r'the labels of ml-1m changed since '
+                     r'its recommender .* was trained: item_concepts differ '
+                     r'\(read from movies.dat in .*ml-1m\).*retrain'):
+    workdirs.open_dataset(art)
+  movies.write_bytes(original.replace(b'Toy Tale', b'Toy Story'))
+  with pytest.raises(WorkdirError, match='item_titles differ'):
+    workdirs.open_dataset(art)
+  # a recommender trained before the fingerprint: opened, with a note
+  meta = rec / 'frozen' / 'meta.json'
+  doc = json.loads(meta.read_text())
+  del doc['meta']['labels_sha256']
+  meta.write_text(json.dumps(doc))
+  old = workdirs.open_recommender(str(rec))
+  assert workdirs.open_dataset(old).n_items == old.n_items
+  assert 'does not record a fingerprint of its dataset' in (
+      workdirs.labels_note(old))
+
+
+def test_what_an_older_sweep_cannot_prove_is_noted(sweep_dir, tmp_path):
+  from monosem_jax.sweep import checkpoint
+  work = tmp_path / 'old'
+  shutil.copytree(sweep_dir / 'sweep', work,
+                  ignore=shutil.ignore_patterns('.lock', 'analysis'))
+  assert workdirs.open_sweep(str(work)).notes == ()
+  doc = json.loads((work / checkpoint.SWEEP_JSON).read_text())
+  del doc['provenance']['epochs']           # written before it was recorded
+  (work / checkpoint.SWEEP_JSON).write_text(json.dumps(doc))
+  notes = workdirs.open_sweep(str(work)).notes
+  assert len(notes) == 1 and notes[0].startswith(
+      'analysed at epoch 2: sweep.json does not record how many epochs')

@@ -281,6 +281,89 @@ def test_busy_workdir_is_refused_naming_the_holder(recs, tmp_path):
   run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)  # released
 
 
+def test_analysis_takes_the_sweep_lock_before_reading(recs, tmp_path):
+  # A sweep that has just started: sweep.json written, no checkpoint yet.
+  from monosem_jax.recommenders.artifact import RecommenderArtifact
+  from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+  art = RecommenderArtifact.load(os.path.join(recs['a'], 'frozen'))
+  spec = SweepSpec(kind='mf', dim=art.dim, max_dict_size=8)
+  checkpoint.write_sweep_json(
+      str(tmp_path), spec, SweepHparams.from_list([{}], spec),
+      {'recommender': {'kind': 'mf', 'dataset': 'synthetic',
+                       'fingerprint': art.fingerprint,
+                       'workdir': recs['a']}, 'epochs': 2})
+  with files.WorkdirLock(str(tmp_path), 'sweep'):
+    proc = _launch('experiments.analyze', f'--workdir={tmp_path}')
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and (
+      f'is in use by process {os.getpid()}' in lines[0]), proc.stderr[-2000:]
+
+
+def test_a_truncated_checkpoint_is_one_line_from_the_launcher(recs, tmp_path):
+  run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
+  for root, _, names in os.walk(tmp_path / checkpoint.CKPT_DIR):
+    for name in names:
+      if os.path.basename(root) == 'd':             # the array data
+        path = os.path.join(root, name)
+        os.truncate(path, os.path.getsize(path) // 3)
+  proc = _launch('experiments.analyze', f'--workdir={tmp_path}')
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()   # no page of orbax tracebacks
+  assert len(lines) == 1 and lines[0].startswith('error: ') and (
+      'checkpoints/1/state: cannot be read' in lines[0]), proc.stderr[-2000:]
+
+
+def test_the_main_job_analyses_under_the_sweep_lock(tmp_path):
+  # experiments.run's analysis stage, its other stages stubbed: is the
+  # sweep folder locked while analyze_sweep runs?
+  script = textwrap.dedent(f'''
+      import os, sys, types
+      sys.argv = ['run']
+      from experiments import run
+      from experiments.configs import quickstart
+      from monosem_jax import files
+      from monosem_jax.errors import WorkdirError
+      out = {str(tmp_path)!r}
+
+      def analyze_sweep(view, dataset, **kwargs):
+        try:
+          files.WorkdirLock(os.path.join(out, 'sweep'), 'probe').acquire()
+          print('unlocked')
+        except WorkdirError as e:
+          print('locked' if 'in use by process' in str(e) else e)
+
+      run.train.run = lambda *a, **k: None
+      run.run_sweep = lambda cfg, d, log: os.makedirs(d, exist_ok=True)
+      run.plot_sweep_workdir = lambda d: None
+      run.workdirs.open_sweep = lambda d, **k: None
+      run.pipeline.analyze_sweep = analyze_sweep
+      run._run_model(quickstart.get_config(''), 'mf',
+                     types.SimpleNamespace(name='synthetic'), out)
+  ''')
+  proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == ['locked']
+
+
+def test_a_read_only_folder_is_refused_in_one_line(tmp_path, monkeypatch):
+  real_open = os.open
+
+  def read_only(path, *args, **kwargs):
+    if os.fspath(path).endswith(files.LOCK_FILE):
+      raise PermissionError(13, 'Permission denied', path)
+    return real_open(path, *args, **kwargs)
+
+  with pytest.raises(WorkdirError, match=r'missing: no such folder'):
+    files.WorkdirLock(str(tmp_path / 'missing'), 'sweep').acquire()
+  monkeypatch.setattr(files.os, 'open', read_only)   # (root ignores chmod)
+  with pytest.raises(WorkdirError, match=rf'{tmp_path}: cannot create its '
+                     r'lock file .*\.lock: Permission denied; the analysis '
+                     'needs a folder it can write'):
+    files.WorkdirLock(str(tmp_path), 'analysis').acquire()
+
+
 def test_stale_lock_of_a_killed_process_is_taken_over(recs, tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c', textwrap.dedent(f'''

@@ -46,9 +46,9 @@ def test_main_job_end_to_end_for_both_models(quickstart_run):
     assert set(table.rho) == {0.05, 0.2}          # the sparsity axis
     assert (sweep / 'sweep_results.png').stat().st_size > 10_000
     assert (workdir / model / 'recommender' / 'frozen' / 'params.npz').exists()
-    report = (sweep / 'report.md').read_text()
+    report = (sweep / 'analysis' / 'report.md').read_text()
     assert '## Planted concepts' in report and '## Interventions' in report
-    planted = pd.read_csv(sweep / 'planted.csv')
+    planted = pd.read_csv(sweep / 'analysis' / 'planted.csv')
     assert len(planted) == 8 and planted.recall.between(0, 1).all()
 
 

@@ -56,7 +56,7 @@ def test_colab_notebook_runs_the_pipeline_sharded(colab):
   text = _text(nb)
   assert '2 CPU device(s)' in text                     # the sharded path ran
   assert '12 configs on 2 CPU device(s)' in text
-  assert (workdir / 'sweep' / 'report.md').exists()
+  assert (workdir / 'sweep' / 'analysis' / 'report.md').exists()
   assert os.listdir(workdir / 'sweep' / 'checkpoints')  # orbax checkpoints
   assert 'image/png' in text                            # the report's figures
 

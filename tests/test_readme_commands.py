@@ -53,7 +53,7 @@ def test_readme_sweep_commands_run_verbatim(real_data_dir, tmp_path):
   proc = subprocess.run(analyze[0], shell=True, cwd=tmp_path, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  out = tmp_path / 'runs' / 'ml1m_mf_sweep'
+  out = tmp_path / 'runs' / 'ml1m_mf_sweep' / 'analysis'
   fid = pd.read_csv(out / 'fidelity.csv')
   assert len(fid) == 80 and fid.rbo_norm.between(0, 1).all()
   iv = pd.read_csv(out / 'interventions.csv')

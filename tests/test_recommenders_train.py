@@ -225,3 +225,16 @@ def test_a_log_sink_that_stops_the_run_keeps_that_epoch(tmp_path):
   with pytest.raises(Stop):
     train.run(_small_config(3), str(tmp_path), log=log)
   assert checkpoints.saved_steps(str(tmp_path / 'checkpoints'))[-1] == 2
+
+
+def test_a_corrupted_checkpoint_refuses_the_resume_in_one_line(tmp_path):
+  from monosem_jax.errors import WorkdirError
+  train.run(_small_config(1), str(tmp_path), log=lambda s: None)
+  for root, _, names in os.walk(tmp_path / 'checkpoints' / '1'):
+    for name in names:
+      if os.path.basename(root) == 'd':             # the array data
+        path = os.path.join(root, name)
+        os.truncate(path, os.path.getsize(path) // 3)
+  with pytest.raises(WorkdirError, match=r'checkpoints/1/state: cannot be '
+                     r'read \(.*\); the checkpoint is truncated or corrupt'):
+    train.run(_small_config(2), str(tmp_path), log=lambda s: None)

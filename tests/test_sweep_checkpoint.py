@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -147,3 +148,155 @@ def test_the_checkpoint_benchmark_times_both_kinds_of_save(tmp_path):
   assert row['configs'] == 3
   assert len(row['synchronous']) == len(row['background']) == 2
   assert all(t > 0 for t in row['synchronous'] + row['background'])
+  assert len(row['synchronous_unhashed']) == len(row['hash_seconds']) == 2
+  assert row['state_mb'] > 0
+
+
+# Nothing read back is trusted (issue 16, case 7) ----------------------------
+
+#: Leaves large enough for orbax to store them in plain data files (small
+#: ones sit inside its CRC-checked b-tree nodes).
+BIG = SweepSpec(kind='mf', dim=5, max_dict_size=64, batch_users=12,
+                batch_items=12, epochs=4)
+DENSE = SweepHparams.from_list([dict(seed=1), dict(lambda_pred=5.0, seed=2)],
+                               BIG)
+REFUSED = (r'checkpoints/{step}/state(: leaf \d+ \(.*\) does not match the '
+           r'SHA-256 recorded when it was saved|: cannot be read)')
+
+
+def _flip_middle_of_the_data(step_dir: str) -> None:
+  """Flips 4 bytes in the middle of every array data file of a step."""
+  for root, _, names in os.walk(os.path.join(step_dir, 'state')):
+    if os.path.basename(root) != 'd':
+      continue
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, 'r+b') as f:
+        data = bytearray(f.read())
+        at = len(data) // 2
+        f.seek(at)
+        f.write(bytes(255 - b for b in data[at:at + 4]))
+
+
+def _edit_leaf(step_dir: str, leaf: int, edit) -> None:
+  """Rewrites a step with leaf ``leaf`` edited and its meta (hashes) kept,
+  as a tool editing the checkpoint in place would."""
+  from monosem_jax import checkpoints
+  m = checkpoints.make_manager(os.path.dirname(step_dir))
+  step = int(os.path.basename(step_dir))
+  out = m.restore(step, args=checkpoints.ocp.args.Composite(
+      state=checkpoints.ocp.args.StandardRestore(),
+      meta=checkpoints.ocp.args.JsonRestore()))
+  m.close()
+  leaves = dict(out['state'])
+  key = f'leaf_{leaf:04d}'
+  leaves[key] = edit(np.array(leaves[key]))
+  shutil.rmtree(step_dir)
+  m = checkpoints.make_manager(os.path.dirname(step_dir))
+  m.save(step, args=checkpoints.ocp.args.Composite(
+      state=checkpoints.ocp.args.StandardSave(leaves),
+      meta=checkpoints.ocp.args.JsonSave(out['meta'])), force=True)
+  m.wait_until_finished()
+  m.close()
+
+
+def _flip_4_bytes(x):
+  raw = x.view(np.uint8).reshape(-1)
+  raw[8:12] ^= 0xFF
+  return x
+
+
+def test_an_edited_sweep_json_is_refused_naming_it(tmp_path, data, params):
+  from monosem_jax.errors import WorkdirError
+  work = str(tmp_path / 'w')
+  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  path = os.path.join(work, ckpt.SWEEP_JSON)
+  original = open(path).read()
+  for field, values in (('lambda_pred', [5.0, 7.0, 1.0]),
+                        ('dict_size', [8, 8, 8])):
+    doc = json.loads(original)
+    doc['hparams'][field] = values
+    with open(path, 'w') as f:
+      json.dump(doc, f)
+    with pytest.raises(WorkdirError, match=r'sweep.json does not describe the '
+                       r'configs its checkpoint .*/checkpoints/1 was trained'):
+      ckpt.restore_sweep(work)
+  with open(path, 'w') as f:
+    f.write(original[:len(original) // 2])              # truncated
+  with pytest.raises(WorkdirError, match=r'sweep.json: cannot be read \('
+                     r'JSONDecodeError.*truncated or was edited'):
+    ckpt.restore_sweep(work)
+  with open(path, 'w') as f:
+    f.write(original)
+  assert ckpt.restore_sweep(work)[1].configs() == params.configs()
+
+
+def test_edited_or_flipped_checkpoint_bytes_are_refused(tmp_path, data):
+  from monosem_jax.errors import WorkdirError
+  work = str(tmp_path / 'w')
+  train_sweep(BIG, DENSE, data, SCORER, epochs=1, workdir=work)
+  step = os.path.join(work, ckpt.CKPT_DIR, '1')
+  _edit_leaf(step, 0, _flip_4_bytes)                    # the SAE's W
+  with pytest.raises(WorkdirError, match=r"checkpoints/1/state: leaf 0 "
+                     r"\(\.sae\['W'\]\) does not match the SHA-256 recorded"):
+    ckpt.restore_sweep(work)
+  work = str(tmp_path / 'flipped')
+  train_sweep(BIG, DENSE, data, SCORER, epochs=1, workdir=work)
+  _flip_middle_of_the_data(os.path.join(work, ckpt.CKPT_DIR, '1'))
+  with pytest.raises(WorkdirError, match=REFUSED.format(step=1)):
+    ckpt.restore_sweep(work)
+
+
+def test_flipped_bytes_in_adam_state_refuse_the_resume(tmp_path, data):
+  from monosem_jax.errors import WorkdirError
+  work = str(tmp_path / 'w')
+  key = jax.random.PRNGKey(5)
+  train_sweep(BIG, DENSE, data, SCORER, key, epochs=2, workdir=work)
+  _edit_leaf(os.path.join(work, ckpt.CKPT_DIR, '2'), 4, _flip_4_bytes)
+  with pytest.raises(WorkdirError, match=r"leaf 4 \(\.opt\.mu\['W'\]\) does "
+                     'not match'):   # rather than a healthy config "diverged"
+    train_sweep(BIG, DENSE, data, SCORER, key, epochs=4, workdir=work)
+  work = str(tmp_path / 'flipped')
+  train_sweep(BIG, DENSE, data, SCORER, key, epochs=2, workdir=work)
+  _flip_middle_of_the_data(os.path.join(work, ckpt.CKPT_DIR, '2'))
+  with pytest.raises(WorkdirError, match=REFUSED.format(step=2)):
+    train_sweep(BIG, DENSE, data, SCORER, key, epochs=4, workdir=work)
+
+
+def test_a_truncated_checkpoint_is_refused_in_one_line(tmp_path, data, params):
+  from monosem_jax.errors import WorkdirError
+  work = str(tmp_path / 'w')
+  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  for root, _, names in os.walk(os.path.join(work, ckpt.CKPT_DIR, '1')):
+    for name in names:
+      if os.path.basename(root) == 'd':                 # the array data
+        path = os.path.join(root, name)
+        os.truncate(path, os.path.getsize(path) // 3)
+  with pytest.raises(WorkdirError, match=r'checkpoints/1/state: cannot be '
+                     r'read \(.*\); the checkpoint is truncated or corrupt'):
+    ckpt.restore_sweep(work)
+
+
+def test_leaf_hashes_are_of_the_values_saved_in_the_background(tmp_path):
+  from monosem_jax import checkpoints
+  m = checkpoints.make_manager(str(tmp_path), async_saves=True)
+  x = np.arange(6.0).reshape(2, 3)
+  checkpoints.save(m, 1, {'x': x}, {}, wait=False)
+  x += 1                                   # changed after save() returned
+  m.wait_until_finished()
+  state, meta = checkpoints.restore(m, {'x': np.zeros((2, 3))})
+  m.close()
+  np.testing.assert_array_equal(state['x'], np.arange(6.0).reshape(2, 3))
+  assert meta['state_sha256'] == [checkpoints.leaf_sha256(state['x'])]
+
+
+def test_a_checkpoint_without_hashes_restores_unverified(tmp_path):
+  from monosem_jax import checkpoints
+  m = checkpoints.make_manager(str(tmp_path))
+  m.save(1, args=checkpoints.ocp.args.Composite(    # as an older version
+      state=checkpoints.ocp.args.StandardSave({'leaf_0000': np.ones(2)}),
+      meta=checkpoints.ocp.args.JsonSave({'format': checkpoints.FORMAT})))
+  m.wait_until_finished()
+  state, meta = checkpoints.restore(m, {'w': np.zeros(2)})
+  m.close()
+  assert state['w'].tolist() == [1.0, 1.0] and not checkpoints.verified(meta)

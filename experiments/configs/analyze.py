@@ -8,8 +8,9 @@ Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
 ``interventions.csv``, ``hierarchy.csv``, up to four PNG figures
 (``fidelity_vs_l0``, ``concept_heatmap``, ``interventions`` with use cases,
 ``hierarchy`` for Matryoshka configs) and ``report.md`` into the sweep
-folder. Measured on a 2-core CPU: 43 s for the 80-config ML-1M MF README
-sweep (shared with other jobs), 66 s for 256 configs (BENCHMARKS.md).
+folder's ``analysis/``. Measured on a 2-core CPU: 43 s for the 80-config
+ML-1M MF README sweep (shared with other jobs), 66 s for 256 configs
+(BENCHMARKS.md).
 
 Fields:
   k, p: fidelity list length (None: 30, or every item of a smaller
@@ -34,6 +35,10 @@ Fields:
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
   threads: worker threads for the neuron tables (None: one per CPU core).
+  allow_partial: analyse a sweep stopped before the epochs it was asked for
+    (its latest checkpoint); every output then says "analysed at epoch 5 of
+    12". False (default): such a sweep is refused in one line. Read by the
+    launcher (``open_sweep``), not one of :func:`analyze_kwargs`.
 
 On the command line, dicts are Python literals and ``dict(key=value)`` is
 accepted (experiments/launch.py), e.g.
@@ -132,6 +137,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
+  c.allow_partial = False   # analyse an unfinished sweep (outputs say so)
   return c
 
 

@@ -1,7 +1,9 @@
 """The whole analysis of one sweep: tables, figures and ``report.md``.
 
 :func:`analyze_sweep` reads a sweep only through
-:func:`~monosem_jax.analysis.workdirs.open_sweep` and writes into its folder:
+:func:`~monosem_jax.analysis.workdirs.open_sweep` and writes one consistent
+set of outputs into the ``analysis/`` folder of the sweep folder (see
+"Outputs" below):
 
 * ``fidelity.csv``: one row per config: its ``status`` ('ok' or
   'diverged'), ranking fidelity (RBO, tau, overlap), NDCG/HR of the
@@ -19,6 +21,18 @@
   (when there are use cases), ``hierarchy.png`` (Matryoshka configs) and
   ``report.md``, which embeds them and states how the config it describes
   was chosen (docs/method.md#choosing-a-config).
+
+Outputs: the whole set is written into a temporary sibling folder and
+swapped in at the end (:func:`monosem_jax.files.atomic_directory`), so a
+reader sees the previous analysis or the new one, never a mix: a run killed
+mid-write (SIGKILL) or failing (a full disk) leaves the previous set as it
+was, and the next run removes what the killed one left
+(:func:`monosem_jax.files.remove_orphans`). Run it under the sweep folder's
+:class:`~monosem_jax.files.WorkdirLock` (the launchers do). The view's notes
+(:attr:`~monosem_jax.analysis.workdirs.SweepView.notes`: an unfinished
+sweep, inputs that could not be verified) are logged once and written in
+bold at the top of ``report.md``; an unfinished sweep's CSVs also carry its
+``epoch`` and ``of_epochs`` in every row.
 
 Example::
 
@@ -53,6 +67,14 @@ from monosem_jax.sweep.runner import RESULTS_CSV
 from monosem_jax.sweep.spec import SweepSpec
 
 REPORT_MD = 'report.md'
+#: The folder of the sweep folder that holds one analysis' outputs.
+ANALYSIS_DIR = 'analysis'
+#: Outputs of the layout before ANALYSIS_DIR (beside sweep.json); removed
+#: from a sweep folder when a new analysis is written, as stale.
+_OLD_LAYOUT = ('fidelity.csv', 'neurons.csv', 'concepts.csv',
+               'interventions.csv', 'hierarchy.csv', 'planted.csv',
+               'fidelity_vs_l0.png', 'concept_heatmap.png',
+               'interventions.png', 'hierarchy.png', REPORT_MD)
 PURE = 'pure_concepts@10'
 #: Default fidelity list length and purity list lengths (docs/method.md).
 DEFAULT_K = 30
@@ -74,6 +96,7 @@ class Analysis:
   chosen: int
   report_path: str
   seconds: float
+  notes: tuple[str, ...] = ()
 
 
 def _exact_matmuls(fn):
@@ -335,12 +358,13 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     max_users: fidelity on the first N SAE-test users only.
     chosen: config for the heat map, interventions and hierarchy (-1: auto,
       :func:`choose_config`).
-    out: output folder (default: the sweep folder).
+    out: the folder that receives the ``analysis/`` folder (default: the
+      sweep folder).
     threads: worker threads for the per-config neuron tables (default: one
       per CPU core; the tables do not depend on it).
   """
   t_start = time.perf_counter()
-  out = out or view.workdir
+  out = os.path.abspath(out or view.workdir)
   n_items = view.artifact.n_items
   k = min(DEFAULT_K, n_items) if k is None else k
   ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
@@ -370,14 +394,18 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   art = view.artifact
   log(f'analysis of {view.num_configs} configs ({art.kind} on '
       f'{dataset.name}, {len(art.split.sae_test_users)} SAE-test users)')
+  notes = list(view.notes)
 
   t = time.perf_counter()
   fid = workdirs.sweep_fidelity(view, k=k, p=p, max_users=max_users)
-  results = os.path.join(view.workdir, RESULTS_CSV)
-  if os.path.exists(results):
-    extra = pd.read_csv(results)
+  extra, note = _sweep_results(view)
+  if note:
+    notes.append(note)
+  if extra is not None:
     keep = [c for c in ('config', 'fve', 'score_mse') if c in extra]
     fid = fid.merge(extra[keep], on='config', how='left')
+  for note in notes:
+    log(f'  note: {note}')
   log(f'  fidelity: {time.perf_counter() - t:.1f}s')
 
   t = time.perf_counter()
@@ -423,19 +451,85 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
             'hierarchy.csv': hier}
   if plant is not None:
     tables['planted.csv'] = plant
-  for name, table in tables.items():
-    files.atomic_write(os.path.join(out, name),
-                       lambda f, table=table: table.to_csv(f, index=False))
-  figs = _figures(out, fid, acts, item_concepts, names, iv, hier, chosen, ks)
-  seconds = time.perf_counter() - t_start
-  path = os.path.join(out, REPORT_MD)
-  text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
-                 names, iv, hier, plant, choice, figs, seconds, pop_top, k,
-                 out)
-  files.atomic_write_text(path, text)
+  # One consistent set: everything into a staging folder, swapped in whole.
+  folder = os.path.join(out, ANALYSIS_DIR)
+  cleaned = files.remove_orphans(out, (ANALYSIS_DIR, *_OLD_LAYOUT))
+  if cleaned:
+    log(f'  removed what a killed analysis left: {", ".join(cleaned)}')
+  with files.atomic_directory(folder) as stage:
+    for name, table in tables.items():
+      _write_csv(os.path.join(stage, name), _stamped(table, view))
+    figs = _figures(stage, fid, acts, item_concepts, names, iv, hier, chosen,
+                    ks)
+    seconds = time.perf_counter() - t_start
+    text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
+                   names, iv, hier, plant, choice, figs, seconds, pop_top, k,
+                   folder)
+    _write_text(os.path.join(stage, REPORT_MD), _with_notes(text, notes))
+  if out == view.workdir:
+    _remove_old_layout(out, log)
+  path = os.path.join(folder, REPORT_MD)
   log(f'wrote {path} and {len(tables)} CSVs in {seconds:.1f}s')
   return Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
-                  path, seconds)
+                  path, seconds, tuple(notes))
+
+
+def _write_csv(path: str, table: pd.DataFrame) -> None:
+  table.to_csv(path, index=False)
+
+
+def _write_text(path: str, text: str) -> None:
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def _sweep_results(view: workdirs.SweepView):
+  """``sweep_results.csv`` when it is of the epoch analysed, else None and
+  a note (e.g. a finished sweep resumed to more epochs, then stopped)."""
+  path = os.path.join(view.workdir, RESULTS_CSV)
+  if not os.path.exists(path):
+    return None, None
+  extra = pd.read_csv(path)
+  if 'epoch' in extra:
+    same = bool((extra['epoch'] == view.epoch).all())
+  else:   # written before the column: of the finished sweep
+    same = not view.partial
+  if same:
+    return extra, None
+  return None, (f'{RESULTS_CSV} is not of epoch {view.epoch} (written at the '
+                'end of an earlier run), so its columns (l0_items, fve, '
+                'status) are left out')
+
+
+def _stamped(table: pd.DataFrame, view: workdirs.SweepView) -> pd.DataFrame:
+  """``table``, with the epoch analysed and the epochs asked for in every
+  row when the sweep is unfinished."""
+  if not view.partial:
+    return table
+  table = table.copy()
+  table.insert(0, 'of_epochs', view.epochs)
+  table.insert(0, 'epoch', view.epoch)
+  return table
+
+
+def _with_notes(text: str, notes: Sequence[str]) -> str:
+  """``report.md`` with each note in bold under its title."""
+  if not notes:
+    return text
+  title, _, rest = text.partition('\n')
+  lines = ''.join(f'**Note: {n}.**\n\n' for n in notes)
+  return f'{title}\n\n{lines}{rest.lstrip(chr(10))}'
+
+
+def _remove_old_layout(workdir: str, log) -> None:
+  """Removes the outputs an older version wrote beside ``sweep.json``: they
+  are superseded by ``analysis/`` and would be read as current."""
+  old = [n for n in _OLD_LAYOUT if os.path.isfile(os.path.join(workdir, n))]
+  for name in old:
+    os.remove(os.path.join(workdir, name))
+  if old:
+    log(f'  removed the outputs of an older analysis beside sweep.json '
+        f'({", ".join(old)}); this one is in {ANALYSIS_DIR}/')
 
 
 def summary_lines(name: str, result: Analysis) -> list[str]:

@@ -6,6 +6,16 @@ recommender it was trained on (checked by content hash), its split, its
 frozen scorer, the spec, every config's hyper-parameters and the stacked SAE
 weights (real configs only, padding dropped).
 
+Nothing is trusted as given. :func:`open_sweep` verifies the checkpoint
+against the hashes recorded when it was written (its leaves, and the
+hyper-parameters of ``sweep.json``) and refuses a sweep stopped before the
+epochs it was asked for unless ``allow_partial`` (then
+:attr:`SweepView.notes` says "analysed at epoch 5 of 12", and so does every
+output of the analysis). :func:`open_dataset` refuses item labels (genres,
+tags, titles) that changed since the recommender was trained. What could not
+be checked (inputs written by an older version) is listed in
+:attr:`SweepView.notes` / :func:`labels_note` rather than passed over.
+
 Example::
 
   view = open_sweep('runs/ml1m_mf_sweep')
@@ -26,10 +36,12 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.analysis import fidelity
+from monosem_jax.data import loaders
 from monosem_jax.data.dataset import csr_gather
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders import metrics
-from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax.recommenders.artifact import (LABELS, RecommenderArtifact,
+                                               labels_sha256)
 from monosem_jax.recommenders.train import load_data
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint
@@ -43,13 +55,46 @@ def open_recommender(workdir: str) -> RecommenderArtifact:
   return load_artifact(workdir)
 
 
+def labels_note(artifact: RecommenderArtifact) -> str | None:
+  """What :func:`open_dataset` could not check about this recommender's
+  labels (None: they were checked)."""
+  if artifact.meta.get('labels_sha256') is not None:
+    return None
+  return (f'the recommender (sha256 {str(artifact.fingerprint)[:12]}) does '
+          f'not record a fingerprint of its dataset\'s labels (trained by an '
+          f'older version), so that {artifact.dataset}\'s concepts and titles '
+          'are unchanged since training was not checked; retrain it to have '
+          'them checked')
+
+
+def _label_files(dataset_cfg, changed) -> str:
+  """Where the changed labels are read from, for the refusal."""
+  name = dataset_cfg.get('name')
+  by_label = loaders.LABEL_FILES.get(name)
+  if not by_label:
+    return f'{name} is generated from config.dataset.options'
+  names = sorted({f for c in changed for f in by_label.get(c, ())})
+  try:
+    where = loaders.resolve_data_dir(name, dataset_cfg.get('data_dir') or None)
+  except Exception:  # pylint: disable=broad-except
+    where = '$MONOSEM_DATA_DIR'
+  return f'read from {", ".join(names) or "its files"} in {where}'
+
+
 def open_dataset(artifact: RecommenderArtifact):
   """The dataset a recommender was trained on (concept labels, titles,
-  popularity), loaded again with the settings it recorded.
+  popularity), loaded again with the settings it recorded, and checked
+  against what it recorded: the split, and the fingerprint of its labels
+  (:func:`~monosem_jax.recommenders.artifact.labels_sha256`). A recommender
+  trained before labels were fingerprinted is not checked;
+  :func:`labels_note` says so (:func:`open_sweep` puts it in
+  :attr:`SweepView.notes`, which the analysis logs once and writes into
+  every report).
 
   Raises:
     DataError: the data cannot be loaded (e.g. ``$MONOSEM_DATA_DIR`` moved).
-    WorkdirError: it no longer matches the recommender's split.
+    WorkdirError: it no longer matches the recommender's split, or its
+      labels changed since training (names the labels and their files).
   """
   config = artifact.meta.get('config') or {}
   if 'dataset' not in config:
@@ -63,6 +108,19 @@ def open_dataset(artifact: RecommenderArtifact):
         f'{dataset.name} as loaded now ({split.n_users} x {split.n_items}) is '
         'not the data the recommender was trained on; point '
         'MONOSEM_DATA_DIR at the same files')
+  recorded = artifact.meta.get('labels_sha256')
+  if recorded is None:   # an older recommender: labels_note says so
+    return dataset
+  now = labels_sha256(dataset)
+  changed = [k for k in LABELS if k in recorded and recorded[k] != now[k]]
+  if changed:
+    where = _label_files(config['dataset'], changed)
+    raise WorkdirError(
+        f'the labels of {dataset.name} changed since its recommender (sha256 '
+        f'{str(artifact.fingerprint)[:12]}) was trained: '
+        f'{", ".join(changed)} differ ({where}); an analysis would name '
+        'concepts the model never saw: restore those files, or retrain the '
+        'recommender (and its sweep) on them')
   return dataset
 
 
@@ -77,6 +135,11 @@ class SweepView:
     spec, hparams: the sweep's static spec and per-config hyper-parameters.
     state: the stacked state of the latest checkpoint (real configs).
     histories: per-epoch ``(C,)`` training terms.
+    epochs: the epoch count the sweep was asked for (None: not recorded,
+      an older sweep); ``epoch`` is the state's.
+    notes: what every output of an analysis of this view must say: that it
+      is of an unfinished sweep ("analysed at epoch 5 of 12"), or what could
+      not be verified (inputs written by an older version).
   """
   workdir: str
   artifact: RecommenderArtifact
@@ -85,22 +148,44 @@ class SweepView:
   hparams: SweepHparams
   state: SweepState
   histories: list
+  epochs: int | None = None
+  notes: tuple[str, ...] = ()
 
   @property
   def num_configs(self) -> int:
     return self.hparams.num_configs
+
+  @property
+  def epoch(self) -> int:
+    """The epoch of the checkpoint this view holds."""
+    return int(np.asarray(self.state.epoch))
+
+  @property
+  def partial(self) -> bool:
+    """Whether the checkpoint is of fewer epochs than the sweep asked for."""
+    return self.epochs is not None and self.epoch < self.epochs
 
   def config(self, i: int) -> tuple[dict, dict]:
     """Config ``i``'s SAE weights (trimmed) and hyper-parameters."""
     return checkpoint.config_from_state(self.spec, self.hparams, self.state, i)
 
 
-def open_sweep(workdir: str, step: int | None = None) -> SweepView:
+def open_sweep(workdir: str, step: int | None = None,
+               allow_partial: bool = False) -> SweepView:
   """Opens a sweep workdir and the recommender it was trained on.
 
+  Args:
+    workdir: the sweep folder (open it under its
+      :class:`~monosem_jax.files.WorkdirLock` when a sweep may be running).
+    step: the checkpoint epoch to read (default: the latest).
+    allow_partial: open a sweep whose checkpoint is of fewer epochs than it
+      was asked for (stopped early); :attr:`SweepView.notes` then says so.
+
   Raises:
-    WorkdirError: no sweep there, or its recommender is gone or changed
-      since the sweep (content hash).
+    WorkdirError: no sweep there; an unfinished sweep without
+      ``allow_partial``; a ``sweep.json`` or checkpoint edited, truncated or
+      corrupted since it was written (hash); its recommender gone or
+      changed since the sweep (content hash).
   """
   if not os.path.isfile(os.path.join(workdir, checkpoint.SWEEP_JSON)):
     raise WorkdirError(f'{workdir}: no {checkpoint.SWEEP_JSON}; pass the '
@@ -117,10 +202,32 @@ def open_sweep(workdir: str, step: int | None = None) -> SweepView:
         f'trained (sha256 {str(artifact.fingerprint)[:12]}, the sweep '
         f'recorded {str(rec.get("fingerprint"))[:12]}); its analysis would '
         'mix two models')
-  spec, hparams, state, histories = checkpoint.restore_sweep(workdir, step)
+  read = checkpoint.read_sweep(workdir, step)
+  notes = []
+  if read.epochs is None:
+    notes.append(f'analysed at epoch {read.epoch}: {checkpoint.SWEEP_JSON} '
+                 'does not record how many epochs the sweep was asked for '
+                 '(written by an older version), so whether it finished was '
+                 'not checked')
+  elif read.epoch < read.epochs:
+    if not allow_partial:
+      raise WorkdirError(
+          f'sweep {workdir} is unfinished: epoch {read.epoch} of '
+          f'{read.epochs}; finish it by rerunning the sweep command (it '
+          'resumes), or pass --config.allow_partial=True to analyse this '
+          'checkpoint')
+    notes.append(f'analysed at epoch {read.epoch} of {read.epochs}: the sweep '
+                 'is unfinished')
+  if not read.verified:
+    notes.append(f'the checkpoint of epoch {read.epoch} carries no hashes '
+                 '(written by an older version), so its weights and '
+                 'hyper-parameters were not verified')
+  label = labels_note(artifact)
+  if label:
+    notes.append(label)
   return SweepView(os.path.abspath(workdir), artifact,
-                   build_scorer(artifact, spec), spec, hparams, state,
-                   histories)
+                   build_scorer(artifact, read.spec), read.spec, read.hparams,
+                   read.state, read.histories, read.epochs, tuple(notes))
 
 
 def seen_mask(split, users: np.ndarray) -> np.ndarray:

@@ -45,6 +45,25 @@ DATASETS: dict[str, tuple[Callable[..., Dataset], str | None]] = {
 }
 
 
+#: name -> the files each label of :data:`~monosem_jax.recommenders.artifact.
+#: LABELS` is read from (to name them when they changed since training).
+LABEL_FILES: dict[str, dict[str, tuple[str, ...]]] = {
+    'ml-1m': dict(item_concepts=('movies.dat',), concept_names=('movies.dat',),
+                  item_titles=('movies.dat',), item_year=('movies.dat',),
+                  user_features=('users.dat',)),
+    'ml-100k': dict(item_concepts=('u.item',), concept_names=('u.item',),
+                    item_titles=('u.item',), item_year=('u.item',),
+                    user_features=('u.user',)),
+    'lastfm-2k': dict(item_concepts=('tags.dat', 'user_taggedartists.dat'),
+                      concept_names=('tags.dat', 'user_taggedartists.dat'),
+                      item_titles=('artists.dat',)),
+    'lastfm-msd': dict(item_concepts=('Music Info.csv',),
+                       concept_names=('Music Info.csv',),
+                       item_titles=('Music Info.csv',),
+                       item_year=('Music Info.csv',)),
+}
+
+
 def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> str:
   """The folder holding ``name``'s files.
 

@@ -11,6 +11,11 @@ protocol split it was trained on and metadata. On disk::
 :meth:`RecommenderArtifact.save` writes a temporary sibling folder and renames
 it into place, so a reader never sees a half-written artifact.
 
+``meta['labels_sha256']`` (:func:`labels_sha256`, recorded at training)
+fingerprints the dataset's item and user labels the analysis reads (concepts,
+their names, titles, years, user features), so an analysis can refuse labels
+edited after training (:func:`~monosem_jax.analysis.workdirs.open_dataset`).
+
 The frozen scorers take arbitrary (e.g. SAE-reconstructed) embeddings:
 
   >>> import jax, jax.numpy as jnp, numpy as np
@@ -28,9 +33,10 @@ The frozen scorers take arbitrary (e.g. SAE-reconstructed) embeddings:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +53,38 @@ _FILES = ('params.npz', 'split.npz', 'meta.json')
 
 class ArtifactError(MonosemError):
   """A missing or corrupt artifact folder (the message names the path)."""
+
+
+#: The labels :func:`labels_sha256` fingerprints: the dataset attributes
+#: the analysis reads besides the interactions (docs/method.md#concepts).
+LABELS = ('item_concepts', 'concept_names', 'item_titles', 'item_year',
+          'user_features')
+
+
+def _label_bytes(x: Any) -> bytes:
+  if x is None:
+    return b'none'
+  if isinstance(x, Mapping):
+    return b'\0'.join(k.encode() + b'=' + _label_bytes(x[k])
+                      for k in sorted(x))
+  a = np.asarray(x)
+  if a.dtype.kind in 'OUS':      # names, titles: their text
+    return json.dumps([str(v) for v in a.reshape(-1)]).encode() + (
+        str(a.shape).encode())
+  a = np.ascontiguousarray(a)
+  return f'{a.dtype.str}{a.shape}'.encode() + a.tobytes()
+
+
+def labels_sha256(dataset) -> dict[str, str]:
+  """SHA-256 (hex) of each of a dataset's :data:`LABELS`.
+
+  >>> from monosem_jax.data import synthetic
+  >>> w = synthetic.make_world(synthetic.WorldConfig(n_users=30, n_items=20))
+  >>> sorted(labels_sha256(w)) == sorted(LABELS)
+  True
+  """
+  return {name: hashlib.sha256(_label_bytes(getattr(dataset, name, None))
+                               ).hexdigest() for name in LABELS}
 
 
 def flatten_params(params) -> dict[str, np.ndarray]:

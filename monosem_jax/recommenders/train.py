@@ -147,7 +147,8 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   ``workdir/config.json``, ``workdir/metrics.json`` (per-epoch loss and
   metrics; final metrics of the model and of the popularity baseline) and
   ``workdir/frozen/`` (:class:`~monosem_jax.recommenders.artifact.
-  RecommenderArtifact`).
+  RecommenderArtifact`, whose meta fingerprints the dataset's labels:
+  :func:`~monosem_jax.recommenders.artifact.labels_sha256`).
 
   Args:
     config: ConfigDict or nested dict with sections ``dataset``, ``split``,
@@ -436,6 +437,7 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
   artifact_lib.RecommenderArtifact(
       kind=cfg.kind, params=jax.device_get(state.params), split=split,
       meta={'dataset': dataset.name, 'config': config,
+            'labels_sha256': artifact_lib.labels_sha256(dataset),
             'train_config': cfg.to_dict(), 'epochs': int(state.epoch),
             'metrics': {'model': final, 'popularity': pop}}
   ).save(os.path.join(workdir, 'frozen'))

@@ -8,7 +8,9 @@ Layout of a sweep workdir::
       state/                every leaf of the SweepState: stacked SAE weights,
                             Adam state, data RNG key, epoch, step, finite,
                             diverged_step
-      meta/                 JSON: epoch and the per-epoch histories so far
+      meta/                 JSON: epoch, the per-epoch histories so far, the
+                            SHA-256 of every state leaf and of sweep.json's
+                            spec and configs (:func:`hparams_sha256`)
 
 Both writes are atomic: orbax writes into a temporary directory and renames
 it when complete (the training loop saves in the background while the next
@@ -17,6 +19,14 @@ epoch runs, :func:`~monosem_jax.sweep.driver.train_sweep`), and
 temporary file then ``os.replace``-d. An interrupted save leaves the previous
 checkpoint intact, and a resumed sweep finishes bitwise-identical to an
 uninterrupted one (the state holds everything the next epoch reads).
+
+Nothing read back is trusted: a restore (resume or analysis) recomputes the
+leaf hashes (:mod:`monosem_jax.checkpoints`) and the hash of ``sweep.json``'s
+spec and configs, and refuses, in one line naming the file, a checkpoint or a
+``sweep.json`` that was edited, truncated or corrupted since it was written.
+``sweep.json``'s provenance also records the epoch count of the latest run
+(:func:`record_epochs`), so a reader can tell a finished sweep from one that
+was stopped early (:class:`SweepCheckpoint`).
 
 Example:
   >>> # state, hist = driver.train_sweep(spec, hparams, inputs, scorer, key,
@@ -27,9 +37,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -38,7 +49,8 @@ import orbax.checkpoint as ocp
 from monosem_jax import checkpoints, files
 from monosem_jax.errors import WorkdirError
 from monosem_jax.sae import model
-from monosem_jax.sweep.spec import (FIELDS, SWEEP_JSON, SweepHparams, SweepSpec,
+from monosem_jax.sweep.spec import (FIELDS, SWEEP_JSON, SweepConfigError,
+                                    SweepHparams, SweepSpec,
                                     dumps, loads)
 from monosem_jax.sweep.state import init_sweep
 
@@ -55,8 +67,9 @@ def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
     spec, hparams: the sweep (``hparams``: the real configs, not padded).
     provenance: what the sweep explains, e.g. ``{'recommender': {'kind',
       'dataset', 'fingerprint', 'workdir'}}`` (see
-      :func:`~monosem_jax.sweep.runner.run_sweep`). On resume the recommender
-      ``fingerprint`` must match.
+      :func:`~monosem_jax.sweep.runner.run_sweep`), and ``epochs``, the
+      count the run trains to (:func:`record_epochs`). On resume the
+      recommender ``fingerprint`` must match.
 
   In a multi-process run every process checks an existing file and only
   process 0 writes a new one.
@@ -148,10 +161,55 @@ def _check_provenance(path: str, old: Mapping[str, Any] | None,
 
 
 def read_sweep_json(workdir: str, provenance: bool = False):
-  """``(spec, hparams)`` of a sweep workdir (with ``provenance``: a triple)."""
-  with open(os.path.join(workdir, SWEEP_JSON)) as f:
-    spec, hparams, prov = loads(f.read())
+  """``(spec, hparams)`` of a sweep workdir (with ``provenance``: a triple).
+
+  Raises:
+    WorkdirError: the file is missing, truncated or not a sweep description
+      (one line naming it).
+    SweepConfigError: it was written by another format version.
+  """
+  path = os.path.join(workdir, SWEEP_JSON)
+  try:
+    with open(path) as f:
+      spec, hparams, prov = loads(f.read())
+  except FileNotFoundError:
+    raise WorkdirError(f'{workdir}: no {SWEEP_JSON}; pass the --workdir of '
+                       'python -m experiments.sweep') from None
+  except SweepConfigError:
+    raise
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise WorkdirError(
+        f'{path}: cannot be read ({type(e).__name__}: '
+        f'{str(e).splitlines()[0][:200] if str(e) else ""}); the file is '
+        'truncated or was edited: restore it, or rerun the sweep in a fresh '
+        '--workdir') from None
   return (spec, hparams, prov) if provenance else (spec, hparams)
+
+
+def hparams_sha256(spec: SweepSpec, hparams: SweepHparams) -> str:
+  """SHA-256 of a sweep's spec and configs (``hparams``: the real configs,
+  as ``sweep.json`` holds them), recorded in every checkpoint."""
+  doc = {'spec': spec.to_json_dict(), 'hparams': hparams.to_json_dict()}
+  return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def requested_epochs(provenance: Mapping[str, Any] | None) -> int | None:
+  """The epoch count of the latest run of a sweep (None: not recorded, a
+  sweep written before it was)."""
+  epochs = (provenance or {}).get('epochs')
+  return None if epochs is None else int(epochs)
+
+
+def record_epochs(workdir: str, epochs: int) -> None:
+  """Records ``epochs`` as the count the sweep is now trained to, in
+  ``sweep.json``'s provenance (rewritten atomically when it changes; a
+  resume may raise it)."""
+  spec, hparams, prov = read_sweep_json(workdir, provenance=True)
+  if requested_epochs(prov) == int(epochs) or jax.process_index() != 0:
+    return
+  prov = dict(prov or {}, epochs=int(epochs))
+  files.atomic_write_text(os.path.join(workdir, SWEEP_JSON),
+                          dumps(spec, hparams, prov))
 
 
 def make_manager(workdir: str, max_to_keep: int | None = 2,
@@ -191,13 +249,16 @@ def _decode_histories(raw):
 
 
 def save(manager: ocp.CheckpointManager, state, histories=(),
-         wait: bool = True) -> None:
+         wait: bool = True, sweep_sha256: str | None = None) -> None:
   """Saves ``state`` (and the histories so far) as step ``state.epoch``
-  (in the background with an ``async_saves`` manager and ``wait=False``)."""
+  (in the background with an ``async_saves`` manager and ``wait=False``),
+  recording ``sweep_sha256`` (:func:`hparams_sha256` of the sweep)."""
   epoch = int(np.asarray(state.epoch))
-  checkpoints.save(manager, epoch, state, {
-      'epoch': epoch, 'num_configs': state.num_configs,
-      'histories': _encode_histories(histories)}, wait=wait)
+  meta = {'epoch': epoch, 'num_configs': state.num_configs,
+          'histories': _encode_histories(histories)}
+  if sweep_sha256 is not None:
+    meta['sweep_sha256'] = sweep_sha256
+  checkpoints.save(manager, epoch, state, meta, wait=wait)
 
 
 def saved_num_configs(manager: ocp.CheckpointManager,
@@ -210,35 +271,112 @@ def saved_num_configs(manager: ocp.CheckpointManager,
   return checkpoints.restore_meta(manager, step).get('num_configs')
 
 
-def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
-  """Restores ``(state, histories)`` from ``step`` (default: the latest).
+def check_sweep_sha256(manager: ocp.CheckpointManager, sweep_sha256: str,
+                       step: int | None = None) -> None:
+  """Refuses a checkpoint trained with other hyper-parameters than
+  ``sweep_sha256`` (:func:`hparams_sha256` of ``sweep.json`` now), e.g. a
+  ``sweep.json`` whose λ values or dictionary sizes were edited. A
+  checkpoint written before the hash was recorded is not checked."""
+  meta = checkpoints.restore_meta(manager, step)
+  recorded = meta.get('sweep_sha256')
+  if recorded is not None and recorded != sweep_sha256:
+    workdir = os.path.dirname(os.fspath(manager.directory))
+    raise WorkdirError(
+        f'{os.path.join(workdir, SWEEP_JSON)} does not describe the configs '
+        f'its checkpoint {manager.directory}/{meta.get("epoch", step)} was '
+        f'trained with (spec and configs sha256 {sweep_sha256[:12]}, the '
+        f'checkpoint recorded {recorded[:12]}): the file was edited; restore '
+        'it, or rerun the sweep in a fresh --workdir')
+
+
+def restore(manager: ocp.CheckpointManager, template, step: int | None = None,
+            sweep_sha256: str | None = None):
+  """Restores ``(state, histories)`` from ``step`` (default: the latest),
+  verified (every leaf's SHA-256; with ``sweep_sha256``, the hyper-parameters
+  it was trained with, :func:`check_sweep_sha256`).
 
   Args:
     template: a state with the right structure, shapes and shardings (e.g.
       ``init_sweep(spec, hparams)``, placed as the run will be).
   """
+  return restore_verified(manager, template, step, sweep_sha256)[:2]
+
+
+def restore_verified(manager, template, step=None, sweep_sha256=None):
+  """:func:`restore` plus whether the state was verified by hash (False for
+  a checkpoint written before hashes were recorded)."""
+  if sweep_sha256 is not None:
+    check_sweep_sha256(manager, sweep_sha256, step)
   state, meta = checkpoints.restore(manager, template, step)
-  return state, _decode_histories(meta['histories'])
+  return (state, _decode_histories(meta['histories']),
+          checkpoints.verified(meta) and 'sweep_sha256' in meta)
 
 
-def restore_sweep(workdir: str, step: int | None = None):
-  """Everything a workdir holds: ``(spec, hparams, state, histories)``.
+class SweepCheckpoint(NamedTuple):
+  """What a sweep workdir holds (:func:`read_sweep`).
+
+  Attributes:
+    spec, hparams: the sweep (real configs only).
+    state: the stacked state of the checkpoint read (real configs only).
+    histories: per-epoch ``(C,)`` training terms.
+    provenance: ``sweep.json``'s provenance (recommender, epochs asked for).
+    verified: whether the checkpoint carried hashes (leaves and
+      hyper-parameters) and so was verified; False for one written by an
+      older version.
+  """
+  spec: SweepSpec
+  hparams: SweepHparams
+  state: Any
+  histories: list
+  provenance: dict | None
+  verified: bool
+
+  @property
+  def epoch(self) -> int:
+    """The epoch of the checkpoint read."""
+    return int(np.asarray(self.state.epoch))
+
+  @property
+  def epochs(self) -> int | None:
+    """The epoch count the sweep was asked for (None: not recorded)."""
+    return requested_epochs(self.provenance)
+
+
+def read_sweep(workdir: str, step: int | None = None) -> SweepCheckpoint:
+  """Everything a workdir holds, verified (:class:`SweepCheckpoint`).
 
   ``hparams`` and every per-config leaf cover the real configs only (the
   padding a sharded run added is dropped).
+
+  Raises:
+    WorkdirError: no ``sweep.json`` or no checkpoint yet; a truncated,
+      edited or corrupted ``sweep.json`` or checkpoint (one line naming the
+      file).
   """
-  spec, hparams = read_sweep_json(workdir)
+  spec, hparams, prov = read_sweep_json(workdir, provenance=True)
+  if step is None and not saved_epochs(workdir):
+    raise WorkdirError(
+        f'{workdir} holds no checkpoint yet (the sweep has not finished its '
+        'first epoch): run or rerun the sweep command (it resumes)')
   n = hparams.num_configs
   manager = make_manager(workdir, max_to_keep=None)
   try:
+    check_sweep_sha256(manager, hparams_sha256(spec, hparams), step)
     saved = saved_num_configs(manager, step) or n
     template = init_sweep(spec, hparams.pad_to(saved))
-    state, histories = restore(manager, template, step)
+    state, histories, verified = restore_verified(manager, template, step)
   finally:
     manager.close()
   keep = np.arange(n)
-  return (spec, hparams, state.take(keep),
-          [{k: np.asarray(v)[keep] for k, v in h.items()} for h in histories])
+  return SweepCheckpoint(
+      spec, hparams, state.take(keep),
+      [{k: np.asarray(v)[keep] for k, v in h.items()} for h in histories],
+      prov, verified)
+
+
+def restore_sweep(workdir: str, step: int | None = None):
+  """``(spec, hparams, state, histories)`` of a workdir (:func:`read_sweep`)."""
+  return read_sweep(workdir, step)[:4]
 
 
 def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int

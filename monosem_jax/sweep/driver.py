@@ -82,7 +82,11 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   when it was written with another device count (then equal to float32
   rounding, see :mod:`~monosem_jax.sweep.sharding`). It refuses a workdir
   that holds a different spec, hyper-parameters or recommender
-  (``provenance``), or more epochs than asked. ``mesh`` shards the config
+  (``provenance``), or more epochs than asked, and (one line naming the
+  file) a checkpoint or ``sweep.json`` edited or corrupted since it was
+  written (:func:`~monosem_jax.sweep.checkpoint.restore`). ``sweep.json``
+  records ``epochs`` as the count this run trains to, so a reader can tell
+  a finished sweep from an interrupted one. ``mesh`` shards the config
   axis (C must divide evenly: pad with ``SweepHparams.pad_to`` and pass the
   real count as ``num_real``, which is what ``sweep.json`` records).
   ``config_chunk`` trains at most that many configs per device in one
@@ -108,10 +112,12 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     state, hparams, inputs, scorer = sharding.shard_sweep(
         mesh, state, hparams, inputs, scorer)
   histories: list[dict] = []
-  manager = None
+  manager = digest = None
   if workdir is not None:
-    ckpt.write_sweep_json(workdir, spec,
-                          host_hparams.take(np.arange(num_real)), provenance)
+    real = host_hparams.take(np.arange(num_real))
+    digest = ckpt.hparams_sha256(spec, real)
+    ckpt.write_sweep_json(workdir, spec, real,
+                          dict(provenance or {}, epochs=epochs))
     manager = ckpt.make_manager(workdir, max_to_keep=max_to_keep,
                                 async_saves=True)
     latest = manager.latest_step()
@@ -120,9 +126,14 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     except WorkdirError:
       manager.close()
       raise
+    ckpt.record_epochs(workdir, epochs)   # a resume may raise the target
     if latest is not None:
-      state, histories = _restore(manager, spec, host_hparams, key, state,
-                                  num_real, mesh)
+      try:
+        state, histories = _restore(manager, spec, host_hparams, key, state,
+                                    num_real, mesh, digest)
+      except BaseException:
+        manager.close()
+        raise
   try:
     while int(state.epoch) < epochs:
       state, hist = run_epoch(spec, hparams, state, inputs, scorer,
@@ -131,7 +142,7 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
       e = int(state.epoch)
       if manager is not None and (e % checkpoint_every == 0 or e == epochs):
         # In the background: the next epoch runs while orbax writes this one.
-        ckpt.save(manager, state, histories, wait=False)
+        ckpt.save(manager, state, histories, wait=False, sweep_sha256=digest)
       if callback is not None:
         callback(e, state, histories[-1])
   finally:  # an interrupted run still finishes the save in flight
@@ -141,16 +152,19 @@ def train_sweep(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
   return state, histories
 
 
-def _restore(manager, spec, host_hparams, key, template, num_real, mesh):
-  """The latest checkpoint, re-padded when saved with another config count."""
+def _restore(manager, spec, host_hparams, key, template, num_real, mesh,
+             digest):
+  """The latest checkpoint (verified: its leaves' and hyper-parameters'
+  hashes), re-padded when saved with another config count."""
   c = host_hparams.num_configs
   saved = ckpt.saved_num_configs(manager) or c
   if saved == c:
-    return ckpt.restore(manager, template)
+    return ckpt.restore(manager, template, sweep_sha256=digest)
   # Written with another device count: restore its padding, keep the real
   # configs, pad them again for this run.
   state, histories = ckpt.restore(manager, init_sweep(
-      spec, host_hparams.take(padding_index(num_real, saved)), key))
+      spec, host_hparams.take(padding_index(num_real, saved)), key),
+      sweep_sha256=digest)
   idx = padding_index(num_real, c)
   state = state.take(idx)
   histories = [{k: np.asarray(v)[idx] for k, v in h.items()}

@@ -388,6 +388,7 @@ def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
       artifact.user_emb[artifact.split.sae_test_users], artifact.item_emb,
       config_chunk=chunk)
   table = results_table(hparams, histories, metrics, n)
+  table['epoch'] = int(np.asarray(state.epoch))   # what the table is of
   if jax.process_index() == 0:  # every process holds the same table
     write_csv_atomic(table, os.path.join(workdir, RESULTS_CSV))
   log(f'wrote {os.path.join(workdir, RESULTS_CSV)}: {n} configs, '
