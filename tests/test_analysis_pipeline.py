@@ -65,12 +65,12 @@ def test_analyze_launcher_writes_tables_figures_and_report(sweep_dir,
 def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
     sweep_dir, launched):
   assert launched.returncode == 0, launched.stderr[-2000:]
-  out = sweep_dir / 'sweep'
+  out = sweep_dir / 'sweep' / 'analysis'
   report = (out / 'report.md').read_text()
   table = pd.read_csv(out / 'fidelity.csv')
   assert report.startswith('# Analysis: MF on synthetic, sweep ')
   assert str(sweep_dir) not in report              # relative paths only
-  assert 'recommender `../rec`' in report
+  assert 'recommender `../../rec`' in report   # from sweep/analysis/
   assert report.count('| config | status |') == 1  # one config table
   assert 'l0_items_codes' not in table and 'l0_items' in table
   assert set(table.status) == {'ok'} and 'None of the 4 configs diverged' in (

@@ -229,8 +229,8 @@ def test_main_job_on_atomic_files(atomic_main_job):
   workdir, results = atomic_main_job
   table = pd.read_csv(workdir / 'mf' / 'sweep' / 'sweep_results.csv')
   assert len(table) == 2 and (table.status == 'ok').all()
-  assert (workdir / 'mf' / 'sweep' / 'report.md').exists()
-  neurons = pd.read_csv(workdir / 'mf' / 'sweep' / 'neurons.csv')
+  assert (workdir / 'mf' / 'sweep' / 'analysis' / 'report.md').exists()
+  neurons = pd.read_csv(workdir / 'mf' / 'sweep' / 'analysis' / 'neurons.csv')
   assert set(neurons['best_concept'].dropna()) <= set(GENRES)
   assert results['mf'].interventions.empty   # no use cases for 'atomic'
   assert os.path.isdir(workdir / 'mf' / 'recommender' / 'frozen')

@@ -118,11 +118,11 @@ def test_restart_downstream_redoes_the_sweep_and_analysis(rerun_dir):
   assert new != old
   recorded = json.loads((sweep_dir / 'sweep.json').read_text())
   assert recorded['provenance']['recommender']['fingerprint'] == new
-  report = (sweep_dir / 'report.md').read_text()
+  report = (sweep_dir / 'analysis' / 'report.md').read_text()
   assert new[:12] in report and old[:12] not in report
   # Nothing of the old sweep survives: every file was written by this run.
   files = _snapshot(sweep_dir)
-  assert 'stale.txt' not in files and 'report.md' in files
+  assert 'stale.txt' not in files and 'analysis/report.md' in files
   assert all(mtime >= t0 for _, mtime in files.values())
   assert not [n for n in os.listdir(rerun_dir / 'mf') if n.startswith('.')]
 

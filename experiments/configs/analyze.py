@@ -120,6 +120,8 @@ FIELD_HELP = {
     'concept_sets': "{name: tags} scored as one concept (None: the "
                     "dataset's)",
     'threads': 'worker threads for the neuron tables (None: one per core)',
+    'allow_partial': 'analyse a sweep stopped before its epochs (every output '
+                     'says "analysed at epoch E of N")',
 }
 
 
