@@ -25,7 +25,8 @@ Fields:
     defaults below.
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
-  threads: worker threads for the neuron tables (None: one per CPU core).
+  threads: accepted and ignored (the neuron tables are one device program
+    per block of configs, monosem_jax/analysis/neuron_stats.py).
 
 :func:`analyze_kwargs` turns a config into ``analyze_sweep``'s keywords.
 """
@@ -91,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.hierarchy_top = 50
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
-  c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
+  c.threads = config_dict.placeholder(int)  # ignored (device tables)
   return c
 
 

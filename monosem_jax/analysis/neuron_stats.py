@@ -23,19 +23,23 @@ The tables are the host functions' own, value for value:
   best concept of each neuron, the best neuron of each concept and the best
   era (ties included) are the host's choices, and purity, lift and p-values
   are the host's float64 bits. (A p-value from float32 log-gamma on the
-  device would be off by up to ~1 % at ML-1M's 3,706 items, since
-  ``gammaln(3707) ~ 2.7e4``, and its ties would not be the host's.)
+  device is off by up to 0.8 % at ML-1M's 3,706 items, as
+  ``gammaln(3707) ~ 2.7e4`` holds 3 decimals in float32, and its ties would
+  not be the host's.) The grids cost ``(K+1)^2`` p-values per distinct
+  concept size, once per analysis.
 * Firing counts, L0 and popularity-rank sums come back as integers and are
   divided in float64 on the host, as before.
 * The Spearman correlation with popularity, the MS score and the mean user
   activation are float32 sums on the device (the host sums in float64, or
-  float32 in another order): they agree to about 1e-6.
+  float32 in another order): Spearman and MS agree to 1e-6 (absolute), the
+  mean user activation to 1e-5 (relative; tests/test_analysis_neuron_stats.py).
 
 Example::
 
   tables = BlockTables(dataset.item_concepts, dataset.concept_names,
                        art.item_emb, dataset.item_popularity,
-                       item_decade=dataset.item_decade, n_users=len(users))
+                       item_decade=dataset.item_decade)
+  # item_acts (C, N, M), user_acts (C, U, M): e.g. the codes of C configs
   neuron_df, concept_df, summary = tables(item_acts, user_acts,
                                           dict_size, configs)
 """
@@ -66,8 +70,8 @@ class ScoreGrid:
   Index ``[n, h, u]``: ``n`` items scored (``0..k``), ``h`` hits (``0..k``),
   ``u`` the index of the concept's size in ``sizes``. Values as
   :func:`~monosem_jax.analysis.neurons.count_scores` gives them (float64);
-  ``*_rank`` their dense ranks (int32, equal values equal ranks), which the
-  device compares.
+  :meth:`ranks` gives their dense ranks (int32, equal values equal ranks),
+  which the device compares.
   """
   k: int
   sizes: np.ndarray
