@@ -82,14 +82,19 @@ class ScoreGrid:
   @classmethod
   def build(cls, k: int, sizes: np.ndarray, n_items: int) -> 'ScoreGrid':
     """The grid for lists of ``k`` items (``k <= n_items``) and concepts of
-    ``sizes`` ``(U,)`` items among ``n_items``."""
-    counts = np.arange(k + 1)
-    pur, lift, pval = neurons.count_scores(
-        counts[None, :, None].astype(np.float32), counts[:, None, None],
-        np.asarray(sizes)[None, None, :], n_items)
-    shape = (k + 1, k + 1, len(sizes))
-    return cls(k, np.asarray(sizes), *(np.broadcast_to(a, shape).copy()
-                                       for a in (pur, lift, pval)))
+    ``sizes`` ``(U,)`` items among ``n_items``; NaN where the counts cannot
+    occur (more hits than items scored or than the concept has, or more
+    misses than items without it), which spares most p-values."""
+    sizes = np.asarray(sizes)
+    n, h, u = np.meshgrid(np.arange(k + 1), np.arange(k + 1),
+                          np.arange(len(sizes)), indexing='ij')
+    size = sizes[u]
+    ok = (h <= n) & (h <= size) & (n - h <= n_items - size)
+    values = [np.full(n.shape, np.nan) for _ in range(3)]
+    for a, v in zip(values, neurons.count_scores(
+        h[ok].astype(np.float32), n[ok], size[ok], n_items)):
+      a[ok] = v
+    return cls(k, sizes, *values)
 
   def ranks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense ranks of purity, lift and p-value, each ``(k+1, k+1, U)``."""
