@@ -34,7 +34,8 @@ Fields:
     defaults below.
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
-  threads: worker threads for the neuron tables (None: one per CPU core).
+  threads: accepted and ignored (the neuron tables are one device program
+    per block of configs, monosem_jax/analysis/neuron_stats.py).
   allow_partial: analyse a sweep stopped before the epochs it was asked for
     (its latest checkpoint); every output then says "analysed at epoch 5 of
     12". False (default): such a sweep is refused in one line. Read by the
@@ -119,7 +120,7 @@ FIELD_HELP = {
                  "dataset's)",
     'concept_sets': "{name: tags} scored as one concept (None: the "
                     "dataset's)",
-    'threads': 'worker threads for the neuron tables (None: one per core)',
+    'threads': 'accepted and ignored (the neuron tables run on the device)',
     'allow_partial': 'analyse a sweep stopped before its epochs (every output '
                      'says "analysed at epoch E of N")',
 }
@@ -138,7 +139,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.hierarchy_top = 50
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
-  c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
+  c.threads = config_dict.placeholder(int)  # ignored (device tables)
   c.allow_partial = False   # analyse an unfinished sweep (outputs say so)
   return c
 

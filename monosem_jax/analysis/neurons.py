@@ -117,21 +117,42 @@ def concept_scores(acts: np.ndarray, item_concepts: np.ndarray,
   table = np.asarray(item_concepts, bool)
   n_items = table.shape[0]
   count = table.sum(0)                                        # (T,)
-  base = count / max(n_items, 1)
   purity, lift, pval, n_scored = [], [], [], []
   for k in ks:  # a handful of list lengths; each vectorised over M x T
     hits, n = top_concept_counts(acts, table, k, max_bytes)   # (M, T), (M,)
-    pur = np.where(n[:, None] > 0, hits / np.maximum(n, 1)[:, None], 0.0)
+    pur, lif, p = count_scores(hits, n[:, None], count[None, :], n_items)
     purity.append(pur)
-    lift.append(np.where(base > 0, pur / np.where(base > 0, base, 1), 0.0))
-    # P(X >= hits), X ~ Hypergeom(population n_items, successes count, n draws)
-    pval.append(np.where(n[:, None] > 0,
-                         stats.hypergeom.sf(hits - 1, n_items, count[None, :],
-                                            n[:, None]), 1.0))
+    lift.append(lif)
+    pval.append(p)
     n_scored.append(n)
   return {'purity': np.stack(purity), 'lift': np.stack(lift),
           'p_value': np.stack(pval), 'n_scored': np.stack(n_scored),
-          'base_rate': base}
+          'base_rate': count / max(n_items, 1)}
+
+
+def count_scores(hits: np.ndarray, n: np.ndarray, count: np.ndarray,
+                 n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Purity, lift and p-value from counts alone (docs/method.md#concepts).
+
+  The arguments broadcast together (e.g. ``(M, T)``, ``(M, 1)``, ``(1, T)``).
+
+  Args:
+    hits: float32 items carrying the concept among the ``n`` scored.
+    n: int items scored (a neuron's firing items among its top K; 0: dead).
+    count: int items carrying the concept among all ``n_items``.
+    n_items: the population.
+
+  Returns:
+    float64 ``purity = hits / n`` (0 where ``n = 0``), ``lift = purity /
+    base rate`` (0 where the concept has no item) and the hypergeometric
+    p-value ``P(X >= hits)``, ``X ~ Hypergeom(n_items, count, n)`` (1 where
+    ``n = 0``), each of the broadcast shape.
+  """
+  base = count / max(n_items, 1)
+  pur = np.where(n > 0, hits / np.maximum(n, 1), 0.0)
+  lift = np.where(base > 0, pur / np.where(base > 0, base, 1), 0.0)
+  pval = np.where(n > 0, stats.hypergeom.sf(hits - 1, n_items, count, n), 1.0)
+  return pur, lift, pval
 
 
 def spearman_with(acts: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -146,7 +167,11 @@ def spearman_with(acts: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, (ra * rv[:, None]).sum(0) / denom, np.nan)
 
 
-def ms_scores(acts: np.ndarray, item_emb: np.ndarray, top: int = 30
+#: List length of the MS score (:func:`ms_scores`).
+MS_TOP = 30
+
+
+def ms_scores(acts: np.ndarray, item_emb: np.ndarray, top: int = MS_TOP
               ) -> np.ndarray:
   """``(M,)`` MS score of each neuron (module docstring); dead -> 0."""
   acts = np.asarray(acts, np.float64)
@@ -371,5 +396,10 @@ def pure_concepts(table: pd.DataFrame, k: int = 10) -> list[str]:
   >>> pure_concepts(t)
   ['a']
   """
-  full = (table[f'purity@{k}'] == 1.0) & (table[f'n_scored@{k}'] == k)
-  return list(table.loc[full, 'concept'])
+  return list(table.loc[is_pure(table, k), 'concept'])
+
+
+def is_pure(table: pd.DataFrame, k: int = 10) -> pd.Series:
+  """Per row of a concept table, whether it counts in :func:`pure_concepts`.
+  """
+  return (table[f'purity@{k}'] == 1.0) & (table[f'n_scored@{k}'] == k)

@@ -44,7 +44,6 @@ Example::
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -59,10 +58,10 @@ import pandas as pd
 from monosem_jax import files
 from monosem_jax.errors import ConfigError
 from monosem_jax.analysis import (concepts, fidelity, figures, hierarchy,
-                                  interventions, neurons, planted, report,
-                                  use_cases, workdirs)
+                                  interventions, neuron_stats, neurons,
+                                  planted, report, use_cases, workdirs)
 from monosem_jax.sae import model
-from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep import checkpoint, memory
 from monosem_jax.sweep.runner import RESULTS_CSV
 from monosem_jax.sweep.spec import SweepSpec
 
@@ -124,15 +123,21 @@ def _encode_configs(spec: SweepSpec, sae, hp, x):
   return jax.vmap(one)(sae, hp)
 
 
+def _config_codes(view: workdirs.SweepView, x: np.ndarray,
+                  idx: Sequence[int]) -> jax.Array:
+  """:func:`config_activations`, left on the device."""
+  idx = np.asarray(idx)
+  sae = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[idx]),
+                     view.state.sae)
+  return _encode_configs(view.spec, sae, view.hparams.take(idx),
+                         jnp.asarray(x, jnp.float32))
+
+
 def config_activations(view: workdirs.SweepView, x: np.ndarray,
                        idx: Sequence[int]) -> np.ndarray:
   """Codes of raw embeddings ``x`` ``(N, d)`` under configs ``idx``, in one
   vmapped program: ``(len(idx), N, max_dict_size)``."""
-  idx = np.asarray(idx)
-  sae = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[idx]),
-                     view.state.sae)
-  return np.asarray(_encode_configs(view.spec, sae, view.hparams.take(idx),
-                                    jnp.asarray(x, jnp.float32)))
+  return np.asarray(_config_codes(view, x, idx))
 
 
 def config_status(fidelity: pd.DataFrame) -> np.ndarray:
@@ -245,65 +250,58 @@ def _top_titles(acts: np.ndarray, neurons_: np.ndarray, titles: np.ndarray,
           for m in neurons_]
 
 
-@_exact_matmuls
-def _config_tables(i, a, ua, dataset, art, item_concepts, names, cfg):
-  """Config ``i``'s neuron table, concept table and summary row (its item
-  and user codes ``a``, ``ua`` cut to its own latents)."""
-  scores = neurons.concept_scores(a, item_concepts, cfg['ks'])  # once
-  nt = neurons.neuron_table(
-      a, item_concepts, names, art.item_emb, dataset.item_popularity,
-      cfg['ks'], cfg['pop_top'], item_decade=dataset.item_decade,
-      era_top=cfg['era_top'], user_acts=ua, scores=scores)
-  ct = neurons.concept_table(a, item_concepts, names, cfg['ks'], scores=scores)
-  nt.insert(0, 'config', i)
-  ct.insert(0, 'config', i)
-  row = {'config': i, 'l0_items': neurons.l0(a), 'l0_users': neurons.l0(ua),
-         PURE: len(neurons.pure_concepts(ct, 10)),
-         'dead_neurons': int(nt.dead.sum()), 'mean_ms': float(nt.ms.mean())}
-  return nt, ct, row
+#: Device memory of one block of the neuron tables where the device reports
+#: no limit (a CPU).
+TABLES_BYTES = 2 ** 30
 
 
 def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
-                   threads: int | None = None):
-  """Per-config neuron and concept tables, vectorised within a config.
+                   threads: int | None = None,
+                   max_bytes: float | None = None):
+  """Per-config neuron and concept tables, and the per-config summary.
 
-  The configs' tables are independent: ``threads`` worker threads (default:
-  one per CPU core) build them side by side (numpy and scipy release the
-  GIL), and the tables are gathered in config order, so the result does not
-  depend on the thread count.
+  One device program per block of configs
+  (:class:`~monosem_jax.analysis.neuron_stats.BlockTables`: the tables of
+  ``neurons.neuron_table`` and ``neurons.concept_table``, config by config).
+  A block holds as many configs as fit ``max_bytes`` (default: a quarter of
+  the device's memory limit, or :data:`TABLES_BYTES` where the device
+  reports none); the last block is padded to the same shape, so that one
+  compiled program serves them all. ``threads`` is accepted and has no
+  effect (the host threads of the per-config tables are gone).
   """
+  del threads
   art = view.artifact
   c = view.num_configs
   users = np.asarray(art.user_emb)[np.asarray(art.split.sae_test_users)]
+  tables = neuron_stats.BlockTables(
+      item_concepts, names, art.item_emb, dataset.item_popularity,
+      cfg['ks'], cfg['pop_top'], item_decade=dataset.item_decade,
+      era_top=cfg['era_top'])
+  if max_bytes is None:
+    limit = memory.device_limit()
+    max_bytes = limit / 4 if limit else TABLES_BYTES
+  block = int(min(c, max(1, max_bytes // tables.bytes_per_config(
+      view.spec.max_dict_size, len(users)))))
+  dict_size = np.asarray(view.hparams.dict_size)
   n_tab, c_tab, per_config = [], [], []
   t0 = time.perf_counter()
-  chunk = max(1, int(2e8 // (4 * art.item_emb.shape[0] *
-                             view.spec.max_dict_size)))
   every = max(1, c // 10)
-  threads = threads or os.cpu_count() or 1
-  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    for start in range(0, c, chunk):
-      idx = np.arange(start, min(c, start + chunk))
-      item_acts = config_activations(view, art.item_emb, idx)
-      user_acts = config_activations(view, users, idx)
-      jobs = []
-      for j, i in enumerate(idx):  # configs; each table is vectorised
-        m = int(view.hparams.config(int(i))['dict_size'])
-        jobs.append(pool.submit(_config_tables, int(i),
-                                item_acts[j][:, :m], user_acts[j][:, :m],
-                                dataset, art, item_concepts, names, cfg))
-      for i, job in zip(idx, jobs):
-        nt, ct, row = job.result()
-        n_tab.append(nt)
-        c_tab.append(ct)
-        per_config.append(row)
-        done = int(i) + 1
-        if done % every == 0 or done == c:
-          el = time.perf_counter() - t0
-          log(f'  neurons: {done}/{c} configs  {el:.1f}s  '
-              f'ETA {el / done * (c - done):.0f}s')
+  for start in range(0, c, block):  # blocks of configs, each one program
+    idx = np.arange(start, min(c, start + block))
+    pad = np.concatenate([idx, np.full(block - len(idx), idx[-1])])
+    nt, ct, row = tables(_config_codes(view, art.item_emb, pad),
+                         _config_codes(view, users, pad), dict_size[pad], idx)
+    n_tab.append(nt)
+    c_tab.append(ct)
+    per_config.append(row)
+    done = int(idx[-1]) + 1
+    if done // every > start // every or done == c:
+      el = time.perf_counter() - t0
+      log(f'  neurons: {done}/{c} configs  {el:.1f}s  '
+          f'ETA {el / done * (c - done):.0f}s')
   return (pd.concat(n_tab, ignore_index=True),
-          pd.concat(c_tab, ignore_index=True), pd.DataFrame(per_config))
+          pd.concat(c_tab, ignore_index=True),
+          pd.concat(per_config, ignore_index=True))
 
 
 def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
@@ -360,8 +358,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
       :func:`choose_config`).
     out: the folder that receives the ``analysis/`` folder (default: the
       sweep folder).
-    threads: worker threads for the per-config neuron tables (default: one
-      per CPU core; the tables do not depend on it).
+    threads: accepted for compatibility and ignored (the neuron tables are
+      one device program per block of configs).
   """
   t_start = time.perf_counter()
   out = os.path.abspath(out or view.workdir)
