@@ -79,8 +79,11 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.eval_config_chunk = ml_collections.FieldReference(None, field_type=int)
 
   c.spec = ml_collections.ConfigDict()
-  c.spec.activation = 'relu'   # relu | topk | batchtopk (then set k_max)
+  # relu | topk | batchtopk | mp | omp (then set k_max; mp / omp: the
+  # pursuit encoders of docs/method.md#pursuit-encoders, omp: k_max <= dim)
+  c.spec.activation = 'relu'
   c.spec.k_max = 0
+  c.spec.mp_signed = False     # mp / omp: coefficients of either sign
   c.spec.tied = True           # tied decoder (W_dec = W); False: untied
   c.spec.prefixes = ()
   c.spec.batch_users = 256
