@@ -2,6 +2,8 @@ r"""Analysis of a finished sweep: CSVs, figures and ``report.md``.
 
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
+  python -m experiments.analyze --workdir=runs/ml1m_mf_sweep \
+      --config.encode_method=omp --config.encode_k=8 --config.out=runs/omp8
 
 Reads the sweep through ``open_sweep`` (the recommender it explains is
 checked by content hash) and writes into the sweep folder (see
@@ -13,7 +15,10 @@ wrong-direction and inactive-neuron flags), ``hierarchy.csv``
 (``planted.csv`` on the synthetic world), the figures
 ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png`` (when
 there are use cases) and ``hierarchy.png`` (Matryoshka configs), and
-``report.md``. The config it describes in detail is chosen by a rule that
+``report.md`` (``--config.out=DIR``: into DIR instead; with
+``--config.encode_method=omp|mp`` every config is coded by pursuit on its
+own trained decoder, docs/method.md#pursuit-encoders, and DIR is required).
+The config it describes in detail is chosen by a rule that
 requires fidelity (docs/method.md#choosing-a-config: among the finite configs
 with lambda_pred > 0 and a normalised RBO at or above the median, the most
 pure concepts); ``--config.chosen=N`` overrides it. The config
@@ -45,7 +50,11 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  cfg = _CONFIG.value
   view = workdirs.open_sweep(_WORKDIR.value)
+  if cfg.encode_method is not None:   # inference-time pursuit
+    view = workdirs.with_encoder(view, cfg.encode_method, cfg.encode_k,
+                                 cfg.encode_signed)
   dataset = workdirs.open_dataset(view.artifact)
   refuse_without_concepts(dataset)
   # The sweep's own lock: no analysis of a sweep that is still training,
@@ -53,7 +62,7 @@ def main(argv):
   with files.WorkdirLock(view.workdir, 'analysis'):
     result = pipeline.analyze_sweep(view, dataset,
                                     **analyze_config.analyze_kwargs(
-                                        _CONFIG.value, dataset.name),
+                                        cfg, dataset.name),
                                     log=lambda m: print(m, flush=True))
   fid = result.fidelity
   cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',

@@ -381,3 +381,29 @@ def test_analysis_refuses_a_dataset_without_concepts(sweep_dir, tmp_path):
   with pytest.raises(ConfigError, match='no concept labels'):
     pipeline.analyze_sweep(view, bare, out=str(tmp_path), log=lambda _: None)
   assert not os.listdir(tmp_path)
+
+
+def test_analyze_launcher_recodes_by_pursuit(sweep_dir, tmp_path):
+  """--config.encode_method=omp: every config coded by signed OMP with k
+  atoms of its own decoder, the analysis in --config.out (the sweep's own
+  files untouched), the encoder named in fidelity.csv and report.md; the
+  sweep folder as out is refused."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  sweep = sweep_dir / 'sweep'
+  base = [sys.executable, '-m', 'experiments.analyze', f'--workdir={sweep}',
+          '--config.k=10', '--config.encode_method=omp',
+          '--config.encode_k=3', '--config.encode_signed=True']
+  refused = subprocess.run(base, cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+  assert refused.returncode == 1
+  assert 'writes its analysis elsewhere' in refused.stderr.strip()
+  before = sorted(os.listdir(sweep))
+  proc = subprocess.run(base + [f'--config.out={tmp_path / "omp"}'], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert sorted(os.listdir(sweep)) == before
+  table = pd.read_csv(tmp_path / 'omp' / 'fidelity.csv')
+  assert (table.encoder == 'omp, signed, k=3').all() and (table.k == 3).all()
+  assert (table.l0_items <= 3).all() and 'fve' not in table
+  assert 'coded by pursuit on its own trained decoder (omp, signed, k=3)' in (
+      tmp_path / 'omp' / 'report.md').read_text()

@@ -108,6 +108,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # neuron tables; None: every core
+  # Inference-time pursuit (docs/method.md#pursuit-encoders): 'omp' | 'mp'
+  # codes every config with encode_k atoms of its own trained decoder
+  # instead of its encoder; the analysis then goes to config.out (required,
+  # not the sweep folder). None: the trained encoders.
+  c.encode_method = config_dict.placeholder(str)
+  c.encode_k = 8
+  c.encode_signed = False
+  c.out = config_dict.placeholder(str)   # None: the sweep folder
   return c
 
 
@@ -135,5 +143,6 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
               ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
               hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
+              out=cfg.out,
               pop_top=(cfg.pop_top if cfg.pop_top is not None
                        else defaults['pop_top']))
