@@ -358,3 +358,18 @@ def test_describe_names_the_pursuit():
   old = dict(export.describe(model.SAEConfig.mf(dim=6, dict_size=8), None))
   del old['mp_signed']          # written before pursuit encoders existed
   assert not export.sae_config(old).mp_signed
+
+
+def test_sparse_faithful_config_is_a_valid_pursuit_sweep():
+  # pylint: disable=import-outside-toplevel
+  from experiments.configs import sparse_faithful
+  from monosem_jax.errors import ConfigError
+  from monosem_jax.sweep.runner import build_hparams, grid_axes
+  c = sparse_faithful.get_config('ml-1m')
+  spec = SweepSpec(kind='mf', dim=20, max_dict_size=1024, **c.spec.to_dict())
+  hp = build_hparams(spec, c.defaults.to_dict(), grid_axes(c.grid))
+  validate(spec, hp)
+  assert (spec.activation, spec.k_max, hp.num_configs) == ('omp', 8, 6)
+  assert set(np.asarray(hp.k)) == {8} and not np.asarray(hp.lambda_kl).any()
+  with pytest.raises(ConfigError, match='only ml-1m'):
+    sparse_faithful.get_config('lastfm-2k')
