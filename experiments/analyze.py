@@ -2,6 +2,8 @@ r"""Analysis of a finished sweep: CSVs, figures and ``report.md``.
 
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
+  python -m experiments.analyze --workdir=runs/ml1m_mf_sweep \
+      --config.encode_method=omp --config.encode_k=8 --config.out=runs/omp8
 
 Takes the sweep folder's lock first (a sweep still training there is
 refused at once), reads the sweep through ``open_sweep`` (the recommender it
@@ -16,7 +18,10 @@ pool, the Pareto front), ``neurons.csv``, ``concepts.csv``,
 ``hierarchy.csv`` (``planted.csv`` on the synthetic world), the figures
 ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png`` (when
 there are use cases) and ``hierarchy.png`` (Matryoshka configs), and
-``report.md``. The config it describes in detail is chosen by a rule that
+``report.md`` (``--config.out=DIR``: into DIR instead; with
+``--config.encode_method=omp|mp`` every config is coded by pursuit on its
+own trained decoder, docs/method.md#pursuit-encoders, and DIR is required).
+The config it describes in detail is chosen by a rule that
 requires fidelity (docs/method.md#choosing-a-config: among the finite configs
 with lambda_pred > 0 and a normalised RBO at or above the median, the most
 pure concepts); ``--config.chosen=N`` overrides it. The config
@@ -66,6 +71,9 @@ def analyze(workdir: str, cfg, log: Callable[[str], None] = print
                        '--workdir of python -m experiments.sweep')
   with files.WorkdirLock(workdir, 'analysis'):
     view = workdirs.open_sweep(workdir, allow_partial=cfg.allow_partial)
+    if cfg.encode_method is not None:   # inference-time pursuit
+      view = workdirs.with_encoder(view, cfg.encode_method, cfg.encode_k,
+                                   cfg.encode_signed)
     dataset = workdirs.open_dataset(view.artifact)
     refuse_without_concepts(dataset)
     return pipeline.analyze_sweep(

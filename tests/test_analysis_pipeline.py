@@ -423,3 +423,29 @@ def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
   left = [n for n in os.listdir(sweep) + os.listdir(out)
           if '.tmp-' in n or '.old-' in n]
   assert not left
+
+
+def test_analyze_launcher_recodes_by_pursuit(sweep_dir, tmp_path):
+  """--config.encode_method=omp: every config coded by signed OMP with k
+  atoms of its own decoder, the analysis in --config.out (the sweep's own
+  files untouched), the encoder named in fidelity.csv and report.md; the
+  sweep folder as out is refused."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  sweep = sweep_dir / 'sweep'
+  base = [sys.executable, '-m', 'experiments.analyze', f'--workdir={sweep}',
+          '--config.k=10', '--config.encode_method=omp',
+          '--config.encode_k=3', '--config.encode_signed=True']
+  refused = subprocess.run(base, cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+  assert refused.returncode == 1
+  assert 'writes its analysis elsewhere' in refused.stderr.strip()
+  before = sorted(os.listdir(sweep))
+  proc = subprocess.run(base + [f'--config.out={tmp_path / "omp"}'], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert sorted(os.listdir(sweep)) == before
+  table = pd.read_csv(tmp_path / 'omp' / 'analysis' / 'fidelity.csv')
+  assert (table.encoder == 'omp, signed, k=3').all() and (table.k == 3).all()
+  assert (table.l0_items <= 3).all() and 'fve' not in table
+  assert 'coded by pursuit on its own trained decoder (omp, signed, k=3)' in (
+      tmp_path / 'omp' / 'analysis' / 'report.md').read_text()

@@ -230,3 +230,38 @@ def test_what_an_older_sweep_cannot_prove_is_noted(sweep_dir, tmp_path):
   notes = workdirs.open_sweep(str(work)).notes
   assert len(notes) == 1 and notes[0].startswith(
       'analysed at epoch 2: sweep.json does not record how many epochs')
+
+
+def test_with_encoder_recodes_every_config_by_pursuit(sweep_dir):
+  """Inference-time pursuit on each config's trained decoder: the analysis's
+  codes (vmapped over configs), the interventions' Codec and the fidelity's
+  reconstructions are all model.pursuit_encode's; refusals in one line."""
+  # pylint: disable=import-outside-toplevel
+  from monosem_jax.analysis import interventions, pipeline
+  from monosem_jax.errors import ConfigError
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  omp = workdirs.with_encoder(view, 'omp', 3, signed=True)
+  assert omp.encoder == 'omp, signed, k=3' and view.encoder is None
+  x = jnp.asarray(view.artifact.item_emb)
+  codes = pipeline.config_activations(omp, x, [1, 3])
+  table = workdirs.sweep_fidelity(omp, k=10, max_users=40)
+  for j, i in enumerate((1, 3)):
+    sae, hp = view.config(i)
+    cfg = model.SAEConfig(**hp['sae_config'])
+    want = model.pursuit_encode(sae, x, cfg, 3, orthogonal=True, signed=True)
+    m = hp['dict_size']
+    np.testing.assert_allclose(codes[j][:, :m], want, rtol=1e-5, atol=1e-6)
+    assert not codes[j][:, m:].any() and ((codes[j] != 0).sum(1) <= 3).all()
+    np.testing.assert_allclose(
+        interventions.Codec.of(*omp.config(i)).encode(x)[0], want,
+        rtol=1e-5, atol=1e-6)
+  own = workdirs.sweep_fidelity(view, k=10, max_users=40)
+  assert (table.k == 3).all() and not np.allclose(table.rbo, own.rbo)
+  for bad, match in ((dict(method='ksvd'), 'method'), (dict(k=9), r'\[1, 8\]'),
+                     (dict(k=0), r'\[1, 8\]')):
+    with pytest.raises(ConfigError, match=match):
+      workdirs.with_encoder(view, **{'method': 'omp', 'k': 3, **bad})
+  with pytest.raises(ConfigError, match='already recoded'):
+    workdirs.with_encoder(omp, 'mp', 2)
+  with pytest.raises(ConfigError, match='writes its analysis elsewhere'):
+    pipeline.analyze_sweep(omp, None)

@@ -19,7 +19,8 @@ import tomllib
 import pytest
 
 from experiments import launch
-from experiments.configs import analyze, quickstart, recommender, sweep
+from experiments.configs import (analyze, quickstart, recommender,
+                                 sparse_faithful, sweep)
 from monosem_jax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +107,8 @@ def test_console_script_targets_are_callables_whose_help_lists_the_config(
     assert '--config:' in text and line in text, (target, text[:600])
 
 
-@pytest.mark.parametrize('module', [quickstart, recommender, sweep, analyze],
+@pytest.mark.parametrize('module', [quickstart, recommender, sweep, analyze,
+                                    sparse_faithful],
                          ids=lambda m: m.__name__.rsplit('.', 1)[1])
 def test_every_config_field_has_a_help_line(module):
   """Each field of each config (every dataset and model) has its line in
@@ -115,7 +117,7 @@ def test_every_config_field_has_a_help_line(module):
           recommender: [f'{d},{m}' for d in recommender.DATASETS
                         for m in recommender.MODELS],
           sweep: [f'{d},{m}' for d in sweep.DATASETS for m in sweep.MODELS],
-          analyze: [None]}[module]
+          analyze: [None], sparse_faithful: ['ml-1m']}[module]
   missing = set()
   for arg in args:
     config = module.get_config() if arg is None else module.get_config(arg)
@@ -137,7 +139,7 @@ def test_config_paths_resolve_from_any_folder(tmp_path, monkeypatch):
   assert launch.resolve_config_path('recommender.py') == 'recommender.py'
   with pytest.raises(ConfigError, match=r"config file 'nope\.py' not found: "
                      r'.*\(analyze\.py, quickstart\.py, recommender\.py, '
-                     r'sweep\.py in '):
+                     r'sparse_faithful\.py, sweep\.py in '):
     launch.resolve_config_path('nope.py')
 
 

@@ -121,6 +121,13 @@ FIELD_HELP = {
     'concept_sets': "{name: tags} scored as one concept (None: the "
                     "dataset's)",
     'threads': 'accepted and ignored (the neuron tables run on the device)',
+    'encode_method': 'inference-time pursuit: omp | mp codes every config '
+                     'with encode_k atoms of its own decoder (None: the '
+                     'trained encoders)',
+    'encode_k': 'atoms per sample of the inference-time pursuit',
+    'encode_signed': 'inference-time pursuit with signed coefficients',
+    'out': 'folder receiving analysis/ (None: the sweep folder; required '
+           'with encode_method)',
     'allow_partial': 'analyse a sweep stopped before its epochs (every output '
                      'says "analysed at epoch E of N")',
 }
@@ -141,6 +148,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # ignored (device tables)
   c.allow_partial = False   # analyse an unfinished sweep (outputs say so)
+  # Inference-time pursuit (docs/method.md#pursuit-encoders): 'omp' | 'mp'
+  # codes every config with encode_k atoms of its own trained decoder
+  # instead of its encoder; the analysis then goes to config.out (required,
+  # not the sweep folder). None: the trained encoders.
+  c.encode_method = config_dict.placeholder(str)
+  c.encode_k = 8
+  c.encode_signed = False
+  c.out = config_dict.placeholder(str)   # None: the sweep folder
   return c
 
 
@@ -168,5 +183,6 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
               ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
               hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
+              out=cfg.out,
               pop_top=(cfg.pop_top if cfg.pop_top is not None
                        else defaults['pop_top']))

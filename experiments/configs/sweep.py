@@ -67,8 +67,11 @@ FIELD_HELP = {
     'config_chunk': 'configs per device per program (None: all, or the '
                     'largest block that fits)',
     'eval_config_chunk': 'configs per evaluation program (None: automatic)',
-    'spec.activation': 'relu | topk | batchtopk (then set spec.k_max)',
-    'spec.k_max': 'the largest k of TopK / BatchTopK',
+    'spec.activation': 'relu | topk | batchtopk | mp | omp (then set '
+                       'spec.k_max; docs/method.md#pursuit-encoders)',
+    'spec.k_max': 'the largest k of TopK / BatchTopK / pursuit',
+    'spec.mp_signed': 'pursuit encoders: signed coefficients (False: '
+                      'non-negative)',
     'spec.tied': 'tied decoder (W_dec = W); False: untied',
     'spec.prefixes': 'Matryoshka prefix sizes, increasing (): none',
     'spec.batch_users': 'MF: SAE-train users per batch',
@@ -130,8 +133,11 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.eval_config_chunk = ml_collections.FieldReference(None, field_type=int)
 
   c.spec = ml_collections.ConfigDict()
-  c.spec.activation = 'relu'   # relu | topk | batchtopk (then set k_max)
+  # relu | topk | batchtopk | mp | omp (then set k_max; mp / omp: the
+  # pursuit encoders of docs/method.md#pursuit-encoders, omp: k_max <= dim)
+  c.spec.activation = 'relu'
   c.spec.k_max = 0
+  c.spec.mp_signed = False     # mp / omp: coefficients of either sign
   c.spec.tied = True           # tied decoder (W_dec = W); False: untied
   c.spec.prefixes = ()
   c.spec.batch_users = 256

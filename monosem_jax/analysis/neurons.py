@@ -278,12 +278,14 @@ def concept_table(acts: np.ndarray, item_concepts: np.ndarray,
 
 
 def l0(acts: np.ndarray) -> float:
-  """Mean number of active latents per row of ``acts`` ``(N, M)``.
+  """Mean number of active (non-zero) latents per row of ``acts`` ``(N, M)``;
+  a signed pursuit code's negative coefficients count
+  (docs/method.md#pursuit-encoders).
 
-  >>> l0(np.array([[1., 0., 2.], [0., 0., 0.]]))
+  >>> l0(np.array([[1., 0., -2.], [0., 0., 0.]]))
   1.0
   """
-  return float((np.asarray(acts) > 0).sum(1).mean()) if len(acts) else 0.0
+  return float((np.asarray(acts) != 0).sum(1).mean()) if len(acts) else 0.0
 
 
 def user_activation_stats(user_acts: np.ndarray) -> dict[str, np.ndarray]:

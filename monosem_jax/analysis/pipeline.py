@@ -362,6 +362,12 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
       one device program per block of configs).
   """
   t_start = time.perf_counter()
+  encoder = getattr(view, 'encoder', None)   # workdirs.with_encoder
+  if encoder is not None and os.path.abspath(out or view.workdir) == (
+      view.workdir):
+    raise ConfigError(f'out={out!r}: a sweep recoded by pursuit '
+                      f'({encoder}) writes its analysis elsewhere; pass '
+                      f'out=, a folder other than {view.workdir}')
   out = os.path.abspath(out or view.workdir)
   n_items = view.artifact.n_items
   k = min(DEFAULT_K, n_items) if k is None else k
@@ -396,7 +402,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
 
   t = time.perf_counter()
   fid = workdirs.sweep_fidelity(view, k=k, p=p, max_users=max_users)
-  extra, note = _sweep_results(view)
+  extra, note = (None, None) if encoder is not None else (
+      _sweep_results(view))   # the trained encoders' figures
   if note:
     notes.append(note)
   if extra is not None:
@@ -413,6 +420,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   # sweep_fidelity's `finite`: the state's flag and finite reconstructions
   finite = fid['finite'].to_numpy(bool)
   fid.insert(1, 'status', np.where(finite, OK, DIVERGED))
+  if encoder is not None:   # not the trained encoders
+    fid.insert(2, 'encoder', encoder)
   fid['pareto'] = pareto_configs(fid)
   log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s')
 
@@ -864,6 +873,10 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
               f'{dataset.name}, sha256 {str(art.fingerprint)[:12]}); '
               f'analysis {seconds:.1f}s. Paths are relative to this file; '
               'the CSVs and figures are beside it.')
+  if getattr(view, 'encoder', None) is not None:
+    preamble += (f' **Every config is coded by pursuit on its own trained '
+                 f'decoder ({view.encoder}), not by its trained encoder** '
+                 '(docs/method.md#pursuit-encoders).')
   return report.render(f'Analysis: {art.kind.upper()} on {dataset.name}, '
                        f'sweep {_sweep_name(view.workdir)}', sections,
                        preamble)

@@ -38,7 +38,7 @@ import pandas as pd
 from monosem_jax.analysis import fidelity
 from monosem_jax.data import loaders
 from monosem_jax.data.dataset import csr_gather
-from monosem_jax.errors import WorkdirError
+from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import metrics
 from monosem_jax.recommenders.artifact import (LABELS, RecommenderArtifact,
                                                labels_sha256)
@@ -46,7 +46,7 @@ from monosem_jax.recommenders.train import load_data
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import build_scorer, load_artifact
-from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec, validate
 from monosem_jax.sweep.state import SweepState
 
 
@@ -140,6 +140,9 @@ class SweepView:
     notes: what every output of an analysis of this view must say: that it
       is of an unfinished sweep ("analysed at epoch 5 of 12"), or what could
       not be verified (inputs written by an older version).
+    encoder: None: the configs code with their trained encoders;
+      otherwise how :func:`with_encoder` recodes them (e.g. 'omp, signed,
+      k=8'), and ``spec`` / ``hparams`` say so.
   """
   workdir: str
   artifact: RecommenderArtifact
@@ -150,6 +153,7 @@ class SweepView:
   histories: list
   epochs: int | None = None
   notes: tuple[str, ...] = ()
+  encoder: str | None = None
 
   @property
   def num_configs(self) -> int:
@@ -228,6 +232,48 @@ def open_sweep(workdir: str, step: int | None = None,
   return SweepView(os.path.abspath(workdir), artifact,
                    build_scorer(artifact, read.spec), read.spec, read.hparams,
                    read.state, read.histories, read.epochs, tuple(notes))
+
+
+def with_encoder(view: SweepView, method: str, k: int,
+                 signed: bool = False) -> SweepView:
+  """The sweep with every config coded by pursuit on its own trained decoder
+  (docs/method.md#pursuit-encoders): what the dictionaries can do with ``k``
+  atoms, whatever their encoders. Fidelity, the neuron and concept tables
+  and the interventions of the returned view all use these codes; the
+  training-time measures (``sweep_results.csv``, the histories) still
+  describe the trained encoders.
+
+  Args:
+    view: from :func:`open_sweep`.
+    method: 'omp' | 'mp'.
+    k: pursuit steps, ``1 <= k <=`` every config's dictionary size (and
+      ``<= dim`` for 'omp').
+    signed: coefficients of either sign.
+
+  Raises:
+    ConfigError: a method, k or signed outside those ranges (one line).
+  """
+  if view.encoder is not None:
+    raise ConfigError(f'with_encoder: the view is already recoded '
+                      f'({view.encoder})')
+  if method not in model.PURSUITS:
+    raise ConfigError(f'encode method={method!r}: expected one of '
+                      f'{model.PURSUITS}')
+  if signed not in (True, False):
+    raise ConfigError(f'encode signed={signed!r}: expected True or False')
+  smallest = int(np.min(view.hparams.dict_size))
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (
+      1 <= k <= smallest):
+    raise ConfigError(f'encode k={k!r}: must be an integer in [1, {smallest}]'
+                      ' (the smallest dictionary of the sweep)')
+  spec = dataclasses.replace(view.spec, activation=method, k_max=int(k),
+                             mp_signed=bool(signed))
+  hparams = dataclasses.replace(
+      view.hparams, k=np.full(view.num_configs, k, np.int32))
+  validate(spec, hparams)
+  return dataclasses.replace(
+      view, spec=spec, hparams=hparams,
+      encoder=f'{method}, {"signed" if signed else "non-negative"}, k={k}')
 
 
 def seen_mask(split, users: np.ndarray) -> np.ndarray:

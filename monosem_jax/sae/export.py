@@ -11,8 +11,8 @@ A folder ``DIR/`` holds:
 
 * ``cfg.json``: ``format`` / ``format_version``, the architecture (``dim``,
   ``dict_size``, ``activation`` as trained, ``encode_activation`` as
-  applied here, ``k``, Matryoshka ``prefixes``, ``tied``, ``pre_bias``,
-  ``normalize``), SAELens-style aliases of them (``d_in``, ``d_sae``,
+  applied here, ``k``, ``mp_signed`` (pursuit encoders; read as false when
+  absent), Matryoshka ``prefixes``, ``tied``, ``pre_bias``, ``normalize``), SAELens-style aliases of them (``d_in``, ``d_sae``,
   ``architecture``, ``activation_fn_kwargs``, ``apply_b_dec_to_input``,
   ``normalize_activations``) and whatever the writer adds (a sweep's
   hyper-parameters and the recommender's provenance,
@@ -27,6 +27,10 @@ learned)::
                                            the sample's mean and std, ddof 1)
   z     = act((x_n - b_dec) @ W_enc + b_enc)
   x_hat = (z @ W_dec + b_dec) * sigma + mu
+
+A pursuit SAE ('mp' / 'omp', :func:`monosem_jax.sae.model.pursuit`) codes
+``x_n - b_dec`` by ``k`` greedy steps on the unit rows of ``W_dec`` instead
+(``W_enc`` and ``b_enc`` unused), each sample on its own by construction.
 
 both computed by :mod:`monosem_jax.sae.model` itself (jitted), so there is
 one definition of the SAE. :func:`load_sae` depends on this package's
@@ -100,19 +104,22 @@ def describe(cfg: model.SAEConfig, k: int | None) -> dict[str, Any]:
   """
   topk = cfg.activation != 'relu'
   k = int(k) if topk else None
+  pursuit = cfg.activation in model.PURSUITS
   return {
       'format': FORMAT, 'format_version': FORMAT_VERSION,
       'dim': cfg.dim, 'dict_size': cfg.dict_size,
       'activation': cfg.activation,
       'encode_activation': model.per_sample(cfg).activation,
-      'k': k,
+      'k': k, 'mp_signed': cfg.mp_signed,
       'prefixes': list(cfg.prefix_sizes) if cfg.prefixes else [],
       'tied': cfg.tied, 'pre_bias': cfg.pre_bias, 'normalize': cfg.normalize,
       'norm_eps': model.NORM_EPS, 'dtype': 'float32',
       # the same fields under SAELens's names
       'd_in': cfg.dim, 'd_sae': cfg.dict_size,
-      'architecture': 'topk' if topk else 'standard',
-      'activation_fn_kwargs': {'k': k} if topk else {},
+      'architecture': (cfg.activation if pursuit else 'topk' if topk
+                       else 'standard'),
+      'activation_fn_kwargs': ({'k': k, 'signed': cfg.mp_signed} if pursuit
+                               else {'k': k} if topk else {}),
       'apply_b_dec_to_input': cfg.pre_bias,
       'normalize_activations': 'layer_norm' if cfg.normalize else 'none',
   }
@@ -217,11 +224,14 @@ def sae_config(cfg: Mapping[str, Any], where: str = CFG) -> model.SAEConfig:
       raise ValueError(f'k={k!r}: activation {cfg["activation"]!r} needs an '
                        'integer k >= 1')
     prefixes = tuple(cfg['prefixes'])
+    signed = cfg.get('mp_signed', False)   # absent before pursuit encoders
+    if signed not in (True, False):
+      raise ValueError(f'mp_signed={signed!r}: expected true or false')
     return model.SAEConfig(
         dim=int(cfg['dim']), dict_size=int(cfg['dict_size']),
         tied=bool(cfg['tied']), normalize=bool(cfg['normalize']),
         pre_bias=bool(cfg['pre_bias']), activation=cfg['activation'],
-        k_max=k if topk else 0, prefixes=prefixes)
+        k_max=k if topk else 0, prefixes=prefixes, mp_signed=signed)
   except (TypeError, ValueError) as e:
     raise ExportError(f'{where}: {e}') from None
 

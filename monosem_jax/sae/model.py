@@ -20,6 +20,9 @@ Forward pass for one sample ``x`` (d,):
      'batchtopk' (k * batch largest over the whole batch, then ReLU).
      ``mask = arange(n) < dict_size`` switches off latents beyond a config's
      dictionary size: they have zero activation and zero gradient.
+     Pursuit encoders ('mp', 'omp') replace steps 2-3 by k greedy steps on
+     the decoder's unit atoms (:func:`pursuit`; ``W`` and ``b_lat`` are then
+     unused unless tied, where ``W`` is the decoder).
   4. x_hat = (z @ W_dec + b_pre) * sigma + mu   (W_dec = W when tied;
      the sample's own mu, sigma; without normalisation just z @ W_dec + b_pre).
 
@@ -63,7 +66,17 @@ import numpy as np
 
 Params = dict
 NORM_EPS = 1e-5
-ACTIVATIONS = ('relu', 'topk', 'batchtopk')
+ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'mp', 'omp')
+#: The pursuit encoders (docs/method.md#pursuit-encoders): k greedy steps of
+#: matching pursuit ('mp') or orthogonal matching pursuit ('omp') on the
+#: decoder's own unit-norm rows.
+PURSUITS = ('mp', 'omp')
+#: A decoder row shorter than this is treated as this long (no 0 / 0).
+ATOM_EPS = 1e-8
+#: OMP's least-squares refit solves (S S^T + OMP_RIDGE I) a = S r0 with
+#: unit atoms S (diagonal 1): a ridge far below the float32 data scale that
+#: keeps the k x k solve finite when two selected atoms are (nearly) equal.
+OMP_RIDGE = 1e-5
 #: ``cfg.precision`` -> the JAX matmul precision the rest of a program runs
 #: under (``jax.default_matmul_precision``; see :func:`matmul`).
 PRECISIONS = {'float32': 'highest', 'tf32': 'tensorfloat32',
@@ -82,9 +95,14 @@ class SAEConfig:
     normalize: per-sample normalise / denormalise (MF-SAE).
     pre_bias: learn ``b_pre`` (centring) subtracted before encoding and added
       after decoding.
-    activation: 'relu' | 'topk' | 'batchtopk'.
-    k_max: static upper bound on k for the TopK activations (per-config k is
-      applied by a rank mask, ``1 <= k <= k_max``).
+    activation: 'relu' | 'topk' | 'batchtopk' | 'mp' | 'omp' (the pursuit
+      encoders, :func:`pursuit`).
+    k_max: static upper bound on k for the TopK activations and the number
+      of pursuit steps (per-config k is applied by a rank or step mask,
+      ``1 <= k <= k_max``; 'omp' also needs ``k_max <= dim``).
+    mp_signed: pursuit coefficients of either sign (atoms chosen by
+      ``|<r, a_j>|``); False: non-negative (atoms chosen by ``<r, a_j>``,
+      coefficients >= 0). Pursuit activations only.
     prefixes: Matryoshka prefix sizes, strictly increasing, each <= dict_size;
       () for a plain SAE.
     precision: 'float32' | 'tf32' | 'bfloat16', the encoder and decoder
@@ -99,6 +117,7 @@ class SAEConfig:
   k_max: int = 0
   prefixes: tuple[int, ...] = ()
   precision: str = 'float32'
+  mp_signed: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
@@ -112,6 +131,14 @@ class SAEConfig:
       raise ValueError(f'SAEConfig.k_max={self.k_max}: activation '
                        f'{self.activation!r} needs 1 <= k_max <= dict_size='
                        f'{self.dict_size}')
+    if self.activation == 'omp' and self.k_max > self.dim:
+      raise ValueError(f'SAEConfig.k_max={self.k_max}: orthogonal matching '
+                       f'pursuit needs k_max <= dim={self.dim} (d atoms '
+                       'already span every input)')
+    if self.mp_signed and self.activation not in PURSUITS:
+      raise ValueError(f'SAEConfig.mp_signed=True: only the pursuit '
+                       f'activations {PURSUITS} have signed coefficients, not '
+                       f'{self.activation!r}')
     p = self.prefixes
     if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
               or p[-1] > self.dict_size):
@@ -174,7 +201,8 @@ def per_sample(cfg: SAEConfig) -> SAEConfig:
   BatchTopK spends ``k * batch`` activations over a whole batch, so a
   sample's code depends on the others encoded with it; for analysis (concept
   tables, interventions) each sample keeps its own ``k`` largest latents
-  (TopK with the same ``k``). Other activations are kept. Analysis is exact
+  (TopK with the same ``k``). Other activations are kept (a pursuit code is
+  per sample by construction). Analysis is exact
   whatever precision trained the SAE: the products are float32.
 
   >>> c = per_sample(SAEConfig(dim=4, dict_size=8, activation='batchtopk',
@@ -278,7 +306,15 @@ def activate(h: jax.Array, cfg: SAEConfig, k: jax.Array | int | None = None,
 
   Returns:
     ``z`` with the shape of ``h``, non-negative.
+
+  Raises:
+    ValueError: a pursuit activation (it codes inputs, not pre-activations:
+      :func:`encode_prepared`).
   """
+  if cfg.activation in PURSUITS:
+    raise ValueError(f'activate: {cfg.activation!r} is a pursuit encoder of '
+                     'the inputs, not an activation of pre-activations; call '
+                     'encode_prepared')
   if mask is not None:
     h_sel = jnp.where(mask, h, -jnp.inf)
   else:
@@ -345,9 +381,181 @@ def decode_prefixes(params: Params, z: jax.Array, cfg: SAEConfig,
   return _finish(params, y, cfg, stats)
 
 
+def atoms(params: Params, cfg: SAEConfig) -> tuple[jax.Array, jax.Array]:
+  """The decoder's unit rows ``a_j = w_j / ||w_j||`` ``(n, d)`` and the norms
+  ``||w_j||`` ``(n,)`` (at least :data:`ATOM_EPS`)."""
+  w = decoder_weights(params, cfg)
+  norm = jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(w), -1)), ATOM_EPS)
+  return w / norm[:, None], norm
+
+
+def _pursuit_scores(r, unit, allowed, cfg):
+  """Selection scores ``(R, n)`` of residuals ``r`` ``(R, d)``: the
+  correlations (their absolute values when signed), ``-inf`` where not
+  ``allowed``. Not differentiated: the choice of an atom is not."""
+  corr = jax.lax.stop_gradient(matmul(r, unit.T, cfg))
+  score = jnp.abs(corr) if cfg.mp_signed else corr
+  return jnp.where(allowed, score, -jnp.inf)
+
+
+def _best(score: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per row of ``score`` ``(R, n)``: the first index of the largest entry
+  ``(R,)`` and that entry. (A max and a min over indices: on a CPU several
+  times faster than ``argmax``; the same ties, to the lower index.)"""
+  n = score.shape[-1]
+  top = jnp.max(score, -1)
+  j = jnp.min(jnp.where(score == top[:, None], jnp.arange(n), n), -1)
+  return jnp.minimum(j, n - 1), top   # a NaN row: index n-1, value NaN
+
+
+def _matching_pursuit(r0, unit, k, allowed, cfg):
+  """Plain MP: ``k`` steps, an atom may be chosen again. ``(R, n)`` unit-atom
+  coefficients."""
+
+  def step(r, t):
+    j, _ = _best(_pursuit_scores(r, unit, allowed, cfg))         # (R,)
+    a_j = unit[j]                                                # (R, d)
+    coef = jnp.sum(r * a_j, -1)                                  # <r, a_j>
+    if not cfg.mp_signed:
+      coef = jax.nn.relu(coef)
+    coef = jnp.where(t < k, coef, 0.0)
+    return r - coef[:, None] * a_j, (j, coef)
+
+  _, (idx, coef) = jax.lax.scan(step, r0, jnp.arange(cfg.k_max), unroll=True)   # (K, R)
+  rows = jnp.arange(r0.shape[0])[:, None]
+  return jnp.zeros((r0.shape[0], unit.shape[0]), r0.dtype).at[
+      rows, idx.T].add(coef.T)
+
+
+def _refit(r0, s, valid, signed):
+  """Least-squares coefficients ``(R, K)`` of ``r0`` ``(R, d)`` on the
+  selected unit atoms ``s`` ``(R, K, d)`` (rows of invalid slots are 0 and get
+  coefficient 0): ``(S S^T + diag(~valid) + OMP_RIDGE I) a = S r0``,
+  clipped at 0 when not ``signed``."""
+  kk = s.shape[1]
+  gram = jnp.einsum('rkd,rld->rkl', s, s, precision='highest')
+  gram = (gram + jnp.eye(kk, dtype=s.dtype) * OMP_RIDGE
+          + jax.vmap(jnp.diag)((~valid).astype(s.dtype)))
+  rhs = jnp.einsum('rkd,rd->rk', s, r0, precision='highest')
+  a = jnp.linalg.solve(gram, rhs[..., None])[..., 0]
+  a = jnp.where(valid, a, 0.0)
+  return a if signed else jax.nn.relu(a)
+
+
+def _orthogonal_matching_pursuit(r0, unit, k, allowed, cfg):
+  """OMP: ``k`` steps, each choosing a new atom and refitting all chosen
+  atoms' coefficients (:func:`_refit`). ``(R, n)`` unit-atom coefficients."""
+  n_rows, n = r0.shape[0], unit.shape[0]
+  rows = jnp.arange(n_rows)[:, None]
+  k_max = cfg.k_max
+
+  def step(carry, t):
+    r, idx, valid, _ = carry
+    score = _pursuit_scores(r, unit, allowed, cfg)
+    # an atom is chosen once: the chosen ones score -inf
+    score = score.at[rows, idx].min(jnp.where(valid, -jnp.inf, jnp.inf))
+    j, top = _best(score)
+    new = (t < k) & (top > 0)
+    idx = idx.at[:, t].set(jnp.where(new, j, 0).astype(idx.dtype))
+    valid = valid.at[:, t].set(new)
+    s = unit[idx] * valid[..., None]                            # (R, K, d)
+    a = _refit(r0, s, valid, cfg.mp_signed)
+    return (r0 - jnp.einsum('rk,rkd->rd', a, s, precision='highest'), idx,
+            valid, a), None
+
+  init = (r0, jnp.zeros((n_rows, k_max), jnp.int32),
+          jnp.zeros((n_rows, k_max), bool),
+          jnp.zeros((n_rows, k_max), r0.dtype))
+  (_, idx, _, a), _ = jax.lax.scan(step, init, jnp.arange(k_max), unroll=True)
+  return jnp.zeros((n_rows, n), r0.dtype).at[rows, idx].add(a)
+
+
+def pursuit(params: Params, x_in: jax.Array, cfg: SAEConfig, k=None,
+            mask=None) -> jax.Array:
+  """Pursuit codes ``z`` ``(..., n)`` of a prepared input ``x_in`` ``(..., d)``
+  (docs/method.md#pursuit-encoders).
+
+  Per sample, on the unit atoms ``a_j`` of the decoder (:func:`atoms`), from
+  ``r = x_in - b_pre``, ``k`` times: choose ``j = argmax <r, a_j>`` (``|.|``
+  when ``cfg.mp_signed``; ties to the lower index; masked latents never);
+  'mp' adds ``c_j += <r, a_j>`` (clipped at 0 unless signed) and subtracts
+  it from ``r`` (an atom may come back); 'omp' takes a new atom each step and
+  refits the coefficients of all chosen atoms by least squares (ridge
+  :data:`OMP_RIDGE`; clipped at 0 unless signed). Non-negative pursuit stops
+  early (coefficients 0) when no atom correlates positively.
+
+  The code is in the decoder's own units, ``z_j = c_j / ||w_j||``, so that
+  :func:`decode` gives ``sum_j c_j a_j + b_pre``: the pursuit's
+  reconstruction. Gradients flow through the coefficients, the residuals and
+  the atoms; the choice of the atoms is not differentiated.
+
+  Args:
+    params, x_in, cfg: the SAE, its prepared input, its config ('mp' or
+      'omp'; ``k_max`` steps are run, static).
+    k: the steps that count (traced, per config; default ``cfg.k_max``):
+      steps ``t >= k`` change nothing.
+    mask: ``(n,)`` bool latent mask (a config's dictionary size).
+
+  Returns:
+    ``z`` with at most ``k`` non-zero entries per sample, each sample coded
+    on its own (independent of the batch).
+  """
+  if cfg.activation not in PURSUITS:
+    raise ValueError(f'pursuit: cfg.activation={cfg.activation!r}; expected '
+                     f'one of {PURSUITS} (as_pursuit converts a config)')
+  k = cfg.k_max if k is None else k
+  unit, norm = atoms(params, cfg)
+  n, d = unit.shape
+  r0 = x_in - params['b_pre'] if cfg.pre_bias else x_in
+  lead = r0.shape[:-1]
+  r0 = r0.reshape(-1, d)
+  allowed = jnp.ones((n,), bool) if mask is None else mask
+  run = (_matching_pursuit if cfg.activation == 'mp'
+         else _orthogonal_matching_pursuit)
+  c = run(r0, unit, k, allowed, cfg)
+  return (c / norm).reshape(*lead, n)
+
+
+def as_pursuit(cfg: SAEConfig, k_max: int, method: str = 'omp',
+               signed: bool = False) -> SAEConfig:
+  """``cfg`` with its encoder replaced by pursuit on its own decoder
+  (inference-time pursuit of any trained dictionary, float32).
+
+  >>> c = as_pursuit(SAEConfig.mf(dim=4, dict_size=8, activation='topk',
+  ...                             k_max=2), 3, 'omp', signed=True)
+  >>> c.activation, c.k_max, c.mp_signed
+  ('omp', 3, True)
+  """
+  return dataclasses.replace(cfg, activation=method, k_max=int(k_max),
+                             mp_signed=bool(signed), precision='float32')
+
+
+def pursuit_encode(params: Params, x: jax.Array, cfg: SAEConfig, k, *,
+                   orthogonal: bool = True, signed: bool = False,
+                   k_max: int | None = None, mask=None) -> jax.Array:
+  """Codes ``(..., n)`` of raw ``x`` ``(..., d)`` by pursuit on the decoder of
+  any trained SAE (TopK, ReLU, ...): :func:`encode` under
+  :func:`as_pursuit`. Decode them with :func:`decode` and ``cfg``.
+
+  Args:
+    k: pursuit steps (may be traced, e.g. per config under ``vmap``; then
+      give the static ``k_max``).
+    orthogonal: OMP (True) or plain MP.
+    signed: coefficients of either sign.
+    k_max: static bound on ``k`` (default ``k``, which must then be an int).
+    mask: ``(n,)`` bool latent mask.
+  """
+  k_max = int(k) if k_max is None else int(k_max)
+  pcfg = as_pursuit(cfg, k_max, 'omp' if orthogonal else 'mp', signed)
+  return encode(params, x, pcfg, k, mask)
+
+
 def encode_prepared(params: Params, x_in: jax.Array, cfg: SAEConfig,
                     k=None, mask=None) -> jax.Array:
-  """Latents from an already :func:`prepare`-d input."""
+  """Latents from an already :func:`prepare`-d input (:func:`pursuit` for the
+  pursuit encoders)."""
+  if cfg.activation in PURSUITS:
+    return pursuit(params, x_in, cfg, k, mask)
   return activate(pre_activation(params, x_in, cfg), cfg, k, mask)
 
 

@@ -101,7 +101,7 @@ def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
   Returns:
     ``(total, terms)``: ``terms`` holds ``loss, emb, pred, l1, kl``,
     ``n_clamped`` (KL-clamped active latents, users + items) and ``l0``
-    (mean active latents per sample, users and items averaged).
+    (mean non-zero latents per sample, users and items averaged).
   """
   mask = model.latent_mask(dict_size, cfg.dict_size)
   zu, u_hats = model.forward_prepared(sae, batch.u_in, batch.u_stats, cfg, k,
@@ -117,7 +117,8 @@ def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
   kl = kl_u + kl_i
   total = (weights.lambda_emb * emb + weights.lambda_pred * pred
            + weights.lambda_l1 * l1 + weights.lambda_kl * kl)
-  l0 = 0.5 * (jnp.mean(jnp.sum(zu > 0, -1)) + jnp.mean(jnp.sum(zi > 0, -1)))
+  # non-zero latents: a signed pursuit code has negative ones too
+  l0 = 0.5 * (jnp.mean(jnp.sum(zu != 0, -1)) + jnp.mean(jnp.sum(zi != 0, -1)))
   return total, {'loss': total, 'emb': emb, 'pred': pred, 'l1': l1, 'kl': kl,
                  'n_clamped': (c_u + c_i).astype(jnp.float32),
                  'l0': l0.astype(jnp.float32)}

@@ -396,7 +396,7 @@ def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int
                             normalize=cfg.normalize, pre_bias=cfg.pre_bias,
                             activation=cfg.activation,
                             k_max=min(cfg.k_max, hp['dict_size']),
-                            prefixes=prefixes))
+                            prefixes=prefixes, mp_signed=cfg.mp_signed))
   return sae, hp
 
 

@@ -77,12 +77,12 @@ def _evaluate_impl(spec, scorer, users, items):
     m = jnp.sum(mask)
     zu, uh = model.forward_prepared(sae, u_in, u_stats, cfg, hp.k, mask)
     zi, ih = model.forward_prepared(sae, i_in, i_stats, cfg, hp.k, mask)
-    fired = jnp.any(zu > 0, 0) | jnp.any(zi > 0, 0)
+    fired = jnp.any(zu != 0, 0) | jnp.any(zi != 0, 0)  # signed codes too
     sse_u, sst_u = _fve(users, uh)
     sse_i, sst_i = _fve(items, ih)
     out = {
-        'l0_users': jnp.mean(jnp.sum(zu > 0, -1).astype(jnp.float32)),
-        'l0_items': jnp.mean(jnp.sum(zi > 0, -1).astype(jnp.float32)),
+        'l0_users': jnp.mean(jnp.sum(zu != 0, -1).astype(jnp.float32)),
+        'l0_items': jnp.mean(jnp.sum(zi != 0, -1).astype(jnp.float32)),
         'dead_frac': jnp.sum(mask & ~fired) / m,
         'fve_users': 1.0 - sse_u[-1] / sst_u,
         'fve_items': 1.0 - sse_i[-1] / sst_i,

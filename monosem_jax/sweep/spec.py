@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 from monosem_jax.errors import ConfigError
-from monosem_jax.sae.model import ACTIVATIONS, PRECISIONS, SAEConfig
+from monosem_jax.sae.model import ACTIVATIONS, PRECISIONS, PURSUITS, SAEConfig
 
 KINDS = ('mf', 'ncf')
 SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
@@ -100,8 +100,11 @@ class SweepSpec:
     dim: embedding width.
     max_dict_size: M, the largest dictionary size; latents beyond a config's
       ``dict_size`` are masked.
-    activation: 'relu' | 'topk' | 'batchtopk'.
-    k_max: static bound on per-config ``k`` (TopK kinds only).
+    activation: 'relu' | 'topk' | 'batchtopk' | 'mp' | 'omp' (pursuit
+      encoders, docs/method.md#pursuit-encoders).
+    k_max: static bound on per-config ``k`` (TopK kinds; the pursuit steps,
+      'omp' needs ``k_max <= dim``).
+    mp_signed: pursuit coefficients of either sign (pursuit only).
     prefixes: Matryoshka prefix sizes (increasing, <= M); () for none.
     tied: tied decoder.
     normalize: per-sample normalisation; None -> True for mf, False for ncf.
@@ -144,6 +147,7 @@ class SweepSpec:
   epochs: int = 18
   mf_pred_impl: str = 'gram'
   precision: str = 'float32'
+  mp_signed: bool = False
 
   def __post_init__(self):
     errors = []
@@ -168,6 +172,16 @@ class SweepSpec:
       errors.append(f'SweepSpec.k_max={self.k_max}: activation '
                     f'{self.activation!r} needs 1 <= k_max <= max_dict_size='
                     f'{self.max_dict_size}')
+    elif self.activation == 'omp' and self.k_max > self.dim:
+      errors.append(f'SweepSpec.k_max={self.k_max}: orthogonal matching '
+                    f'pursuit needs k_max <= dim={self.dim}')
+    if self.mp_signed not in (True, False):
+      errors.append(f'SweepSpec.mp_signed={self.mp_signed!r}: expected True '
+                    'or False')
+    elif self.mp_signed and self.activation not in PURSUITS:
+      errors.append(f'SweepSpec.mp_signed=True: only the pursuit activations '
+                    f'{PURSUITS} have signed coefficients, not '
+                    f'{self.activation!r}')
     p = self.prefixes
     if p and (any(b <= a for a, b in zip(p, p[1:])) or p[0] < 1
               or p[-1] > self.max_dict_size):
@@ -195,7 +209,8 @@ class SweepSpec:
     return SAEConfig(dim=self.dim, dict_size=self.max_dict_size, tied=self.tied,
                      normalize=self.normalize, pre_bias=self.pre_bias,
                      activation=self.activation, k_max=self.k_max,
-                     prefixes=self.prefixes, precision=self.precision)
+                     prefixes=self.prefixes, precision=self.precision,
+                     mp_signed=self.mp_signed)
 
   def to_json_dict(self) -> dict:
     d = dataclasses.asdict(self)
