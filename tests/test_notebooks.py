@@ -2,9 +2,10 @@
 ``notebooks/`` folder, with ``ipywidgets`` installed (Colab ships it), on a
 tiny synthetic config: the Colab pipeline notebook trains, sweeps (sharded
 over 2 CPU devices) and analyses; the analysis notebook then opens that
-sweep. The Colab notebook's set-up cells (install, Drive, data) also run
-here in-process on the paths a fresh runtime takes, with ``subprocess.run``
-recorded where it would install into this environment."""
+sweep. The set-up cells (the Colab notebook's install, Drive and data
+cells, the analysis notebook's paths) also run here in-process on the paths
+a fresh runtime takes, with ``subprocess.run`` recorded where it would
+install into this environment."""
 
 import json
 import os
@@ -126,10 +127,10 @@ def test_colab_badges_open_the_notebook_of_repo_url():
          f'colab-badge.svg)]{badge}' in readme
 
 
-# ---- the Colab notebook's set-up cells, as a fresh runtime runs them -------
+# ---- the notebooks' set-up cells, as a fresh runtime runs them -------------
 
-def _cell_code(tag: str) -> str:
-  return _cell(_read('colab_pipeline.ipynb'), tag).source
+def _cell_code(tag: str, name: str = 'colab_pipeline.ipynb') -> str:
+  return _cell(_read(name), tag).source
 
 
 class _Recorder:
@@ -163,6 +164,24 @@ def _run_cells(*sources, **namespace) -> dict:
   for source in sources:
     exec(compile(source, '<notebook cell>', 'exec'), namespace)  # pylint: disable=exec-used
   return namespace
+
+
+def test_analysis_paths_are_relative_to_the_repository_root(fresh_runtime,
+                                                           monkeypatch,
+                                                           tmp_path):
+  # From notebooks/ of a checkout that is not installed: the checkout is
+  # imported and the sweep path is the root's.
+  monkeypatch.chdir(NOTEBOOKS)
+  monkeypatch.setenv('MONOSEM_NOTEBOOK_SWEEP', 'runs/x/sweep')
+  ns = _run_cells(_cell_code('paths', 'analysis.ipynb'))
+  assert ns['ROOT'] == ROOT and sys.path[0] == ROOT
+  assert ns['WORKDIR'] == os.path.join(ROOT, 'runs', 'x', 'sweep')
+  # Outside any checkout, an absolute path is kept.
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv('MONOSEM_NOTEBOOK_SWEEP', str(tmp_path / 'sweep'))
+  ns = _run_cells(_cell_code('paths', 'analysis.ipynb'))
+  assert ns['WORKDIR'] == str(tmp_path / 'sweep')
+  assert fresh_runtime.calls == []            # it never installs anything
 
 
 def test_install_cell_installs_the_checkout_it_runs_in(fresh_runtime,
