@@ -92,6 +92,28 @@ def test_report_names_its_sweep_shows_the_configs_once_and_the_rule(
   assert '| level | activation |' in report
 
 
+def test_neurons_csv_names_the_chosen_configs_top_items(sweep_dir, launched):
+  # An exported SAE's neurons read without the notebook: the chosen
+  # config's rows carry the titles of each neuron's top-5 firing items.
+  assert launched.returncode == 0, launched.stderr[-2000:]
+  out = sweep_dir / 'sweep' / 'analysis'
+  rows = pd.read_csv(out / 'neurons.csv', keep_default_na=False)
+  report = (out / 'report.md').read_text()
+  chosen = int(report.split('**Chosen: config ')[1].split('**')[0])
+  assert (rows[rows.config != chosen]['top items'] == '').all()
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  titles = workdirs.open_dataset(view.artifact).item_titles
+  m = view.hparams.config(chosen)['dict_size']
+  acts = pipeline.config_activations(view, view.artifact.item_emb,
+                                     [chosen])[0][:, :m]
+  mine = rows[rows.config == chosen].set_index('neuron')['top items']
+  assert sorted(mine.index) == list(range(m))
+  for n in range(m):                 # brute force: stable order, firing only
+    top = np.argsort(-acts[:, n], kind='stable')[:5]
+    assert mine[n] == '; '.join(titles[top[acts[top, n] > 0]]), n
+  assert (mine != '').sum() >= m // 2   # most neurons fire on some item
+
+
 def test_launcher_help_names_the_figures_and_the_choice_rule():
   # the launcher's docstring is its --help (read, not imported: importing
   # a launcher defines its flags)

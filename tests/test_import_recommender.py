@@ -1,6 +1,7 @@
 """A recommender trained elsewhere, imported from its embeddings: same
 scores as the original matched by id, every refusal, the workdir rules, and
-the chain main job (atomic files) -> import -> sweep -> open_sweep."""
+the chain main job (atomic files) -> import -> sweep -> open_sweep -> export
+one SAE -> load_sae with the sweep's codes."""
 
 import json
 import os
@@ -14,7 +15,9 @@ import pytest
 from conftest import ATOMIC_FIXTURE
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
-from monosem_jax.analysis import workdirs
+from monosem_jax import load_sae
+from monosem_jax.analysis import export as sweep_export
+from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.data import DataError
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import ncf, train
@@ -100,7 +103,10 @@ def test_imported_model_scores_as_the_original(trained, imported):
   assert len(new.fingerprint) == 64
 
 
-def test_sweep_and_open_sweep_on_the_imported_workdir(imported):
+def test_sweep_open_sweep_and_export_on_the_imported_workdir(imported):
+  # The chain of issue 17: main job on atomic files (atomic_main_job) ->
+  # import its embeddings -> sweep them -> export one SAE -> load_sae gives
+  # the sweep's own codes.
   root, _ = imported
   s = sweep_configs.get_config('atomic,mf')
   s.recommender_workdir = str(root / 'rec')
@@ -112,6 +118,12 @@ def test_sweep_and_open_sweep_on_the_imported_workdir(imported):
   assert view.num_configs == 2 and view.artifact.dataset == 'atomic'
   dataset = workdirs.open_dataset(view.artifact)   # the analysis' data
   assert dataset.n_concepts == 6
+  out = sweep_export.export_config(str(root / 'sweep'), 1, root / 'sae1')
+  sae = load_sae(out)
+  assert sae.cfg['recommender']['fingerprint'] == view.artifact.fingerprint
+  for x in (view.artifact.item_emb, view.artifact.user_emb):
+    codes = pipeline.config_activations(view, x, [1])[0]
+    np.testing.assert_allclose(sae.encode(x), codes, atol=1e-6, rtol=1e-6)
 
 
 def test_reimport_is_idempotent_and_other_runs_are_refused(trained, imported,

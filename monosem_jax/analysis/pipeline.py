@@ -12,7 +12,9 @@ set of outputs into the ``analysis/`` folder of the sweep folder (see
   score, whether the choice rule may pick it (``eligible``, :func:`choose`)
   and whether it is on the Pareto front over (pure concepts high,
   normalised RBO high) among the finite configs (``pareto``);
-* ``neurons.csv``: one row per (config, neuron) (``neurons.neuron_table``);
+* ``neurons.csv``: one row per (config, neuron) (``neurons.neuron_table``),
+  and for the chosen config the titles of each neuron's top-5 firing items
+  (``top items``, :func:`with_top_items`; empty for the other configs);
 * ``concepts.csv``: one row per (config, concept), its best neuron;
 * ``interventions.csv``: the use cases on the chosen config, both modes;
 * ``hierarchy.csv``: the Matryoshka prefix groups of the chosen config;
@@ -245,9 +247,28 @@ def choice_order(fid: pd.DataFrame) -> pd.DataFrame:
 
 def _top_titles(acts: np.ndarray, neurons_: np.ndarray, titles: np.ndarray,
                 n: int = 5) -> list[str]:
+  """Per neuron of ``neurons_``, the titles of its top-``n`` firing items
+  (``acts`` ``(n_items, M)``, one ``top_k`` for all), ``'; '``-joined."""
   idx, fires = neurons.top_items(acts, n)
   return ['; '.join(str(titles[i]) for i, f in zip(idx[m], fires[m]) if f)
           for m in neurons_]
+
+
+#: The column of ``neurons.csv`` with the chosen config's top items.
+TOP_ITEMS = 'top items'
+
+
+def with_top_items(rows: pd.DataFrame, config: int, acts: np.ndarray,
+                   titles: np.ndarray, n: int = 5) -> pd.DataFrame:
+  """``rows`` (``neurons.csv``: ``config``, ``neuron``, ...) with
+  :data:`TOP_ITEMS`: for config ``config``, whose item codes are ``acts``
+  ``(n_items, dict_size)``, the titles of each neuron's top-``n`` firing
+  items (as the report's concept table); ``''`` for the other configs and
+  for a neuron that fires on no item."""
+  column = np.full(len(rows), '', dtype=object)
+  mine = (rows['config'] == config).to_numpy()
+  column[mine] = _top_titles(acts, rows['neuron'].to_numpy()[mine], titles, n)
+  return rows.assign(**{TOP_ITEMS: column})
 
 
 #: Device memory of one block of the neuron tables where the device reports
@@ -433,6 +454,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   acts = config_activations(view, art.item_emb, [chosen])[0][:, :m]
   chosen_concepts = concept_rows[concept_rows.config == chosen].drop(
       columns='config').reset_index(drop=True)
+  neuron_rows = with_top_items(neuron_rows, chosen, acts, dataset.item_titles)
 
   t = time.perf_counter()
   if use_cases_:
@@ -808,8 +830,7 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
            f'of its top-{pop_top} items {pop[rank_col]:.0f} (a random set '
            f'averages {(len(dataset.item_titles) - 1) / 2:.0f}), Spearman '
            f'with popularity {pop.spearman_popularity:.3f}; titles: '
-           + _top_titles(acts, np.array([int(pop.neuron)]),
-                         dataset.item_titles)[0])
+           + pop[TOP_ITEMS])
   if 'best_era' in nt:
     era = alive.dropna(subset=['best_era']).sort_values(
         'era_lift', ascending=False).groupby('best_era').head(1)
