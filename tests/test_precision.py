@@ -22,7 +22,8 @@ import pytest
 
 from conftest import assert_exact_products, matrix_products, not_exact
 from monosem_jax import load_sae
-from monosem_jax.analysis import fidelity, interventions, neuron_stats
+from monosem_jax.analysis import (concepts, fidelity, interventions,
+                                  neuron_stats)
 from monosem_jax.recommenders import metrics, mf, ncf
 from monosem_jax.recommenders.scorers import make_scorer
 from monosem_jax.sae import model
@@ -110,7 +111,7 @@ def test_evaluation_products_are_exact(tiny, kind, run, tmp_path):
   assert_exact_products(lambda: run(tiny, kind), tmp_path)
 
 
-def test_codec_and_exported_sae_products_are_exact(tiny, tmp_path):
+def test_codes_and_exported_sae_products_are_exact(tiny, tmp_path):
   codec, x = tiny['codec'], tiny['emb']['mf'][1]
   sae = load_sae(write_sae(str(tmp_path / 'sae'), codec.params, codec.cfg,
                            k=2))
@@ -120,6 +121,7 @@ def test_codec_and_exported_sae_products_are_exact(tiny, tmp_path):
     codec.decode(z, stats)
     for mode in interventions.MODES:
       interventions.edit(codec, x, 1, 2.0, mode=mode)
+    concepts.activations(codec.params, codec.cfg, x, k=2)
     sae.decode(sae.encode(x), x)
 
   assert_exact_products(run, tmp_path / 'ir')

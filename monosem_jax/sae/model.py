@@ -237,13 +237,13 @@ def matmul(a: jax.Array, b: jax.Array, cfg: SAEConfig) -> jax.Array:
   (``preferred_element_type``); the gradients flow through the casts, so the
   backward products are bfloat16 too. 'float32' and 'tf32' pass
   ``Precision.HIGHEST`` / ``HIGH`` (a CPU computes both in float32),
-  'bfloat16' ``DEFAULT`` (:data:`PRECISIONS`).
+  'bfloat16' ``DEFAULT`` (:func:`monosem_jax.precision.training`).
 
   >>> cfg = SAEConfig(dim=2, dict_size=2, precision='bfloat16')
   >>> float(matmul(jnp.array([[1.001]]), jnp.array([[1.0]]), cfg)[0, 0])
   1.0
   """
-  precision = PRECISIONS[cfg.precision]
+  precision = precision_lib.training(cfg.precision)
   if cfg.precision == 'bfloat16':
     return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
                       precision=precision, preferred_element_type=jnp.float32)
