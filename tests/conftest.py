@@ -1,7 +1,12 @@
-"""Shared test helpers: fixture paths, the real-data switch, a small sweep."""
+"""Shared test helpers: fixture paths, the real-data switch, a small sweep,
+the check that every matrix product of a call is exact."""
 
+import contextlib
 import os
+import pathlib
+import re
 
+import jax
 import pytest
 
 from experiments.configs import recommender as rec_configs
@@ -75,3 +80,48 @@ def atomic_main_job(tmp_path_factory):
   cfg.mf.sweep.grid = sweep_configs.grid_config(lambda_pred=(0.0, 1.0),
                                                 dict_size=(8,))
   return workdir, run.run_main_job(cfg, str(workdir))
+
+
+_DOT = re.compile(r'stablehlo\.dot(_general)?\b')
+
+
+def matrix_products(text: str) -> list[str]:
+  """The ``dot_general`` ops of a StableHLO module (pretty or generic)."""
+  return [line.strip() for line in text.splitlines() if _DOT.search(line)]
+
+
+def not_exact(products: list[str]) -> list[str]:
+  """The products without ``HIGHEST`` on both operands (pretty form
+  ``precision = [HIGHEST, HIGHEST]``, generic ``precision_config =
+  [#stablehlo<precision HIGHEST>, ...]``) or with 16-bit operands."""
+  return [p for p in products
+          if p.count('HIGHEST') != 2 or re.search(r'x(bf|f)16>', p)]
+
+
+@contextlib.contextmanager
+def _lowered(folder: pathlib.Path):
+  """Dumps the StableHLO of every program compiled inside into ``folder``
+  (after ``jax.clear_caches()``, so that every program is lowered again)."""
+  jax.clear_caches()
+  old = jax.config.values['jax_dump_ir_to']
+  jax.config.update('jax_dump_ir_to', str(folder))
+  try:
+    yield
+  finally:
+    jax.config.update('jax_dump_ir_to', old)
+
+
+def assert_exact_products(run, folder: pathlib.Path) -> None:
+  """Runs ``run()`` under a caller's ``jax.default_matmul_precision(
+  'tensorfloat32')`` and asserts that every matrix product of every program
+  it compiled (jitted or eager) is exact float32 (docs/method.md#precision):
+  on a CPU, where every precision computes in float32, the lowered programs
+  are where a TF32 product shows. ``folder`` receives the programs."""
+  with _lowered(folder), jax.default_matmul_precision('tensorfloat32'):
+    run()
+  products = [(path.name, p) for path in sorted(folder.glob('*.mlir'))
+              for p in matrix_products(path.read_text())]
+  assert products, 'no matrix product was lowered (nothing checked)'
+  bad = [f'{name}: {p[:240]}' for name, p in products if not_exact([p])]
+  assert not bad, (f'{len(bad)} of {len(products)} products are not exact '
+                   'float32:\n' + '\n'.join(bad[:12]))

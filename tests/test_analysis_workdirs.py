@@ -1,4 +1,5 @@
-"""open_sweep reads a finished sweep; sweep_fidelity ranks every config."""
+"""open_sweep reads a finished sweep; sweep_fidelity ranks every config;
+README's Python example computes every product exactly."""
 
 import dataclasses
 import json
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monosem_jax.analysis import fidelity, workdirs
+from conftest import assert_exact_products
+from monosem_jax.analysis import (fidelity, interventions, neurons, pipeline,
+                                  workdirs)
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders import loop, metrics
 from monosem_jax.sae import model
@@ -265,3 +268,31 @@ def test_with_encoder_recodes_every_config_by_pursuit(sweep_dir):
     workdirs.with_encoder(omp, 'mp', 2)
   with pytest.raises(ConfigError, match='writes its analysis elsewhere'):
     pipeline.analyze_sweep(omp, None)
+
+
+def test_readme_example_products_are_exact(sweep_dir, tmp_path):
+  """README's Python example (and the analysis' codes of configs) on a
+  sweep read as if trained in bfloat16, under a caller's TF32 default: every
+  matrix product is exact float32 (docs/method.md#precision;
+  tests/test_precision.py has the other entry points)."""
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  view = dataclasses.replace(view, spec=dataclasses.replace(
+      view.spec, precision='bfloat16'))
+  dataset = workdirs.open_dataset(view.artifact)
+  art = view.artifact
+
+  def readme():
+    workdirs.sweep_fidelity(view, max_users=20)
+    params, hp = view.config(1)
+    codec = interventions.Codec.of(params, hp)
+    acts = codec.encode(art.item_emb)[0]
+    table = neurons.concept_table(np.asarray(acts), dataset.item_concepts,
+                                  dataset.concept_names)
+    users = art.split.sae_test_users[:20]
+    interventions.steer_users(
+        codec, view.scorer, art.user_emb, art.item_emb, users,
+        workdirs.seen_mask(art.split, users), int(table.best_neuron[0]),
+        [None, 0.0, -1.0], dataset.item_concepts[:, 0], mode='delta')
+    pipeline.config_activations(view, art.item_emb, [0, 1])
+
+  assert_exact_products(readme, tmp_path)

@@ -17,7 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'monosem_jax'
 
 #: Rank of each top-level part; a module may import parts of lower or equal rank.
-LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0, 'data': 1,
+LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0,
+          'precision': 0, 'data': 1,
           'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5}
 #: Order inside the sweep package.
 SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'checkpoint',

@@ -14,6 +14,9 @@ Modes:
   ``x + ((z' - z) W_dec) * sigma``: the reconstruction error cancels and an
   unedited vector is returned exactly.
 
+Every product (encoder, decoder, the scorer's logits) is exact float32,
+whatever precision trained the SAE and whoever calls (docs/method.md#precision).
+
 Levels are absolute activations (``scale='absolute'``) or positions on each
 code's own range (``scale='minmax'``): ``z'_k = lo + level * (hi - lo)`` with
 ``lo, hi`` the min and max of that code (the paper's Last.FM scale).
@@ -56,6 +59,7 @@ import pandas as pd
 
 from monosem_jax.analysis import fidelity
 from monosem_jax.data.dataset import csr_gather
+from monosem_jax.precision import dot
 from monosem_jax.recommenders import metrics
 from monosem_jax.sae import model
 
@@ -84,13 +88,24 @@ class Codec:
     return cls(jax.tree.map(jnp.asarray, dict(params)), cfg,
                None if cfg.activation == 'relu' else k)
 
+  @property
+  def exact_cfg(self) -> model.SAEConfig:
+    """The config of the codec's products: each row encoded on its own,
+    every product exact (:func:`monosem_jax.sae.model.per_sample`)."""
+    return model.per_sample(self.cfg)
+
   def encode(self, x: jax.Array) -> tuple[jax.Array, Any]:
     """Codes ``(N, n)`` of raw ``x`` ``(N, d)`` and their NormStats; each
     row encoded on its own (:func:`monosem_jax.sae.model.per_sample`), so a
     user's code never depends on who else is in the group."""
     x_in, stats = model.prepare(x, self.cfg)
-    return model.encode_prepared(self.params, x_in,
-                                 model.per_sample(self.cfg), self.k), stats
+    return model.encode_prepared(self.params, x_in, self.exact_cfg,
+                                 self.k), stats
+
+  def decode(self, z: jax.Array, stats) -> jax.Array:
+    """Embeddings ``(N, d)`` of codes ``z`` ``(N, n)``, with the rows' own
+    NormStats (from :meth:`encode`; None without normalisation)."""
+    return model.decode(self.params, z, self.exact_cfg, stats)
 
 
 def _check(mode: str, scale: str):
@@ -129,8 +144,8 @@ def apply_edit(codec: Codec, x: jax.Array, z: jax.Array, z_edit: jax.Array,
   """The embedding of an edited code (module docstring for the modes)."""
   _check(mode, 'absolute')
   if mode == 'replace':
-    return model.decode(codec.params, z_edit, codec.cfg, stats)
-  dx = (z_edit - z) @ model.decoder_weights(codec.params, codec.cfg)
+    return codec.decode(z_edit, stats)
+  dx = dot(z_edit - z, model.decoder_weights(codec.params, codec.cfg))
   if codec.cfg.normalize:
     dx = dx * stats.sigma
   return x + dx

@@ -59,6 +59,7 @@ from scipy import stats
 
 from monosem_jax.analysis import neurons
 from monosem_jax.data.dataset import DECADE_BUCKETS
+from monosem_jax.precision import EXACT
 
 _BIG = np.iinfo(np.int32).max
 
@@ -300,8 +301,7 @@ def _ms(acts: jax.Array, vals: jax.Array, idx: jax.Array, unit: jax.Array
   lo, hi = acts.min(0)[:, None], acts.max(0)[:, None]
   a = jnp.where(hi > lo, (vals - lo) / jnp.where(hi > lo, hi - lo, 1), 0.0)
   u = unit[idx]                                               # (M, top, d)
-  cos = jnp.einsum('mid,mjd->mij', u, u,
-                   precision=jax.lax.Precision.HIGHEST)
+  cos = jnp.einsum('mid,mjd->mij', u, u, precision=EXACT)
   off = 1.0 - jnp.eye(idx.shape[1], dtype=jnp.float32)
   r = a[:, :, None] * a[:, None, :] * off
   total = r.sum((1, 2))

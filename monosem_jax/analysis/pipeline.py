@@ -24,6 +24,9 @@ set of outputs into the ``analysis/`` folder of the sweep folder (see
   ``report.md``, which embeds them and states how the config it describes
   was chosen (docs/method.md#choosing-a-config).
 
+Every matrix product of the analysis is exact float32, whatever precision
+trained the sweep and whoever calls (docs/method.md#precision).
+
 Outputs: the whole set is written into a temporary sibling folder and
 swapped in at the end (:func:`monosem_jax.files.atomic_directory`), so a
 reader sees the previous analysis or the new one, never a mix: a run killed
@@ -98,18 +101,6 @@ class Analysis:
   report_path: str
   seconds: float
   notes: tuple[str, ...] = ()
-
-
-def _exact_matmuls(fn):
-  """Runs ``fn`` with float32 matmuls (GPUs otherwise use TF32 for them;
-  the setting is per thread, so worker threads need it too)."""
-
-  @functools.wraps(fn)
-  def wrapped(*args, **kwargs):
-    with jax.default_matmul_precision('highest'):
-      return fn(*args, **kwargs)
-
-  return wrapped
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -352,7 +343,6 @@ def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
     integer(name, value, 1, what=' (top items per neuron)')
 
 
-@_exact_matmuls
 def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   use_cases_: Sequence[use_cases.UseCase] = (),
                   concept_sets: Mapping[str, Sequence[str]] | None = None,

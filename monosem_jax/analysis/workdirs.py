@@ -285,7 +285,9 @@ def seen_mask(split, users: np.ndarray) -> np.ndarray:
 
 
 def _reconstructions(spec: SweepSpec, sae, hp, users, items):
-  cfg = spec.sae
+  """Reconstructed users and items, exact whatever precision trained the
+  sweep (:func:`monosem_jax.sae.model.exact`)."""
+  cfg = model.exact(spec.sae)
   mask = model.latent_mask(hp.dict_size, cfg.dict_size)
   return (model.reconstruct(sae, users, cfg, hp.k, mask),
           model.reconstruct(sae, items, cfg, hp.k, mask))
@@ -303,6 +305,7 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
   frozen scorer) is evaluated on the same users' held-out positives with the
   recommender's own metric code (:func:`metrics.block_sums`, the evaluation
   data of :func:`metrics.eval_data_from_split`), as is the original model.
+  Every product is exact float32 (docs/method.md#precision).
 
   Args:
     view: from :func:`open_sweep`.

@@ -297,7 +297,9 @@ def evaluate(score_fn: ScoreFn, params, data: EvalData,
   Args:
     score_fn: ``score_fn(params, users (B,)) -> (B, n_items)`` scores (e.g.
       ``mf.user_item_logits``); pass the same function object each time to
-      reuse the compiled evaluator.
+      reuse the compiled evaluator. The package's score functions compute
+      exact float32 logits (docs/method.md#precision); one of your own runs
+      at the precision its products name.
     params: its first argument (any pytree).
     data: from :func:`make_eval_data` / :func:`eval_data_from_split`.
     ks: cut-offs.

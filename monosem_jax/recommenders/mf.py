@@ -2,6 +2,10 @@
 
 score(u, i) = b_u + b_i + p_u . q_i   (a logit; sigmoid gives the probability)
 
+Every product is exact float32 (:data:`monosem_jax.precision.EXACT`) unless
+its ``precision`` argument says otherwise: the SAE sweep's prediction loss
+passes ``SweepSpec.precision``'s (docs/method.md#precision).
+
 Params pytree::
 
   {'user_emb': (n_users, K), 'item_emb': (n_items, K),
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from monosem_jax.precision import EXACT, Precision, dot
 
 Params = dict
 
@@ -72,8 +78,11 @@ def matrix_logits(user_vecs: jax.Array, item_vecs: jax.Array,
   Args:
     user_vecs: ``(U, K)``; item_vecs: ``(I, K)``.
     user_bias: ``(U,)`` or scalar; item_bias: ``(I,)`` or scalar.
+
+  Returns:
+    ``(U, I)``, the product exact in float32.
   """
-  out = user_vecs @ item_vecs.T
+  out = dot(user_vecs, item_vecs.T)
   return out + jnp.reshape(user_bias, (-1, 1) if jnp.ndim(user_bias) else ()) + item_bias
 
 
@@ -108,7 +117,8 @@ sg = jax.lax.stop_gradient
 
 
 def score_mse(U: jax.Array, I: jax.Array, U_hat: jax.Array, I_hat: jax.Array,
-              orig_scores: jax.Array | None = None) -> jax.Array:
+              orig_scores: jax.Array | None = None,
+              precision: Precision = EXACT) -> jax.Array:
   """MF prediction loss ``mean((U_hat I_hat^T - U I^T)^2)`` (logit space).
 
   Direct form that builds the ``(Bu, Bi)`` matrices. Biases cancel and are
@@ -117,18 +127,20 @@ def score_mse(U: jax.Array, I: jax.Array, U_hat: jax.Array, I_hat: jax.Array,
   Args:
     U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
     orig_scores: optional precomputed ``U @ I.T`` ``(Bu, Bi)``.
+    precision: of the products (default exact).
 
   Returns:
     scalar.
   """
   if orig_scores is None:
-    orig_scores = U @ I.T
-  return jnp.mean(jnp.square(U_hat @ I_hat.T - sg(orig_scores)))
+    orig_scores = dot(U, I.T, precision)
+  return jnp.mean(jnp.square(dot(U_hat, I_hat.T, precision)
+                             - sg(orig_scores)))
 
 
 def score_mse_gram(U: jax.Array, I: jax.Array, U_hat: jax.Array,
-                   I_hat: jax.Array, gram_uu: jax.Array | None = None
-                   ) -> jax.Array:
+                   I_hat: jax.Array, gram_uu: jax.Array | None = None,
+                   precision: Precision = EXACT) -> jax.Array:
   """Exactly :func:`score_mse`, through ``d x d`` Gram matrices only.
 
   With ``E_u = U_hat - U`` and ``E_i = I_hat - I``,
@@ -145,16 +157,18 @@ def score_mse_gram(U: jax.Array, I: jax.Array, U_hat: jax.Array,
   Args:
     U: ``(Bu, d)``; I: ``(Bi, d)``; U_hat ``(Bu, d)``; I_hat ``(Bi, d)``.
     gram_uu: optional precomputed ``U.T @ U`` ``(d, d)`` (shared by configs).
+    precision: of the products (default exact).
 
   Returns:
     scalar, the mean over the ``Bu x Bi`` score matrix.
   """
   U, I = sg(U), sg(I)
+  gram = lambda a, b: dot(a.T, b, precision)
   if gram_uu is None:
-    gram_uu = U.T @ U
+    gram_uu = gram(U, U)
   e_u = U_hat - U
   e_i = I_hat - I
-  total = (jnp.sum((e_u.T @ e_u) * (I_hat.T @ I_hat))
-           + 2.0 * jnp.sum((e_u.T @ U) * (I_hat.T @ e_i))
-           + jnp.sum(sg(gram_uu) * (e_i.T @ e_i)))
+  total = (jnp.sum(gram(e_u, e_u) * gram(I_hat, I_hat))
+           + 2.0 * jnp.sum(gram(e_u, U) * gram(I_hat, e_i))
+           + jnp.sum(sg(gram_uu) * gram(e_i, e_i)))
   return total / (U.shape[0] * I.shape[0])

@@ -11,7 +11,10 @@ Params pytree::
    'user_bias': (n_users,), 'item_bias': (n_items,)}
 
 The frozen scorer :func:`mlp_logits` takes arbitrary embedding vectors, so the
-SAE stage can feed it reconstructions.
+SAE stage can feed it reconstructions. Every product is exact float32
+(:data:`monosem_jax.precision.EXACT`) unless its ``precision`` argument says
+otherwise: the SAE sweep's prediction loss passes ``SweepSpec.precision``'s
+(docs/method.md#precision).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -26,6 +29,8 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from monosem_jax.precision import EXACT, Precision, dot
 
 Params = dict
 DEFAULT_HIDDEN = (64, 32, 16)
@@ -65,20 +70,22 @@ def init_from_config(key: jax.Array, n_users: int, n_items: int, cfg) -> Params:
 
 
 def mlp_logits(mlp: Sequence[dict], user_vecs: jax.Array,
-               item_vecs: jax.Array) -> jax.Array:
+               item_vecs: jax.Array, precision: Precision = EXACT
+               ) -> jax.Array:
   """Frozen-scorer logits of paired embedding vectors.
 
   Args:
     mlp: the ``params['mlp']`` list.
     user_vecs: ``(..., d)``; item_vecs: ``(..., d)`` (same leading shape).
+    precision: of the layers' products (default exact).
 
   Returns:
     ``(...)`` logits, without the optional biases.
   """
   h = jnp.concatenate([user_vecs, item_vecs], -1)
   for layer in mlp[:-1]:
-    h = jax.nn.relu(h @ layer['w'] + layer['b'])
-  return (h @ mlp[-1]['w'] + mlp[-1]['b'])[..., 0]
+    h = jax.nn.relu(dot(h, layer['w'], precision) + layer['b'])
+  return (dot(h, mlp[-1]['w'], precision) + mlp[-1]['b'])[..., 0]
 
 
 def _bias(params: Params, name: str, idx):
@@ -98,15 +105,15 @@ def matrix_logits(mlp: Sequence[dict], user_vecs: jax.Array,
   """``(U, I)`` logits of every user vector against every item vector.
 
   The first layer is split, ``W1 [u; i] = W1_u u + W1_i i``, so the
-  ``U x I x 2d`` concatenation never exists.
+  ``U x I x 2d`` concatenation never exists. Every product is exact.
   """
   d = user_vecs.shape[-1]
   w1, b1 = mlp[0]['w'], mlp[0]['b']
-  h = jax.nn.relu((user_vecs @ w1[:d])[:, None, :] + (item_vecs @ w1[d:])[None]
-                  + b1)
+  h = jax.nn.relu(dot(user_vecs, w1[:d])[:, None, :]
+                  + dot(item_vecs, w1[d:])[None] + b1)
   for layer in mlp[1:-1]:
-    h = jax.nn.relu(h @ layer['w'] + layer['b'])
-  out = (h @ mlp[-1]['w'] + mlp[-1]['b'])[..., 0]
+    h = jax.nn.relu(dot(h, layer['w']) + layer['b'])
+  out = (dot(h, mlp[-1]['w']) + mlp[-1]['b'])[..., 0]
   return out + jnp.reshape(user_bias, (-1, 1) if jnp.ndim(user_bias) else ()) + item_bias
 
 
@@ -142,17 +149,21 @@ sg = jax.lax.stop_gradient
 
 
 def target_probs(mlp: Sequence[dict], U: jax.Array, I: jax.Array,
-                 bias: jax.Array | float = 0.0) -> jax.Array:
+                 bias: jax.Array | float = 0.0,
+                 precision: Precision = EXACT) -> jax.Array:
   """Frozen-MLP probabilities ``y = sigmoid(f([u; i]) + bias)`` ``(B,)``.
 
-  Independent of the SAE: compute once per batch, under stop_gradient.
+  Independent of the SAE: compute once per batch, under stop_gradient
+  (``precision``: of the MLP's products, default exact).
   """
-  return sg(jax.nn.sigmoid(mlp_logits(sg(mlp), sg(U), sg(I)) + bias))
+  return sg(jax.nn.sigmoid(mlp_logits(sg(mlp), sg(U), sg(I), precision)
+                           + bias))
 
 
 def prediction_loss(mlp: Sequence[dict], U_hat: jax.Array, I_hat: jax.Array,
                     target: jax.Array, kind: str = 'bce',
-                    bias: jax.Array | float = 0.0) -> jax.Array:
+                    bias: jax.Array | float = 0.0,
+                    precision: Precision = EXACT) -> jax.Array:
   """NCF prediction loss through the frozen MLP on paired reconstructions.
 
   ``y_hat = sigmoid(f([u_hat; i_hat]) + bias)``. 'bce':
@@ -166,11 +177,12 @@ def prediction_loss(mlp: Sequence[dict], U_hat: jax.Array, I_hat: jax.Array,
     target: ``(B,)`` original probabilities from :func:`target_probs`.
     kind: 'bce' | 'mse'.
     bias: optional ``(B,)`` user + item bias logits (frozen).
+    precision: of the MLP's products (default exact).
 
   Returns:
     scalar.
   """
-  logits = mlp_logits(sg(mlp), U_hat, I_hat) + sg(bias)
+  logits = mlp_logits(sg(mlp), U_hat, I_hat, precision) + sg(bias)
   y = sg(target)
   if kind == 'bce':
     return jnp.mean(jax.nn.softplus(logits) - y * logits)

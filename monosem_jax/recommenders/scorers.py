@@ -8,11 +8,11 @@ interface, and nothing else branches on ``'mf'`` / ``'ncf'``:
 ``paired`` (static)
   False: a batch is a user batch x an item batch (every user against every
   item, MF). True: a batch is (user, item) pairs row by row (NCF).
-``batch_terms(U, I, users, items) -> terms``
+``batch_terms(U, I, users, items, precision=EXACT) -> terms``
   The SAE-independent part of the prediction loss of one batch (original
   embeddings ``U``, ``I`` and their indices), computed once and shared by
   every config; under ``stop_gradient``.
-``prediction_loss(terms, U, I, U_hat, I_hat) -> scalar``
+``prediction_loss(terms, U, I, U_hat, I_hat, precision=EXACT) -> scalar``
   The prediction-aware loss of reconstructions (docs/method.md#prediction-loss).
 ``matrix_logits(user_vecs, item_vecs, users=None, items=None) -> (U, I)``
   and ``pair_logits(...) -> (B,)``: logits of arbitrary (e.g. reconstructed)
@@ -24,6 +24,12 @@ interface, and nothing else branches on ``'mf'`` / ``'ncf'``:
 
 Scorers are pytrees (``flax.struct`` dataclasses): the frozen MLP and biases
 are leaves (passed to ``jit`` as data), settings are static fields.
+
+Precision (docs/method.md#precision): the logits and the evaluation terms
+are exact float32 (:data:`monosem_jax.precision.EXACT`) whoever calls them;
+only the two training methods, ``batch_terms`` and ``prediction_loss``, take
+a ``precision`` (the SAE sweep passes ``SweepSpec.precision``'s; default
+exact).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -46,6 +52,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from monosem_jax.precision import EXACT, Precision, dot
 from monosem_jax.recommenders import mf, ncf
 
 sg = jax.lax.stop_gradient
@@ -82,16 +89,19 @@ class MFScorer:
   kind = 'mf'
   paired = False
 
-  def batch_terms(self, U, I, users=None, items=None) -> MFTerms:
+  def batch_terms(self, U, I, users=None, items=None,
+                  precision: Precision = EXACT) -> MFTerms:
     del users, items
     chex.assert_equal_shape_suffix([U, I], 1)
     U, I = sg(U), sg(I)
-    return MFTerms(U.T @ U if self.impl == 'gram' else U @ I.T)
+    return MFTerms(dot(U.T, U, precision) if self.impl == 'gram'
+                   else dot(U, I.T, precision))
 
-  def prediction_loss(self, terms: MFTerms, U, I, U_hat, I_hat) -> jax.Array:
+  def prediction_loss(self, terms: MFTerms, U, I, U_hat, I_hat,
+                      precision: Precision = EXACT) -> jax.Array:
     if self.impl == 'gram':
-      return mf.score_mse_gram(U, I, U_hat, I_hat, terms.reference)
-    return mf.score_mse(U, I, U_hat, I_hat, terms.reference)
+      return mf.score_mse_gram(U, I, U_hat, I_hat, terms.reference, precision)
+    return mf.score_mse(U, I, U_hat, I_hat, terms.reference, precision)
 
   def matrix_logits(self, user_vecs, item_vecs, users=None, items=None):
     return mf.matrix_logits(user_vecs, item_vecs,
@@ -105,7 +115,7 @@ class MFScorer:
 
   def eval_terms(self, U, I) -> MFTerms:
     U, I = sg(U), sg(I)
-    return MFTerms(U.T @ U)
+    return MFTerms(dot(U.T, U))
 
   def score_mse(self, terms: MFTerms, U, I, U_hat, I_hat) -> jax.Array:
     return mf.score_mse_gram(U, I, U_hat, I_hat, terms.reference)
@@ -151,16 +161,18 @@ class NCFScorer:
   kind = 'ncf'
   paired = True
 
-  def batch_terms(self, U, I, users=None, items=None) -> NCFTerms:
+  def batch_terms(self, U, I, users=None, items=None,
+                  precision: Precision = EXACT) -> NCFTerms:
     chex.assert_equal_shape([U, I])  # pairs, row by row
     bias = sg(_bias(self.user_bias, users) + _bias(self.item_bias, items))
-    return NCFTerms(ncf.target_probs(self.mlp, U, I, bias), bias)
+    return NCFTerms(ncf.target_probs(self.mlp, U, I, bias, precision), bias)
 
-  def prediction_loss(self, terms: NCFTerms, U, I, U_hat, I_hat) -> jax.Array:
+  def prediction_loss(self, terms: NCFTerms, U, I, U_hat, I_hat,
+                      precision: Precision = EXACT) -> jax.Array:
     del U, I
     chex.assert_equal_shape([U_hat, I_hat])
     return ncf.prediction_loss(sg(self.mlp), U_hat, I_hat, terms.target,
-                               self.loss, terms.bias)
+                               self.loss, terms.bias, precision)
 
   def matrix_logits(self, user_vecs, item_vecs, users=None, items=None):
     return ncf.matrix_logits(sg(self.mlp), user_vecs, item_vecs,

@@ -26,11 +26,13 @@ Forward pass for one sample ``x`` (d,):
   4. x_hat = (z @ W_dec + b_pre) * sigma + mu   (W_dec = W when tied;
      the sample's own mu, sigma; without normalisation just z @ W_dec + b_pre).
 
-Matmul precision (``cfg.precision``, docs/method.md#sweeps-at-scale): 'float32'
+Matmul precision (``cfg.precision``, docs/method.md#precision): 'float32'
 (default; every product exact in float32, ``Precision.HIGHEST``), 'tf32'
 (``Precision.HIGH``: TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs, float32
 on a CPU) or 'bfloat16' (operands cast to bfloat16, products accumulated in
-float32, on every backend).
+float32, on every backend). Training uses the sweep's; evaluation and
+analysis encode and decode with :func:`exact` (or :func:`per_sample`) configs,
+whatever precision trained the SAE (:mod:`monosem_jax.precision`).
 
 Matryoshka: ``cfg.prefixes = (m_1 < ... < m_P)``; z is computed once and
 x_hat^(m) decodes it with units >= m zeroed. :func:`forward` always returns a
@@ -64,6 +66,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from monosem_jax import precision as precision_lib
+
 Params = dict
 NORM_EPS = 1e-5
 ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'mp', 'omp')
@@ -77,10 +81,9 @@ ATOM_EPS = 1e-8
 #: unit atoms S (diagonal 1): a ridge far below the float32 data scale that
 #: keeps the k x k solve finite when two selected atoms are (nearly) equal.
 OMP_RIDGE = 1e-5
-#: ``cfg.precision`` -> the JAX matmul precision the rest of a program runs
-#: under (``jax.default_matmul_precision``; see :func:`matmul`).
-PRECISIONS = {'float32': 'highest', 'tf32': 'tensorfloat32',
-              'bfloat16': 'bfloat16'}
+#: ``cfg.precision`` -> the ``jax.lax.Precision`` of its products
+#: (:data:`monosem_jax.precision.TRAINING`; see :func:`matmul`).
+PRECISIONS = precision_lib.TRAINING
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +198,17 @@ def init(key: jax.Array, cfg: SAEConfig, dtype=jnp.float32) -> Params:
   return params
 
 
+def exact(cfg: SAEConfig) -> SAEConfig:
+  """``cfg`` with exact float32 products (``Precision.HIGHEST``,
+  :data:`monosem_jax.precision.EXACT`), the config evaluation and analysis
+  encode and decode with, whatever precision trained the SAE.
+
+  >>> exact(SAEConfig(dim=2, dict_size=2, precision='tf32')).precision
+  'float32'
+  """
+  return dataclasses.replace(cfg, precision='float32')
+
+
 def per_sample(cfg: SAEConfig) -> SAEConfig:
   """The config that encodes every sample on its own.
 
@@ -211,7 +225,7 @@ def per_sample(cfg: SAEConfig) -> SAEConfig:
   ('topk', 'float32')
   """
   activation = 'topk' if cfg.activation == 'batchtopk' else cfg.activation
-  return dataclasses.replace(cfg, activation=activation, precision='float32')
+  return dataclasses.replace(exact(cfg), activation=activation)
 
 
 def latent_mask(active: jax.Array | int, size: int) -> jax.Array:
@@ -250,17 +264,17 @@ def matmul(a: jax.Array, b: jax.Array, cfg: SAEConfig) -> jax.Array:
   'bfloat16' casts both operands to bfloat16 and accumulates in float32
   (``preferred_element_type``); the gradients flow through the casts, so the
   backward products are bfloat16 too. 'float32' and 'tf32' pass
-  ``Precision.HIGHEST`` / ``HIGH`` (a CPU computes both in float32).
+  ``Precision.HIGHEST`` / ``HIGH`` (a CPU computes both in float32),
+  'bfloat16' ``DEFAULT`` (:func:`monosem_jax.precision.training`).
 
   >>> cfg = SAEConfig(dim=2, dict_size=2, precision='bfloat16')
   >>> float(matmul(jnp.array([[1.001]]), jnp.array([[1.0]]), cfg)[0, 0])
   1.0
   """
+  precision = precision_lib.training(cfg.precision)
   if cfg.precision == 'bfloat16':
     return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
-                      preferred_element_type=jnp.float32)
-  precision = (jax.lax.Precision.HIGHEST if cfg.precision == 'float32'
-               else jax.lax.Precision.HIGH)
+                      precision=precision, preferred_element_type=jnp.float32)
   return jnp.matmul(a, b, precision=precision)
 
 

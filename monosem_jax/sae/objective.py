@@ -5,7 +5,9 @@
 The prediction-aware term ``L_pred`` goes through the frozen recommender; it
 arrives as an argument, a *scorer* (see
 :mod:`monosem_jax.recommenders.scorers`: ``batch_terms`` and
-``prediction_loss``), so this package never imports the recommenders.
+``prediction_loss``), so this package never imports the recommenders. Its
+products run at the config's training precision (``cfg.precision``, passed
+as ``precision=``; docs/method.md#precision), as the SAE's own do.
 
 :func:`prepare_batch` does the work shared by every config of a sweep (the
 inputs' normalisation and the scorer's SAE-independent terms);
@@ -16,9 +18,10 @@ Example (an MF-like scorer written inline):
   >>> import jax, jax.numpy as jnp
   >>> from monosem_jax.sae import model
   >>> class Dot:
-  ...   def batch_terms(self, U, I, users=None, items=None): return U @ I.T
-  ...   def prediction_loss(self, t, U, I, Uh, Ih):
-  ...     return jnp.mean((Uh @ Ih.T - t) ** 2)
+  ...   def batch_terms(self, U, I, users=None, items=None, precision=None):
+  ...     return jnp.matmul(U, I.T, precision=precision)
+  ...   def prediction_loss(self, t, U, I, Uh, Ih, precision=None):
+  ...     return jnp.mean((jnp.matmul(Uh, Ih.T, precision=precision) - t) ** 2)
   >>> cfg = model.SAEConfig.mf(dim=4, dict_size=6)
   >>> sae = model.init(jax.random.PRNGKey(0), cfg)
   >>> U, I = jnp.ones((3, 4)), jnp.ones((5, 4))
@@ -38,6 +41,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from monosem_jax import precision as precision_lib
 from monosem_jax.sae import losses, model
 
 sg = jax.lax.stop_gradient
@@ -79,8 +83,9 @@ def prepare_batch(u, i, cfg: model.SAEConfig, scorer, users=None,
   u, i = sg(u), sg(i)
   u_in, u_stats = model.prepare(u, cfg)
   i_in, i_stats = model.prepare(i, cfg)
-  return PreparedBatch(u, i, u_in, i_in, u_stats, i_stats,
-                       sg(scorer.batch_terms(u, i, users, items)))
+  terms = scorer.batch_terms(u, i, users, items,
+                             precision=precision_lib.training(cfg.precision))
+  return PreparedBatch(u, i, u_in, i_in, u_stats, i_stats, sg(terms))
 
 
 def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
@@ -110,7 +115,8 @@ def objective(sae: model.Params, weights: LossWeights, batch: PreparedBatch,
                                       mask)
   u, i = batch.u, batch.i
   emb = losses.matryoshka_embedding_loss(u, u_hats, i, i_hats)
-  pred = scorer.prediction_loss(batch.terms, u, i, u_hats[-1], i_hats[-1])
+  pred = scorer.prediction_loss(batch.terms, u, i, u_hats[-1], i_hats[-1],
+                                precision=precision_lib.training(cfg.precision))
   l1 = losses.l1_penalty(zu, mask) + losses.l1_penalty(zi, mask)
   kl_u, c_u = losses.kl_sparsity(zu, weights.rho, mask)
   kl_i, c_i = losses.kl_sparsity(zi, weights.rho, mask)

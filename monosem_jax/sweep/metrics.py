@@ -19,6 +19,11 @@ all items with every config and returns ``(C,)`` numpy arrays:
   and the config's codes and reconstructions all finite; ``diverged_step``
   copied from the state, ``dict_size``.
 
+Every product is exact float32 whatever ``SweepSpec.precision`` trained
+the configs (the SAE through :func:`~monosem_jax.sae.model.exact`, the
+scorer's evaluation terms always; docs/method.md#precision), so a
+reduced-precision sweep is judged exactly.
+
 Masked latents (beyond ``dict_size``) are excluded everywhere. BatchTopK
 keeps ``k * N`` units over each whole evaluated set. A config whose codes or
 reconstructions are not all finite (e.g. frozen at weights of 1e30 by a
@@ -42,7 +47,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import chex
@@ -66,7 +70,7 @@ def _fve(x, x_hat):
 
 
 def _evaluate_impl(spec, scorer, users, items):
-  cfg = dataclasses.replace(spec.sae, precision='float32')  # exact always
+  cfg = model.exact(spec.sae)
   u_in, u_stats = model.prepare(users, cfg)
   i_in, i_stats = model.prepare(items, cfg)
   reference = scorer.eval_terms(users, items)  # once for every config
@@ -135,9 +139,8 @@ def evaluate_configs(state: SweepState, spec: SweepSpec,
   chex.assert_rank([users, items], 2)
   chex.assert_axis_dimension(users, 1, spec.dim)
   chex.assert_axis_dimension(items, 1, spec.dim)
-  with jax.default_matmul_precision('highest'):  # also on GPUs (TF32 there)
-    out = _evaluate_jit(spec, scorer, state.sae, hparams, users, items,
-                        config_chunk)
+  out = _evaluate_jit(spec, scorer, state.sae, hparams, users, items,
+                      config_chunk)
   res = {k: sharding.to_host(v) for k, v in out.items()}
   res['finite'] = sharding.to_host(state.finite) & res.pop(_SCORED)
   res['diverged_step'] = sharding.to_host(state.diverged_step)

@@ -122,12 +122,12 @@ class SweepSpec:
       permutations).
     epochs: default epoch count for :func:`~monosem_jax.sweep.driver.train_sweep`.
     mf_pred_impl: 'gram' (exact d x d Gram form) | 'direct' (Bu x Bi matrix).
-    precision: matmul precision of training (docs/method.md#sweeps-at-scale):
+    precision: matmul precision of training (docs/method.md#precision):
       'float32' (default, exact: resumed and sharded runs stay bitwise),
       'tf32' (TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs; float32 on a
       CPU) or 'bfloat16' (the SAE's products on bfloat16 operands with
-      float32 accumulation, the frozen scorer's at the backend's bfloat16
-      precision). Evaluation is always float32.
+      float32 accumulation, the frozen scorer's at the backend's default
+      precision). Evaluation and analysis are always exact float32.
   """
   kind: str = 'mf'
   dim: int = 20

@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from monosem_jax.sae import model
 from monosem_jax.sae import objective as objective_lib
 from monosem_jax.sweep.batches import BatchIndices, epoch_indices
 from monosem_jax.sweep.spec import SweepConfigError, SweepHparams, SweepSpec
@@ -119,14 +118,10 @@ def run_epoch_impl(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
                    ) -> tuple[SweepState, dict[str, jax.Array]]:
   """One epoch (unjitted; :func:`run_epoch` and the sharded runs jit it).
 
-  Traced under ``spec.precision``'s matmul precision (the scorer's products
-  included; the SAE's follow :func:`~monosem_jax.sae.model.matmul`).
+  Every product runs at ``spec.precision`` (docs/method.md#precision): the
+  SAE's through ``spec.sae`` (:func:`~monosem_jax.sae.model.matmul`), the
+  scorer's through the ``precision`` the objective passes it.
   """
-  with jax.default_matmul_precision(model.PRECISIONS[spec.precision]):
-    return _run_epoch_body(spec, hparams, state, inputs, scorer)
-
-
-def _run_epoch_body(spec, hparams, state, inputs, scorer):
   ix: BatchIndices = epoch_indices(
       spec, inputs, jax.random.fold_in(state.data_key, state.epoch),
       scorer.paired)
