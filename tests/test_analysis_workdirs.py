@@ -296,3 +296,27 @@ def test_readme_example_products_are_exact(sweep_dir, tmp_path):
     pipeline.config_activations(view, art.item_emb, [0, 1])
 
   assert_exact_products(readme, tmp_path)
+
+
+def test_fidelity_codes_each_sample_on_its_own():
+  """A BatchTopK sweep's fidelity once spent k x (all SAE-test users)
+  activations over the whole block, so a user's reconstruction depended on
+  the other users ranked with it (and on max_users); now each row is coded
+  as the analysis and the export code it (model.per_sample)."""
+  import jax
+  from monosem_jax.sweep.spec import SweepHparams, SweepSpec
+  spec = SweepSpec(kind='mf', dim=6, max_dict_size=12, activation='batchtopk',
+                   k_max=2)
+  hp = SweepHparams.from_list([dict(dict_size=12, k=2)], spec)
+  sae = model.init(jax.random.PRNGKey(0), spec.sae)
+  x = np.random.default_rng(0).normal(size=(9, 6)).astype(np.float32)
+  x[0] *= 20            # one loud user takes a batch-wide top-k's budget
+  one = hp.take(np.arange(1))
+  one = jax.tree.map(lambda a: a[0], one)
+  together, _ = workdirs._reconstructions(spec, sae, one, jnp.asarray(x),
+                                          jnp.asarray(x[:2]))
+  alone = np.stack([np.asarray(workdirs._reconstructions(
+      spec, sae, one, jnp.asarray(x[i:i + 1]), jnp.asarray(x[:2]))[0])[0]
+                    for i in range(len(x))])
+  np.testing.assert_allclose(np.asarray(together), alone, rtol=1e-6,
+                             atol=1e-6)

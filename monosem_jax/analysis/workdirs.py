@@ -285,9 +285,11 @@ def seen_mask(split, users: np.ndarray) -> np.ndarray:
 
 
 def _reconstructions(spec: SweepSpec, sae, hp, users, items):
-  """Reconstructed users and items, exact whatever precision trained the
-  sweep (:func:`monosem_jax.sae.model.exact`)."""
-  cfg = model.exact(spec.sae)
+  """Reconstructed users and items, each sample coded on its own and exact
+  whatever precision trained the sweep (:func:`monosem_jax.sae.model.
+  per_sample`: a BatchTopK code never depends on the other users or items
+  ranked with it, as in the concept tables, interventions and exports)."""
+  cfg = model.per_sample(spec.sae)
   mask = model.latent_mask(hp.dict_size, cfg.dict_size)
   return (model.reconstruct(sae, users, cfg, hp.k, mask),
           model.reconstruct(sae, items, cfg, hp.k, mask))
