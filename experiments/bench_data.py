@@ -2,7 +2,7 @@
 
 Run::
 
-  MONOSEM_DATA_DIR=../shared/data python -m experiments.bench_data
+  MONOSEM_DATA_DIR=/path/to/data python -m experiments.bench_data
 
 Prints one JSON object. Target (issue 2): load + protocol <= 10 s on a
 2-core CPU. Without MONOSEM_DATA_DIR it measures the ML-1M-sized synthetic

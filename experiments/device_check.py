@@ -1,7 +1,7 @@
 r"""The prepared GPU device check (issues 11 and 19): one script, one JSON.
 
 Run when a GPU is lent (one NVIDIA H200 or H100, JAX with CUDA). It ran once
-on an H200 at commit 00e91fe (``../shared/gpu/h200-00e91fe/``, 325 s, before
+on an H200 at commit 00e91fe (BENCHMARKS.md, section H200; 325 s, before
 the stages of issue 19). Each stage is timed (wall seconds), records the
 device's memory figures (``peak_bytes_in_use``, ``bytes_limit``,
 ``bytes_in_use`` of ``jax.local_devices()[0].memory_stats()``; None where
@@ -85,7 +85,7 @@ report) stay under ``--workdir`` (default: a fresh temporary folder).
 
 The GPU image (Python 3.12, jax with the CUDA plugin, flax, optax,
 orbax-checkpoint, chex, absl-py, pandas, numpy, scipy, PyYAML, matplotlib,
-pytest and pytest-xdist; see ``../shared/gpu/h200-00e91fe/README.md``)
+pytest and pytest-xdist, as the H200 run recorded it)
 lacks ml-collections: pure Python (``ml_collections-1.1.0-py3-none-any.whl``),
 needing only absl-py and PyYAML. Here, once, in the repository root: its
 wheel and the ML-1M files (6 MB), in folders git ignores::

@@ -320,3 +320,23 @@ def test_fidelity_codes_each_sample_on_its_own():
                     for i in range(len(x))])
   np.testing.assert_allclose(np.asarray(together), alone, rtol=1e-6,
                              atol=1e-6)
+
+
+def test_fidelity_of_one_side_is_a_diagnostic(sweep_dir):
+  """reconstruct='items' keeps the original users (and 'users' the original
+  items): the diagnostic docs/results_goal.md reports; both sides at once
+  is the analysis's figure; anything else is refused in one line."""
+  from monosem_jax.errors import ConfigError
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  both = workdirs.sweep_fidelity(view, k=10, max_users=40)
+  items = workdirs.sweep_fidelity(view, k=10, max_users=40,
+                                  reconstruct='items')
+  users = workdirs.sweep_fidelity(view, k=10, max_users=40,
+                                  reconstruct='users')
+  for t in (items, users):
+    assert not np.allclose(t.rbo, both.rbo)
+    assert t['ndcg@10_original'].equals(both['ndcg@10_original'])
+  # one side reconstructed agrees with the original more than both do
+  assert (items.rbo >= both.rbo - 0.05).all()
+  with pytest.raises(ConfigError, match=r"reconstruct='item': one of both"):
+    workdirs.sweep_fidelity(view, reconstruct='item')

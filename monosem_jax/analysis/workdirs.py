@@ -295,9 +295,14 @@ def _reconstructions(spec: SweepSpec, sae, hp, users, items):
           model.reconstruct(sae, items, cfg, hp.k, mask))
 
 
+#: The sides :func:`sweep_fidelity` may reconstruct.
+RECONSTRUCT = ('both', 'items', 'users')
+
+
 def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
                    max_users: int | None = None,
-                   config_chunk: int = 8, metric_k: int = 10) -> pd.DataFrame:
+                   config_chunk: int = 8, metric_k: int = 10,
+                   reconstruct: str = 'both') -> pd.DataFrame:
   """Ranking fidelity and accuracy of every config on the SAE-test users.
 
   Original and reconstructed top-k lists (training positives removed), both
@@ -315,6 +320,10 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
     max_users: use only the first this many SAE-test users (None: all).
     config_chunk: configs ranked at once (bounds memory).
     metric_k: cut-off of NDCG and HR.
+    reconstruct: which side goes through the SAE: 'both' (the analysis),
+      or, as a diagnostic of which side limits fidelity
+      (docs/results_goal.md), 'items' (original users, reconstructed items)
+      or 'users' (reconstructed users, original items).
 
   Returns:
     One row per config: ``config``, the swept hyper-parameters,
@@ -328,6 +337,9 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
     last anyway, :mod:`monosem_jax.recommenders.metrics`, but its lists mean
     nothing).
   """
+  if reconstruct not in RECONSTRUCT:
+    raise ConfigError(f'reconstruct={reconstruct!r}: one of '
+                      f'{", ".join(RECONSTRUCT)}')
   art = view.artifact
   users_idx = np.asarray(art.split.sae_test_users)[:max_users]
   users = jnp.asarray(art.user_emb[users_idx])
@@ -353,6 +365,10 @@ def sweep_fidelity(view: SweepView, k: int = 30, p: float = 0.9,
     def one(args):
       u_hat, i_hat = _reconstructions(view.spec, args[0], args[1], users,
                                       items)
+      if reconstruct == 'items':
+        u_hat = users
+      elif reconstruct == 'users':
+        i_hat = items
       logits = scorer.matrix_logits(u_hat, i_hat, jnp.asarray(users_idx),
                                     item_idx)
       ok = (jnp.all(jnp.isfinite(u_hat)) & jnp.all(jnp.isfinite(i_hat))
