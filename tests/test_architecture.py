@@ -20,8 +20,8 @@ PACKAGE = ROOT / 'monosem_jax'
 LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0, 'data': 1,
           'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5}
 #: Order inside the sweep package.
-SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'checkpoint',
-         'driver', 'metrics', 'runner']
+SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'metrics',
+         'checkpoint', 'driver', 'runner']
 
 
 def _module_name(path: pathlib.Path) -> str:
