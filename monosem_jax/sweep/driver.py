@@ -251,6 +251,7 @@ class SweepResult:
       checkpointed; rerunning resumes).
     steps_per_epoch: steps of one epoch.
     seconds: wall seconds of the training loop.
+    placement: where the configs ran.
     table: :func:`~monosem_jax.sweep.runner.run_sweep`'s results table
       (a ``pandas.DataFrame``, one row per real config; None when stopped).
     metrics: the per-config evaluation (None when stopped or not run).
@@ -268,6 +269,7 @@ class SweepResult:
   stopped: bool
   steps_per_epoch: int
   seconds: float
+  placement: Placement
   table: Any = None
   metrics: Mapping[str, np.ndarray] | None = None
   workdir: str | None = None
@@ -370,7 +372,7 @@ def train_sweep(sweep: Sweep, hparams: SweepHparams,
       state=state, hparams=host_hparams, histories=histories,
       num_configs=num_real, epochs=epochs, first_epoch=first, stopped=stopped,
       steps_per_epoch=steps, seconds=time.perf_counter() - t_start,
-      workdir=None if checkpointing is None else checkpointing.workdir)
+      placement=sweep.placement, workdir=None if checkpointing is None else checkpointing.workdir)
 
 
 def _call_hooks(hooks: Sequence[Hook], stats: EpochStats) -> bool:

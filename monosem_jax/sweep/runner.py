@@ -452,4 +452,4 @@ def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
       f'{int((table.status == "ok").sum())} ok, '
       f'{int((table.status != "ok").sum())} diverged; '
       f'total {time.perf_counter() - t_start:.1f}s')
-  return table
+  return dataclasses.replace(result, table=table, metrics=metrics)
