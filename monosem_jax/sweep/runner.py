@@ -406,12 +406,12 @@ def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
   mesh = (sharding.config_mesh()
           if config.shard and jax.device_count() > 1 else None)
   padded = Placement(mesh).padded(hparams)
+  per_device = padded.num_configs // Placement(mesh).devices
   steps = steps_per_epoch(spec, inputs, scorer.paired)
   log(f'sweep: {n} configs ({padded.num_configs} after padding) on '
       f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
       f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
       f'x {steps} steps')
-  per_device = padded.num_configs // Placement(mesh).devices
   mem_plan, memory_line = memory.sweep_plan(
       spec, padded, inputs, scorer, per_device, steps,
       mode=config.get('plan_memory'), workdir=workdir, log=log)
