@@ -64,7 +64,8 @@ def sweep_config(rec_dir: str, precision: str, epochs: int):
 def train_and_measure(rec_dir, workdir, precision, epochs, max_users, log):
   """Trains the grid at ``precision``; the sweep table joined with fidelity."""
   t0 = time.perf_counter()
-  table = run_sweep(sweep_config(rec_dir, precision, epochs), workdir, log=log)
+  table = run_sweep(sweep_config(rec_dir, precision, epochs), workdir,
+                    log=log).table
   seconds = time.perf_counter() - t0
   fid = workdirs.sweep_fidelity(workdirs.open_sweep(workdir),
                                 max_users=max_users)

@@ -63,12 +63,15 @@ Time limits: ``--budget_s`` (default 510) counts from the start of
 :func:`main`; a stage that would start after it is recorded as ``skipped:
 budget``; the stages before ``tests`` end ``--tests_s`` (default 150)
 earlier. Inside the recommender, sweep and analysis stages the limit (and
-``--max_stage_s`` per stage) is checked at every progress line (an epoch, a
-tenth of the analysed configs): past it the stage stops there (``error:
-budget ...``). A recommender stopped that way is frozen at its last
-checkpointed epoch (``truncated: true``) so that the sweep still runs; a
-sweep stopped that way leaves its last epoch's checkpoint, which the
-analysis then analyses (``partial_sweep: true``). What runs after the last
+``--max_stage_s`` per stage) is checked after every epoch (the sweep: a
+:class:`SweepBudget` subscribed to ``run_sweep``'s ``on_epoch`` hooks, which
+also records every epoch's rate from its typed ``EpochStats``) or at every
+progress line (the recommender and the analysis, whose library functions
+have no typed hook yet: :class:`StageLog`): past it the stage stops there
+(``error: budget ...``). A recommender stopped that way is frozen at its
+last checkpointed epoch (``truncated: true``) so that the sweep still runs;
+a sweep stopped that way checkpoints its last epoch, which the analysis then
+analyses (``partial_sweep: true``). What runs after the last
 check of a stage (a sweep's evaluation, an analysis's figures and report)
 can pass its limit by some seconds; the tests stage is stopped at the
 budget itself, so the whole check ends within about ``--budget_s`` + 15 s
@@ -174,8 +177,9 @@ FULL_GRID = dict(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
 SMALL_GRID = dict(lambda_pred=(0.0, 10.0), dict_size=(8, 16),
                   rho=(0.05, 0.1))
 
-#: A progress line of the recommender / sweep (``epoch E/N``) or of the
-#: analysis (``neurons: I/C``): where a stage may be stopped.
+#: A progress line of the recommender (``epoch E/N``) or of the analysis
+#: (``neurons: I/C``): where those stages may be stopped (their library
+#: functions offer no typed hook yet; the sweep stage uses one).
 _PROGRESS = re.compile(r'\s*(?:epoch|neurons:)\s+(\d+)/(\d+)')
 _MEMORY_KEYS = ('peak_bytes_in_use', 'bytes_limit', 'bytes_in_use')
 
@@ -242,16 +246,20 @@ def version(package: str) -> str | None:
 
 
 class StageLog:
-  """Progress sink of one stage: prints each line, keeps them, and stops the
-  stage at a progress line (not its last) once ``deadline`` has passed."""
+  """Progress sink of one stage: prints each line, keeps them, and (given a
+  ``deadline``) stops the stage at a progress line (not its last) once the
+  deadline has passed."""
 
-  def __init__(self, name: str, deadline: float, keep: int = 80):
+  def __init__(self, name: str, deadline: float | None = None,
+               keep: int = 80):
     self.name, self.deadline, self.keep = name, deadline, keep
     self.lines: list[str] = []
 
   def __call__(self, msg: str) -> None:
     self.lines = (self.lines + [msg])[-self.keep:]
     say(f'{self.name}: {msg}')
+    if self.deadline is None:
+      return
     m = _PROGRESS.match(msg)
     if m and int(m[1]) < int(m[2]) and time.perf_counter() > self.deadline:
       raise BudgetExceeded(f'budget: {self.name} stopped at {m[1]}/{m[2]} '
@@ -467,51 +475,68 @@ def sweep_config(small: bool, rec_dir: str):
   return cfg, math.prod(len(v) for v in grid.values())
 
 
-def parse_sweep_log(lines: list[str]) -> dict:
-  """Epochs, steps per epoch, the memory plan (or why it was skipped),
-  the compile seconds and the per-line rates."""
-  out: dict[str, Any] = dict(epochs=None, steps_per_epoch=None,
-                             memory_plan=None, compile_s=None,
-                             compile_line=None, epoch_rates=[])
-  for line in lines:
-    m = re.search(r'(\d+) epochs x (\d+) steps', line)
-    if line.startswith('sweep:') and m:
-      out['epochs'], out['steps_per_epoch'] = int(m[1]), int(m[2])
-    if line.startswith('memory'):      # the plan, or why it was skipped
-      out['memory_plan'] = line
-    m = re.match(r'compile: ([\d.]+) s', line)
-    if m:
-      out['compile_s'], out['compile_line'] = float(m[1]), line
-    m = re.match(r'epoch\s+(\d+)/\d+.*?([\d,]+) config-steps/s', line)
-    if m:
-      out['epoch_rates'].append([int(m[1]), float(m[2].replace(',', ''))])
-  return out
+class SweepBudget:
+  """The sweep stage's subscriber (an ``on_epoch`` hook of ``run_sweep``):
+  records every epoch's config-steps/s and stops the sweep after an epoch
+  (not its last) once ``deadline`` has passed.
+
+  >>> from types import SimpleNamespace as E
+  >>> b = SweepBudget(deadline=0.0)          # long passed
+  >>> b(E(epoch=3, epochs=3, last=True, config_steps_per_s=2.0)), b.stopped
+  (False, None)
+  >>> b(E(epoch=1, epochs=3, last=False, config_steps_per_s=1.0))
+  True
+  >>> b.stopped, b.rates
+  ('budget: sweep stopped at 1/3 (time limit passed)', [[3, 2.0], [1, 1.0]])
+  """
+
+  def __init__(self, deadline: float):
+    self.deadline = deadline
+    self.rates: list[list[float]] = []
+    self.stopped: str | None = None
+
+  def __call__(self, stats) -> bool:
+    self.rates.append([stats.epoch, stats.config_steps_per_s])
+    if not stats.last and time.perf_counter() > self.deadline:
+      self.stopped = (f'budget: sweep stopped at {stats.epoch}/'
+                      f'{stats.epochs} (time limit passed)')
+      return True
+    return False
 
 
 def stage_sweep(rec: dict, ctx: dict) -> None:
-  """The whole sweep through ``run_sweep``; configs ok / diverged, rates."""
+  """The whole sweep through ``run_sweep``; configs ok / diverged, rates
+  (from its typed result and its hooks, no log line is parsed)."""
   if not ctx.get('rec_dir'):
     raise Skip('needs the recommender (its stage did not finish)')
   from monosem_jax.sweep.runner import run_sweep  # pylint: disable=import-outside-toplevel
   cfg, n = sweep_config(ctx['args'].small, ctx['rec_dir'])
   workdir = os.path.join(ctx['workdir'], 'sweep')
   ctx['sweep_dir'] = workdir
-  log = StageLog('sweep', ctx['stage_deadline'])
+  log = StageLog('sweep')
+  budget = SweepBudget(ctx['stage_deadline'])
   rec.update(configs_asked=n, grid=cfg.grid.to_dict(), epochs_asked=cfg.epochs,
              precision=cfg.spec.precision, workdir=workdir, complete=False)
   t = time.perf_counter()
   try:
-    table = run_sweep(cfg, workdir, log=log)
+    result = run_sweep(cfg, workdir, log=log, on_epoch=[budget])
   finally:
     rec['seconds_end_to_end'] = time.perf_counter() - t
-    rec.update(parse_sweep_log(log.lines), log_tail=log.lines[-8:])
+    rec.update(epoch_rates=budget.rates, log_tail=log.lines[-8:])
+  rec.update(epochs=result.epochs, steps_per_epoch=result.steps_per_epoch,
+             epochs_trained=result.epoch, memory_plan=result.memory_plan,
+             placement=result.placement.describe(),
+             compile_s=result.compile_seconds,
+             compile_programs=result.compile_programs)
+  if result.stopped:
+    raise BudgetExceeded(budget.stopped)
+  table = result.table
   ok = int((table.status == 'ok').sum())
   rec.update(complete=True, configs=len(table), ok=ok,
              diverged=int(len(table) - ok))
-  if rec['epochs'] and rec['steps_per_epoch']:
-    steps = len(table) * rec['epochs'] * rec['steps_per_epoch']
-    rec.update(config_steps=steps,
-               config_steps_per_s=steps / rec['seconds_end_to_end'])
+  steps = len(table) * result.epochs * result.steps_per_epoch
+  rec.update(config_steps=steps,
+             config_steps_per_s=steps / rec['seconds_end_to_end'])
 
 
 def analysis_kwargs(dataset_name: str, partial: bool = False) -> dict:

@@ -21,8 +21,8 @@ LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0,
           'precision': 0, 'data': 1,
           'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5}
 #: Order inside the sweep package.
-SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'checkpoint',
-         'driver', 'metrics', 'runner']
+SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'metrics',
+         'checkpoint', 'driver', 'runner']
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -132,3 +132,21 @@ def test_every_declared_dependency_is_imported():
     name = re.split(r'[<>=!~ \[]', dep, maxsplit=1)[0]
     top = import_names.get(name, name.replace('-', '_'))
     assert top in used, f'{name} is declared in pyproject.toml but never imported'
+
+
+def test_at_most_two_functions_run_an_epoch():
+  # Issue 18: one epoch runner. The block program (step.run_epoch and its
+  # unjitted body) is dispatched by the sweep's Placement; no second path
+  # per placement (names bound to jitted functions count too).
+  names = []
+  for path in PACKAGE.rglob('*.py'):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        found = [node.name]
+      elif isinstance(node, ast.Assign):
+        found = [t.id for t in node.targets if isinstance(t, ast.Name)]
+      else:
+        continue
+      names += [f'{path.relative_to(ROOT)}: {n}' for n in found
+                if 'run_epoch' in n]
+  assert len(names) <= 2, '\n'.join(sorted(names))

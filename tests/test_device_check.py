@@ -11,6 +11,8 @@ import time
 import pytest
 
 from experiments import device_check
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import RESULTS_CSV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ('environment', 'bench_sweep', 'recommender', 'determinism', 'sweep',
@@ -94,6 +96,11 @@ def test_small_run_measures_every_stage(small_run):
   assert sweep['memory_plan'].startswith('memory: the device reports no limit')
   assert sweep['ok'] + sweep['diverged'] == sweep['configs']
   assert sweep['epochs'] == 2 and sweep['config_steps_per_s'] > 0
+  # from the sweep's typed result and its on_epoch hook, not from its log
+  assert sweep['epochs_trained'] == 2 and sweep['steps_per_epoch'] == 3
+  assert [e for e, _ in sweep['epoch_rates']] == [1, 2]
+  assert all(rate > 0 for _, rate in sweep['epoch_rates'])
+  assert sweep['placement'] == 'one device' and sweep['compile_programs'] > 0
 
   analysis = stages['analysis']
   assert analysis['configs'] == 8 and not analysis['partial_sweep']
@@ -113,6 +120,24 @@ def test_small_run_measures_every_stage(small_run):
     assert t[key] is False, key      # 8 configs, no C = 1024 row
   assert t['sweep_seconds'] == sweep['seconds_end_to_end']
   assert t['analysis_seconds'] == analysis['seconds_end_to_end']
+
+
+@pytest.mark.slow
+def test_the_sweep_stage_is_stopped_by_its_hook_past_the_deadline(
+    small_run, tmp_path):
+  doc, _ = small_run
+  rec = {}
+  ctx = dict(args=device_check.parse_args(['--small']), workdir=str(tmp_path),
+             rec_dir=doc['stages']['recommender']['workdir'],
+             stage_deadline=time.perf_counter() - 1)     # passed already
+  with pytest.raises(device_check.BudgetExceeded,
+                     match=r'budget: sweep stopped at 1/2'):
+    device_check.stage_sweep(rec, ctx)
+  assert not rec['complete'] and rec['epochs_trained'] == 1
+  assert [e for e, _ in rec['epoch_rates']] == [1]
+  # its last epoch is checkpointed (the analysis stage reads it), no CSV
+  assert checkpoint.saved_epochs(ctx['sweep_dir']) == [1]
+  assert not os.path.exists(os.path.join(ctx['sweep_dir'], RESULTS_CSV))
 
 
 def test_full_check_on_a_cpu_refuses_in_one_line(tmp_path):

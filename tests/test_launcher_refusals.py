@@ -118,7 +118,7 @@ def test_config_for_another_dataset_is_refused_unless_allowed(recs, tmp_path):
                                          r'allow_other_dataset=True')):
     run_sweep(cfg, str(tmp_path / 'refused'), **QUIET)
   cfg.allow_other_dataset = True
-  table = run_sweep(cfg, str(tmp_path / 'allowed'), **QUIET)
+  table = run_sweep(cfg, str(tmp_path / 'allowed'), **QUIET).table
   assert table.lambda_emb.tolist() == [8.0]  # Last.FM MF defaults, as asked
 
 
@@ -162,7 +162,7 @@ def test_empty_axis_is_refused_and_none_means_unswept(recs, tmp_path):
                      'empty axis sweeps nothing'):
     run_sweep(cfg, str(tmp_path / 'empty'), **QUIET)
   cfg.grid.dict_size = None
-  table = run_sweep(cfg, str(tmp_path / 'none'), **QUIET)
+  table = run_sweep(cfg, str(tmp_path / 'none'), **QUIET).table
   assert table.lambda_pred.tolist() == [0.0, 1.0]
   cfg.grid.dict_size = (None, 8)
   with pytest.raises(ConfigError, match='None cannot be one value'):

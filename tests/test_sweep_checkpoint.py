@@ -11,7 +11,7 @@ import pytest
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint as ckpt
 from monosem_jax.recommenders.scorers import make_scorer
-from monosem_jax.sweep.driver import train_sweep
+from monosem_jax.sweep.driver import Checkpointing, make_sweep, train_sweep
 from monosem_jax.sweep.state import SweepInputs
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 
@@ -40,6 +40,16 @@ class Interrupt(Exception):
   pass
 
 
+def _train(spec, hparams, data, key=None, *, epochs=None, workdir=None,
+           every=1, on_epoch=()):
+  """:func:`train_sweep` of a one-device sweep: ``(state, histories)``."""
+  result = train_sweep(
+      make_sweep(spec, SCORER, data), hparams, key, epochs=epochs,
+      checkpointing=None if workdir is None else Checkpointing(workdir, every),
+      on_epoch=on_epoch)
+  return result.state, result.histories
+
+
 def _assert_same(a, b):
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(la) == len(lb)
@@ -49,23 +59,21 @@ def _assert_same(a, b):
 
 def test_resume_is_bitwise_identical(tmp_path, data, params):
   key = jax.random.PRNGKey(5)
-  full, hist_full = train_sweep(SPEC, params, data, SCORER, key,
-                                workdir=str(tmp_path / 'full'),
-                                checkpoint_every=2)
+  full, hist_full = _train(SPEC, params, data, key,
+                           workdir=str(tmp_path / 'full'), every=2)
 
-  def stop_at_3(epoch, state, hist):
-    if epoch == 3:
+  def stop_at_3(stats):
+    if stats.epoch == 3:
       raise Interrupt()
 
   work = str(tmp_path / 'cut')
   with pytest.raises(Interrupt):
-    train_sweep(SPEC, params, data, SCORER, key, workdir=work, checkpoint_every=2,
-                callback=stop_at_3)
+    _train(SPEC, params, data, key, workdir=work, every=2,
+           on_epoch=[stop_at_3])
   mgr = ckpt.make_manager(work)
   assert mgr.latest_step() == 2          # epoch 3 was never checkpointed
   mgr.close()
-  resumed, hist_res = train_sweep(SPEC, params, data, SCORER, key, workdir=work,
-                                  checkpoint_every=2)
+  resumed, hist_res = _train(SPEC, params, data, key, workdir=work, every=2)
   _assert_same(full, resumed)
   assert len(hist_full) == len(hist_res) == 4
   for a, b in zip(hist_full, hist_res):
@@ -80,10 +88,44 @@ def test_resume_is_bitwise_identical(tmp_path, data, params):
   assert sorted(os.listdir(os.path.join(work, ckpt.CKPT_DIR))) == ['2', '4']
 
 
+def test_a_hook_stops_the_run_at_a_checkpointed_epoch(tmp_path, data, params):
+  # on_epoch hooks see typed host arrays of every epoch; True stops the run
+  # there, checkpointed even between two checkpoint_every epochs, and the
+  # rerun resumes to the same bits as an uninterrupted run.
+  key = jax.random.PRNGKey(5)
+  full, _ = _train(SPEC, params, data, key)
+  seen = []
+
+  def stop_at_3(stats):
+    seen.append(stats)
+    return stats.epoch == 3
+
+  work = str(tmp_path / 'cut')
+  sweep = make_sweep(SPEC, SCORER, data)
+  result = train_sweep(sweep, params, key, checkpointing=Checkpointing(
+      work, every=2), on_epoch=[lambda s: None, stop_at_3])
+  assert result.stopped and result.epoch == 3 and result.epochs == 4
+  assert ckpt.saved_epochs(work) == [2, 3]
+  assert [s.epoch for s in seen] == [1, 2, 3]
+  s = seen[-1]
+  assert (s.epochs, s.first_epoch, s.num_configs, s.steps_per_epoch) == (
+      4, 0, 3, sweep.steps_per_epoch)
+  assert s.loss.shape == s.l0.shape == s.finite.shape == (3,)
+  assert s.finite.tolist() == [True, True, False] and s.seconds > 0
+  np.testing.assert_array_equal(s.loss, result.histories[2]['loss'])
+  assert s.config_steps_per_s == pytest.approx(
+      3 * sweep.steps_per_epoch / s.seconds)
+  again = train_sweep(sweep, params, key, checkpointing=Checkpointing(work),
+                      on_epoch=[seen.append])
+  assert not again.stopped and again.first_epoch == 3 and again.epoch == 4
+  assert seen[-1].first_epoch == 3 and seen[-1].last
+  _assert_same(full, again.state)
+
+
 def test_load_config_and_restore(tmp_path, data, params):
   work = str(tmp_path / 'w')
-  state, hist = train_sweep(SPEC, params, data, SCORER, jax.random.PRNGKey(5),
-                            epochs=2, workdir=work)
+  state, hist = _train(SPEC, params, data, jax.random.PRNGKey(5),
+                       epochs=2, workdir=work)
   sae0, hp0 = ckpt.load_config(work, 0)
   assert sae0['W'].shape == (3, 5) and sae0['b_lat'].shape == (3,)
   np.testing.assert_array_equal(sae0['W'], np.asarray(state.sae['W'])[0, :3])
@@ -108,10 +150,10 @@ def test_load_config_and_restore(tmp_path, data, params):
 
 def test_workdir_of_another_sweep_is_refused(tmp_path, data, params):
   work = str(tmp_path / 'w')
-  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  _train(SPEC, params, data, epochs=1, workdir=work)
   other = SweepHparams.from_list([dict(seed=9)], SPEC)
   with pytest.raises(ValueError, match='different sweep'):
-    train_sweep(SPEC, other, data, SCORER, epochs=1, workdir=work)
+    _train(SPEC, other, data, epochs=1, workdir=work)
 
 
 def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
@@ -120,7 +162,7 @@ def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
   from monosem_jax.errors import WorkdirError
   from monosem_jax.sweep.spec import SweepConfigError
   work = str(tmp_path / 'w')
-  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  _train(SPEC, params, data, epochs=1, workdir=work)
   path = os.path.join(work, ckpt.SWEEP_JSON)
   with open(path) as f:
     doc = json.load(f)
@@ -209,7 +251,7 @@ def _flip_4_bytes(x):
 def test_an_edited_sweep_json_is_refused_naming_it(tmp_path, data, params):
   from monosem_jax.errors import WorkdirError
   work = str(tmp_path / 'w')
-  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  _train(SPEC, params, data, epochs=1, workdir=work)
   path = os.path.join(work, ckpt.SWEEP_JSON)
   original = open(path).read()
   for field, values in (('lambda_pred', [5.0, 7.0, 1.0]),
@@ -234,14 +276,14 @@ def test_an_edited_sweep_json_is_refused_naming_it(tmp_path, data, params):
 def test_edited_or_flipped_checkpoint_bytes_are_refused(tmp_path, data):
   from monosem_jax.errors import WorkdirError
   work = str(tmp_path / 'w')
-  train_sweep(BIG, DENSE, data, SCORER, epochs=1, workdir=work)
+  _train(BIG, DENSE, data, epochs=1, workdir=work)
   step = os.path.join(work, ckpt.CKPT_DIR, '1')
   _edit_leaf(step, 0, _flip_4_bytes)                    # the SAE's W
   with pytest.raises(WorkdirError, match=r"checkpoints/1/state: leaf 0 "
                      r"\(\.sae\['W'\]\) does not match the SHA-256 recorded"):
     ckpt.restore_sweep(work)
   work = str(tmp_path / 'flipped')
-  train_sweep(BIG, DENSE, data, SCORER, epochs=1, workdir=work)
+  _train(BIG, DENSE, data, epochs=1, workdir=work)
   _flip_middle_of_the_data(os.path.join(work, ckpt.CKPT_DIR, '1'))
   with pytest.raises(WorkdirError, match=REFUSED.format(step=1)):
     ckpt.restore_sweep(work)
@@ -251,22 +293,22 @@ def test_flipped_bytes_in_adam_state_refuse_the_resume(tmp_path, data):
   from monosem_jax.errors import WorkdirError
   work = str(tmp_path / 'w')
   key = jax.random.PRNGKey(5)
-  train_sweep(BIG, DENSE, data, SCORER, key, epochs=2, workdir=work)
+  _train(BIG, DENSE, data, key, epochs=2, workdir=work)
   _edit_leaf(os.path.join(work, ckpt.CKPT_DIR, '2'), 4, _flip_4_bytes)
   with pytest.raises(WorkdirError, match=r"leaf 4 \(\.opt\.mu\['W'\]\) does "
                      'not match'):   # rather than a healthy config "diverged"
-    train_sweep(BIG, DENSE, data, SCORER, key, epochs=4, workdir=work)
+    _train(BIG, DENSE, data, key, epochs=4, workdir=work)
   work = str(tmp_path / 'flipped')
-  train_sweep(BIG, DENSE, data, SCORER, key, epochs=2, workdir=work)
+  _train(BIG, DENSE, data, key, epochs=2, workdir=work)
   _flip_middle_of_the_data(os.path.join(work, ckpt.CKPT_DIR, '2'))
   with pytest.raises(WorkdirError, match=REFUSED.format(step=2)):
-    train_sweep(BIG, DENSE, data, SCORER, key, epochs=4, workdir=work)
+    _train(BIG, DENSE, data, key, epochs=4, workdir=work)
 
 
 def test_a_truncated_checkpoint_is_refused_in_one_line(tmp_path, data, params):
   from monosem_jax.errors import WorkdirError
   work = str(tmp_path / 'w')
-  train_sweep(SPEC, params, data, SCORER, epochs=1, workdir=work)
+  _train(SPEC, params, data, epochs=1, workdir=work)
   for root, _, names in os.walk(os.path.join(work, ckpt.CKPT_DIR, '1')):
     for name in names:
       if os.path.basename(root) == 'd':                 # the array data

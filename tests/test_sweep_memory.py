@@ -11,8 +11,9 @@ from experiments import bench_sweep
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders.scorers import make_scorer
 from monosem_jax.sweep import driver, memory, step
+from monosem_jax.sweep.sharding import Placement
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
-from monosem_jax.sweep.state import SweepInputs, init_sweep
+from monosem_jax.sweep.state import SweepInputs
 
 
 @pytest.fixture(scope='module')
@@ -80,17 +81,19 @@ def _chunk_case():
 
 def test_chunked_epochs_equal_one_program_and_separate_blocks():
   spec, hparams, inputs, scorer = _chunk_case()
-  state0 = init_sweep(spec, hparams, jax.random.PRNGKey(0))
-  whole, chunked = state0, state0
+  whole = driver.make_sweep(spec, scorer, inputs)
+  blocks = driver.make_sweep(spec, scorer, inputs,
+                             Placement(chunk=4))         # 4 + 4 + 2(+2)
+  state0 = whole.init(hparams, jax.random.PRNGKey(0))
+  w, chunked = state0, state0
   for _ in range(2):
-    whole, h_whole = step.run_epoch(spec, hparams, whole, inputs, scorer)
-    chunked, h_chunk = step.run_epoch_chunked(spec, hparams, chunked, inputs,
-                                              scorer, chunk=4)  # 4 + 4 + 2(+2)
+    w, h_whole = whole.epoch(w, hparams)
+    chunked, h_chunk = blocks.epoch(chunked, hparams)
   assert not np.asarray(chunked.finite).all()       # the 1e30 config diverged
-  np.testing.assert_array_equal(chunked.finite, whole.finite)
-  np.testing.assert_array_equal(chunked.diverged_step, whole.diverged_step)
-  assert int(chunked.step) == int(whole.step) and int(chunked.epoch) == 2
-  for a, b in zip(jax.tree.leaves(chunked.sae), jax.tree.leaves(whole.sae)):
+  np.testing.assert_array_equal(chunked.finite, w.finite)
+  np.testing.assert_array_equal(chunked.diverged_step, w.diverged_step)
+  assert int(chunked.step) == int(w.step) and int(chunked.epoch) == 2
+  for a, b in zip(jax.tree.leaves(chunked.sae), jax.tree.leaves(w.sae)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   for k in h_whole:
     np.testing.assert_allclose(h_chunk[k], h_whole[k], rtol=1e-6)
@@ -103,20 +106,25 @@ def test_chunked_epochs_equal_one_program_and_separate_blocks():
     for a, b in zip(jax.tree.leaves(sub.sae), jax.tree.leaves(chunked.sae)):
       np.testing.assert_array_equal(a, np.asarray(b)[block])
   with pytest.raises(ConfigError, match='config_chunk=0'):
-    step.run_epoch_chunked(spec, hparams, state0, inputs, scorer, chunk=0)
+    Placement(chunk=0)
+
+
+def _train(spec, hparams, inputs, scorer, key, chunk, **kw):
+  sweep = driver.make_sweep(spec, scorer, inputs, Placement(chunk=chunk))
+  result = driver.train_sweep(sweep, hparams, key, **kw)
+  return result.state, result.histories
 
 
 def test_train_sweep_checkpoints_do_not_depend_on_the_chunk(tmp_path):
   spec, hparams, inputs, scorer = _chunk_case()
   key = jax.random.PRNGKey(1)
-  ref, ref_hist = driver.train_sweep(spec, hparams, inputs, scorer, key,
-                                     epochs=2, config_chunk=3)
+  ref, ref_hist = _train(spec, hparams, inputs, scorer, key, 3, epochs=2)
   # Half with blocks of 3, resumed with blocks of 7: the same as blocks of 3
   # to rounding, and the checkpoint restores whatever the block size.
-  driver.train_sweep(spec, hparams, inputs, scorer, key, epochs=1,
-                     workdir=str(tmp_path), config_chunk=3)
-  got, hist = driver.train_sweep(spec, hparams, inputs, scorer, key, epochs=2,
-                                 workdir=str(tmp_path), config_chunk=7)
+  work = driver.Checkpointing(str(tmp_path))
+  _train(spec, hparams, inputs, scorer, key, 3, epochs=1, checkpointing=work)
+  got, hist = _train(spec, hparams, inputs, scorer, key, 7, epochs=2,
+                     checkpointing=work)
   assert len(hist) == 2
   np.testing.assert_array_equal(hist[0]['loss'], ref_hist[0]['loss'])
   for a, b in zip(jax.tree.leaves(got.sae), jax.tree.leaves(ref.sae)):
@@ -148,9 +156,13 @@ def test_sweep_plan_is_skipped_when_the_configs_obviously_fit(
   calls, logs = [], []
   monkeypatch.setattr(memory, 'plan', _stub_plan(calls))
   bound = memory.upper_bound(spec, data, scorer, 8, 2)
-  run = lambda mode, workdir=None: memory.sweep_plan(
-      spec, hparams, data, scorer, 8, 2, mode=mode, workdir=workdir,
-      log=logs.append)
+  def run(mode, workdir=None):
+    plan, line = memory.sweep_plan(spec, hparams, data, scorer, 8, 2,
+                                   mode=mode, workdir=workdir,
+                                   log=logs.append)
+    assert line == (logs[-1] if mode is not False else None)
+    return plan
+
   monkeypatch.setattr(memory, 'device_limit', lambda device=None: None)
   assert run(None) is None and not calls                     # a CPU
   assert 'device reports no limit' in logs[-1]

@@ -46,11 +46,11 @@ def test_bfloat16_products_move_the_loss_terms_a_little():
 def test_the_bfloat16_program_multiplies_bfloat16_operands():
   spec, hparams, inputs, scorer = _case('bfloat16')
   state = init_sweep(spec, hparams, jax.random.PRNGKey(0))
-  text = str(jax.make_jaxpr(lambda s: step.run_epoch_impl(
+  text = str(jax.make_jaxpr(lambda s: step.epoch(
       spec, hparams, s, inputs, scorer))(state))
   assert 'bf16' in text and 'preferred_element_type=float32' in text
   spec32 = dataclasses.replace(spec, precision='float32')
-  text32 = str(jax.make_jaxpr(lambda s: step.run_epoch_impl(
+  text32 = str(jax.make_jaxpr(lambda s: step.epoch(
       spec32, hparams, s, inputs, scorer))(state))
   assert 'bf16' not in text32 and 'HIGHEST' in text32
 

@@ -42,7 +42,7 @@ def test_mf_sweep_writes_results_and_resumes(mf_dir, tmp_path):
   cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0, 1e30],
                       dict_size=[8, 16])
   logs = []
-  table = run_sweep(cfg, str(tmp_path), log=logs.append)
+  table = run_sweep(cfg, str(tmp_path), log=logs.append).table
   assert len(table) == 6
   on_disk = pd.read_csv(tmp_path / RESULTS_CSV)
   assert list(on_disk.columns) == list(table.columns)
@@ -57,7 +57,7 @@ def test_mf_sweep_writes_results_and_resumes(mf_dir, tmp_path):
   assert any('config-steps/s' in line for line in logs)
   # Rerunning the same command resumes from the last checkpoint: same table.
   again_logs = []
-  again = run_sweep(cfg, str(tmp_path), log=again_logs.append)
+  again = run_sweep(cfg, str(tmp_path), log=again_logs.append).table
   pd.testing.assert_frame_equal(again, table)
   assert any('resuming from the checkpoint of epoch 2' in line
              for line in again_logs)
@@ -66,6 +66,30 @@ def test_mf_sweep_writes_results_and_resumes(mf_dir, tmp_path):
   sae, hp = checkpoint.load_config(str(tmp_path), i)
   assert hp['dict_size'] == 16 and hp['lambda_pred'] == 0.0
   assert sae['W'].shape == (16, 16)  # (dict_size, d=16 on synthetic)
+
+
+def test_a_hook_stops_the_sweep_and_the_rerun_resumes(mf_dir, tmp_path):
+  # Typed hooks instead of log text: a subscriber sees every epoch's
+  # EpochStats and stops the sweep; the result says so (no CSV), and the
+  # epoch is checkpointed for the rerun.
+  cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0])
+  seen = []
+  stop = lambda s: seen.append(s) or s.epoch == 1
+  result = run_sweep(cfg, str(tmp_path), log=lambda _: None, on_epoch=[stop])
+  assert result.stopped and result.table is None and result.epoch == 1
+  assert not (tmp_path / RESULTS_CSV).exists()
+  assert checkpoint.saved_epochs(str(tmp_path)) == [1]
+  assert [(s.epoch, s.epochs, s.num_configs) for s in seen] == [(1, 2, 2)]
+  assert seen[0].loss.shape == (2,) and seen[0].finite.all()
+  assert result.memory_plan.startswith('memory: the device reports no limit')
+  assert result.compile_seconds > 0 and result.steps_per_epoch == 3
+  again = run_sweep(cfg, str(tmp_path), log=lambda _: None,
+                    on_epoch=[seen.append])
+  assert not again.stopped and again.first_epoch == 1 and again.epoch == 2
+  assert seen[-1].epoch == 2 and len(again.table) == 2
+  assert again.placement.describe() == 'one device'
+  assert list(pd.read_csv(tmp_path / RESULTS_CSV).columns) == list(
+      again.table.columns)
 
 
 def test_workdir_of_another_sweep_is_refused(mf_dir, tmp_path):
@@ -79,7 +103,7 @@ def test_workdir_of_another_sweep_is_refused(mf_dir, tmp_path):
 def test_ncf_sweep(tmp_path):
   rec = _train_recommender(tmp_path / 'rec', 'ncf')
   cfg = _sweep_config(rec, 'ncf', lambda_pred=[0.0, 10.0], rho=[0.05, 0.1])
-  table = run_sweep(cfg, str(tmp_path / 'sweep'), log=lambda _: None)
+  table = run_sweep(cfg, str(tmp_path / 'sweep'), log=lambda _: None).table
   assert len(table) == 4 and (table.status == 'ok').all()
   assert np.isfinite(table.score_mse).all()
 
@@ -106,7 +130,7 @@ def test_long_sweeps_print_about_twenty_epoch_lines(mf_dir, tmp_path):
 def test_configs_that_do_not_fit_run_in_blocks(mf_dir, tmp_path, monkeypatch):
   cfg = _sweep_config(mf_dir, 'mf', lambda_pred=[0.0, 1.0, 10.0],
                       dict_size=[8, 16])
-  whole = run_sweep(cfg, str(tmp_path / 'whole'), log=lambda _: None)
+  whole = run_sweep(cfg, str(tmp_path / 'whole'), log=lambda _: None).table
   # A device whose limit, by the plan's own figures, fits 2 of the 6 configs.
   real_plan = memory.plan
 
@@ -119,7 +143,7 @@ def test_configs_that_do_not_fit_run_in_blocks(mf_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(memory, 'plan', small_device)
   cfg.plan_memory = True      # a CPU reports no limit: plan anyway
   logs = []
-  auto = run_sweep(cfg, str(tmp_path / 'auto'), log=logs.append)
+  auto = run_sweep(cfg, str(tmp_path / 'auto'), log=logs.append).table
   assert any('in 3 sequential blocks of 2' in line for line in logs), logs
   numeric = [c for c in whole.columns if c != 'status']
   np.testing.assert_allclose(auto[numeric].to_numpy(float),

@@ -18,6 +18,8 @@ SCRIPT = textwrap.dedent('''
     from monosem_jax.recommenders import ncf
     from monosem_jax.recommenders.scorers import make_scorer
     from monosem_jax.sweep import checkpoint, driver, sharding
+    from monosem_jax.sweep.driver import Checkpointing, make_sweep
+    from monosem_jax.sweep.sharding import Placement
     from monosem_jax.sweep.metrics import evaluate_configs
     from monosem_jax.sweep.spec import SweepHparams, SweepSpec
     from monosem_jax.sweep.state import (SweepInputs, init_sweep,
@@ -41,6 +43,15 @@ SCRIPT = textwrap.dedent('''
                                    np.arange(48), pu, pi),
                 make_scorer('ncf', p)),
     }
+    def train(spec, params, data, scorer, key, epochs, workdir=None, mesh=None,
+              chunk=None):
+      """(state, histories) of train_sweep on a placement."""
+      r = driver.train_sweep(
+          make_sweep(spec, scorer, data, Placement(mesh, chunk)), params, key,
+          epochs=epochs,
+          checkpointing=workdir and Checkpointing(workdir))
+      return r.state, r.histories
+
     leaves = lambda t: [sharding.to_host(x) for x in jax.tree.leaves(t)]
     same = lambda a, b: all(np.array_equal(x, y)
                             for x, y in zip(leaves(a), leaves(b)))
@@ -49,13 +60,14 @@ SCRIPT = textwrap.dedent('''
                                  dict_size=[4, 10], lr=[1e-3])
       params = params.pad_to(sharding.padded_size(params.num_configs, mesh))
       key = jax.random.PRNGKey(7)
-      ref = init_sweep(spec, params, key)
-      sh, sparams, sdata, sscorer = sharding.shard_sweep(mesh, ref, params,
-                                                         data, scorer)
+      one = make_sweep(spec, scorer, data)
+      four = make_sweep(spec, scorer, data, Placement(mesh))
+      ref = one.init(params, key)
+      sh, sparams = four.init(params, key), four.place(params)
       n_shards = len(sh.sae['W'].sharding.device_set)
       for _ in range(2):
-        ref, href = driver.run_epoch(spec, params, ref, data, scorer)
-        sh, hsh = driver.run_epoch(spec, sparams, sh, sdata, sscorer)
+        ref, href = one.epoch(ref, params)
+        sh, hsh = four.epoch(sh, sparams)
       out_shards = len(sh.sae['W'].sharding.device_set)
       diffs = [float(np.max(np.abs(a.astype(float) - b.astype(float))))
                for a, b in zip(leaves(ref), leaves(sh))]
@@ -63,16 +75,14 @@ SCRIPT = textwrap.dedent('''
                                    sharding.to_host(hsh[k])) for k in href)
       m_ref = evaluate_configs(ref, spec, params, scorer, data.user_emb[48:],
                                data.item_emb)
-      m_sh = evaluate_configs(sh, spec, sparams, sscorer, data.user_emb[48:],
-                              data.item_emb)
+      m_sh = evaluate_configs(sh, spec, sparams, four.scorer,
+                              data.user_emb[48:], data.item_emb)
       metrics_close = all(np.allclose(m_ref[k], m_sh[k], rtol=1e-5,
                                       equal_nan=True) for k in m_ref)
       # the checkpointing driver on the mesh gives the same bits
       with tempfile.TemporaryDirectory() as work:
-        tr, _ = driver.train_sweep(spec, params, data, scorer, key, epochs=2,
-                                   workdir=work, mesh=mesh)
-        tr2, _ = driver.train_sweep(spec, params, data, scorer, key,
-                                    epochs=2, workdir=work, mesh=mesh)
+        tr, _ = train(spec, params, data, scorer, key, 2, work, mesh)
+        tr2, _ = train(spec, params, data, scorer, key, 2, work, mesh)
       out[name] = dict(C=params.num_configs, n_shards=n_shards,
                        driver_bitwise=same(ref, tr) and same(ref, tr2),
                        out_shards=out_shards, max_diff=max(diffs),
@@ -90,12 +100,10 @@ SCRIPT = textwrap.dedent('''
                               dict_size=[4, 6, 8, 10],
                               rho=[0.02, 0.05, 0.1, 0.2])
       key = jax.random.PRNGKey(3)
-      s1, h1 = driver.train_sweep(spec, p80, data, scorer, key, epochs=2)
-      s4, h4 = driver.train_sweep(spec, p80, data, scorer, key, epochs=2,
-                                  mesh=mesh)
-      blocks = [driver.train_sweep(spec, p80.take(np.arange(b, b + 20)), data,
-                                   scorer, key, epochs=2)
-                for b in range(0, 80, 20)]
+      s1, h1 = train(spec, p80, data, scorer, key, 2)
+      s4, h4 = train(spec, p80, data, scorer, key, 2, mesh=mesh)
+      blocks = [train(spec, p80.take(np.arange(b, b + 20)), data, scorer, key,
+                      2) for b in range(0, 80, 20)]
       s4_blocks = [s4.take(np.arange(b, b + 20)) for b in range(0, 80, 20)]
       out[name]['blocks80_bitwise'] = all(
           same(sb, s4b) for (sb, _), s4b in zip(blocks, s4_blocks)
@@ -104,10 +112,8 @@ SCRIPT = textwrap.dedent('''
                 for e in range(2) for k in hb[e])
       # Blocks of 10 configs: per device (2 x 10 on each of 4) or on one
       # device (8 x 10 in turn), the same executables, the same bits.
-      c4, _ = driver.train_sweep(spec, p80, data, scorer, key, epochs=2,
-                                 mesh=mesh, config_chunk=10)
-      c1, _ = driver.train_sweep(spec, p80, data, scorer, key, epochs=2,
-                                 config_chunk=10)
+      c4, _ = train(spec, p80, data, scorer, key, 2, mesh=mesh, chunk=10)
+      c1, _ = train(spec, p80, data, scorer, key, 2, chunk=10)
       out[name]['chunked_sharded_bitwise'] = same(c1, c4)
       out[name]['wide80_close'] = close(s1, s4) and all(
           np.allclose(h1[e][k], h4[e][k], rtol=1e-4, atol=1e-6)
@@ -118,25 +124,21 @@ SCRIPT = textwrap.dedent('''
     spec, data, scorer = cases['mf']
     p6 = SweepHparams.grid(spec, lambda_pred=[0.0, 2.0, 5.0], dict_size=[4, 10])
     key = jax.random.PRNGKey(5)
-    ref6, ref6_hist = driver.train_sweep(spec, p6, data, scorer, key, epochs=2)
+    ref6, ref6_hist = train(spec, p6, data, scorer, key, 2)
     hist_close = lambda a, b, n: all(
         np.allclose(a[e][k], b[e][k][:n], rtol=1e-4, atol=1e-6)
         for e in range(2) for k in a[e])
     with tempfile.TemporaryDirectory() as work:
-      driver.train_sweep(spec, p6.pad_to(8), data, scorer, key, epochs=1,
-                         workdir=work, mesh=mesh, num_real=6)
-      st, hist = driver.train_sweep(spec, p6, data, scorer, key, epochs=2,
-                                    workdir=work)
+      train(spec, p6, data, scorer, key, 1, work, mesh)   # padded to 8
+      st, hist = train(spec, p6, data, scorer, key, 2, work)
       _, p_read, st_read, h_read = checkpoint.restore_sweep(work)
       out['resume_4_to_1'] = (
           close(ref6, st) and p_read.num_configs == 6
           and st_read.num_configs == 6 and len(h_read[0]['loss']) == 6
           and int(st.epoch) == 2 and hist_close(ref6_hist, hist, 6))
     with tempfile.TemporaryDirectory() as work:
-      driver.train_sweep(spec, p6, data, scorer, key, epochs=1, workdir=work)
-      st, hist = driver.train_sweep(spec, p6.pad_to(8), data, scorer, key,
-                                    epochs=2, workdir=work, mesh=mesh,
-                                    num_real=6)
+      train(spec, p6, data, scorer, key, 1, work)
+      st, hist = train(spec, p6, data, scorer, key, 2, work, mesh)
       out['resume_1_to_4'] = (close(ref6, st.take(np.arange(6)))
                               and int(st.epoch) == 2
                               and hist_close(ref6_hist, hist, 6))
@@ -148,6 +150,9 @@ SCRIPT = textwrap.dedent('''
       out['pad_error'] = None
     except ValueError as e:
       out['pad_error'] = str(e)
+    out['init_pads'] = make_sweep(spec0, cases['mf'][2], cases['mf'][1],
+                                  Placement(mesh)).init(SweepHparams.grid(
+                                      spec0, seed=[1, 2, 3])).num_configs
     print('RESULT' + json.dumps(out))
 ''')
 
@@ -173,3 +178,4 @@ def test_sharded_equals_unsharded():
     assert r['chunked_sharded_bitwise'], r
   assert out['resume_4_to_1'] and out['resume_1_to_4'], out
   assert 'pad with hparams.pad_to(4)' in out['pad_error']
+  assert out['init_pads'] == 4      # a Sweep pads to its device count itself

@@ -6,22 +6,31 @@ Layers, each importing only those above it:
                the paper's defaults.
 ``state``      SweepInputs, SweepState (pytrees), init_sweep.
 ``batches``    how an epoch's batches are drawn.
-``step``       the vmapped objective and Adam update; one jitted epoch.
-``sharding``   the config axis over all devices (Mesh + NamedSharding).
-``checkpoint`` orbax checkpoints, sweep.json, load_config(workdir, i).
-``driver``     train_sweep: epochs, checkpoints, resume.
+``step``       the vmapped objective and Adam update; the one jitted block
+               program (run_epoch).
+``memory``     the memory plan (which block size fits the device).
+``sharding``   Placement: one device, blocks of configs, each device's block
+               of a mesh (multi-process too), chosen once.
 ``metrics``    evaluate_configs (per-config L0, dead fraction, FVE, score MSE).
+``checkpoint`` orbax checkpoints, sweep.json, load_config(workdir, i).
+``driver``     make_sweep -> Sweep (init / epoch / evaluate); train_sweep:
+               epochs, checkpoints, resume, typed hooks (EpochStats),
+               SweepResult.
 ``runner``     run_sweep: recommender workdir -> sweep_results.csv.
 
 See :mod:`monosem_jax.sweep.driver` for the usage pattern.
 """
 
-from monosem_jax.sweep.driver import run_epoch, train_sweep
+from monosem_jax.sweep.driver import (Checkpointing, EpochStats, Evaluation,
+                                      Sweep, SweepResult, make_sweep,
+                                      train_sweep)
 from monosem_jax.sweep.metrics import evaluate_configs
+from monosem_jax.sweep.sharding import Placement
 from monosem_jax.sweep.spec import (SweepConfigError, SweepHparams, SweepSpec,
                                     validate)
 from monosem_jax.sweep.state import SweepInputs, SweepState, init_sweep
 
-__all__ = ['SweepConfigError', 'SweepHparams', 'SweepInputs', 'SweepSpec',
-           'SweepState', 'evaluate_configs', 'init_sweep', 'run_epoch',
-           'train_sweep', 'validate']
+__all__ = ['Checkpointing', 'EpochStats', 'Evaluation', 'Placement', 'Sweep',
+           'SweepConfigError', 'SweepHparams', 'SweepInputs', 'SweepResult',
+           'SweepSpec', 'SweepState', 'evaluate_configs', 'init_sweep',
+           'make_sweep', 'train_sweep', 'validate']

@@ -29,8 +29,8 @@ spec and configs, and refuses, in one line naming the file, a checkpoint or a
 was stopped early (:class:`SweepCheckpoint`).
 
 Example:
-  >>> # state, hist = driver.train_sweep(spec, hparams, inputs, scorer, key,
-  >>> #                                    workdir="/tmp/w", checkpoint_every=2)
+  >>> # result = driver.train_sweep(driver.make_sweep(spec, scorer, inputs),
+  >>> #     hparams, key, checkpointing=driver.Checkpointing("/tmp/w", every=2))
   >>> # sae_i, hp_i = load_config('/tmp/w', 3)   # config 3, trimmed to its size
 """
 

@@ -1,7 +1,7 @@
 """Memory planning for a sweep, from XLA's own accounting.
 
-Before the real program is compiled, :func:`plan` compiles the epoch program
-(:func:`~monosem_jax.sweep.step.run_epoch_impl`) for two small config counts
+Before the real program is compiled, :func:`plan` compiles the block program
+(:func:`~monosem_jax.sweep.step.run_epoch`) for two small config counts
 and reads XLA's memory analysis of each (arguments + outputs + temporaries
 - aliased buffers). Memory is affine in the number of configs C, so the two
 points give the bytes shared by all configs (embedding tables, batch data)
@@ -12,8 +12,9 @@ the CPU).
 
 When C configs do not fit, :meth:`MemoryPlan.chunk_for` gives the largest
 block of configs that does, with the stacked state (weights and Adam moments)
-of all C kept on the device; the sweep then runs the epoch program over
-sequential blocks (:func:`~monosem_jax.sweep.step.run_epoch_chunked`).
+of all C kept on the device; the sweep's
+:class:`~monosem_jax.sweep.sharding.Placement` then runs the block program
+over sequential blocks of that size.
 
 The plan costs two compilations (13 s of an 84 s sweep on an H200), so a
 sweep (:func:`sweep_plan`, ``config.plan_memory``) does it only when it can
@@ -35,6 +36,7 @@ Example::
   p = plan(spec, hparams, inputs, scorer)
   print(p.describe(hparams.num_configs))
   chunk = p.chunk_for(hparams.num_configs)     # None: one program fits
+  placement = Placement(mesh, chunk)           # sweep/sharding.py
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from monosem_jax import files
 from monosem_jax.errors import ConfigError
 from monosem_jax.sweep.spec import SWEEP_JSON, SweepHparams, SweepSpec, loads
 from monosem_jax.sweep.state import SweepInputs, init_sweep
-from monosem_jax.sweep.step import run_epoch_impl
+from monosem_jax.sweep.step import run_epoch
 
 #: Fraction added to the extrapolated memory before comparing with the
 #: device's limit.
@@ -156,8 +158,7 @@ def describe_chunks(configs: int, chunk: int) -> str:
 
 def _program_bytes(spec, hparams, inputs, scorer) -> float:
   state = init_sweep(spec, hparams, jax.random.PRNGKey(0))
-  compiled = jax.jit(run_epoch_impl, static_argnums=0).lower(
-      spec, hparams, state, inputs, scorer).compile()
+  compiled = run_epoch.lower(spec, hparams, state, inputs, scorer).compile()
   m = compiled.memory_analysis()
   return float(m.argument_size_in_bytes + m.output_size_in_bytes
                + m.temp_size_in_bytes - m.alias_size_in_bytes)
@@ -311,7 +312,8 @@ def check_mode(mode) -> None:
 def sweep_plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
                scorer: Any, configs: int, steps: int, *, mode: bool | None,
                workdir: str | None = None,
-               log: Callable[[str], None] = print) -> MemoryPlan | None:
+               log: Callable[[str], None] = print
+               ) -> tuple[MemoryPlan | None, str | None]:
   """The memory plan a sweep of ``configs`` configs per device needs.
 
   Args:
@@ -321,27 +323,33 @@ def sweep_plan(spec: SweepSpec, hparams: SweepHparams, inputs: SweepInputs,
     log: gets the plan's line, or why it was skipped.
 
   Returns:
-    The plan, or None where it was skipped (then nothing is chunked).
+    ``(plan, line)``: the plan, or None where it was skipped (then nothing
+    is chunked), and the line logged (None with ``mode=False``).
 
   Raises:
     ConfigError: ``mode`` is not None, True or False.
   """
   check_mode(mode)
   if mode is False:
-    return None
+    return None, None
+  line = None
   if mode is None:
     limit = device_limit()
     mb = 1 / 2**20
     if limit is None:
-      log('memory: the device reports no limit: plan skipped '
-          '(--config.plan_memory=True prints XLA\'s estimate)')
-      return None
-    bound = upper_bound(spec, inputs, scorer, configs, steps)
-    if bound <= OBVIOUS_FRACTION * limit:
-      log(f'memory: at most {bound * mb:,.0f} MB for {configs:,} configs by '
-          f'the shapes\' bound, device limit {limit * mb:,.0f} MB: plan '
-          'skipped (--config.plan_memory=True plans anyway)')
-      return None
+      line = ('memory: the device reports no limit: plan skipped '
+              '(--config.plan_memory=True prints XLA\'s estimate)')
+    else:
+      bound = upper_bound(spec, inputs, scorer, configs, steps)
+      if bound <= OBVIOUS_FRACTION * limit:
+        line = (f'memory: at most {bound * mb:,.0f} MB for {configs:,} '
+                'configs by the shapes\' bound, device limit '
+                f'{limit * mb:,.0f} MB: plan skipped '
+                '(--config.plan_memory=True plans anyway)')
+    if line is not None:
+      log(line)
+      return None, line
   p, from_cache = cached_plan(workdir, spec, hparams, inputs, scorer)
-  log(p.describe(configs) + (f' (from {PLAN_JSON})' if from_cache else ''))
-  return p
+  line = p.describe(configs) + (f' (from {PLAN_JSON})' if from_cache else '')
+  log(line)
+  return p, line

@@ -7,15 +7,24 @@
 2. build the static :class:`~monosem_jax.sweep.spec.SweepSpec` (model kind
    and width from the artifact) and the per-config
    :class:`~monosem_jax.sweep.spec.SweepHparams` grid;
-3. train every config together (:func:`~monosem_jax.sweep.driver.train_sweep`:
-   vmapped, sharded over all devices, orbax checkpoints, automatic resume);
-4. evaluate every config on the SAE-test users and write one CSV row per
+3. choose where the configs run, once (every device; in blocks when the
+   memory plan says so) and build the
+   :class:`~monosem_jax.sweep.driver.Sweep`;
+4. train every config together (:func:`~monosem_jax.sweep.driver.train_sweep`:
+   vmapped, orbax checkpoints, automatic resume), with the progress lines
+   (:class:`EpochLog`) and the caller's hooks as subscribers;
+5. evaluate every config on the SAE-test users and write one CSV row per
    config (atomically). The launcher draws the figure from the CSV
    (:mod:`monosem_jax.analysis.sweep_figures`).
 
 Example (on a synthetic recommender)::
 
-  rows = run_sweep(config, workdir='runs/sweep', log=print)
+  result = run_sweep(config, workdir='runs/sweep', log=print)
+  result.table                       # one row per config, as the CSV
+  # stop after 5 minutes of training (the last epoch stays checkpointed):
+  deadline = time.perf_counter() + 300
+  run_sweep(config, 'runs/sweep',
+            on_epoch=[lambda s: time.perf_counter() > deadline])
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -35,8 +44,10 @@ from monosem_jax.progress import Progress
 from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
 from monosem_jax.sweep import checkpoint, memory, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
-from monosem_jax.sweep.driver import train_sweep
-from monosem_jax.sweep.metrics import evaluate_configs
+from monosem_jax.sweep.driver import (Checkpointing, EpochStats, Evaluation,
+                                      Hook, SweepResult, make_sweep,
+                                      train_sweep)
+from monosem_jax.sweep.sharding import Placement
 from monosem_jax.sweep.spec import (FIELDS, SweepHparams, SweepSpec, epochs_of,
                                     validate)
 from monosem_jax.sweep.state import SweepInputs, positive_pairs_of
@@ -218,21 +229,28 @@ def results_table(hparams: SweepHparams, histories: list[dict],
   return pd.DataFrame(cols)
 
 
-def run_sweep(config, workdir: str,
-              log: Callable[[str], None] = print) -> pd.DataFrame:
+def run_sweep(config, workdir: str, log: Callable[[str], None] = print,
+              on_epoch: Sequence[Hook] = ()) -> SweepResult:
   """Runs (or resumes) the sweep described by ``config`` in ``workdir``.
 
   Args:
     config: a ConfigDict with ``recommender_workdir``, ``spec`` (SweepSpec
       fields except kind/dim), ``defaults`` (per-config values not swept),
       ``grid`` (field -> list of values), ``seed``, ``epochs``,
-      ``checkpoint_every``, ``shard`` (bool).
+      ``checkpoint_every``, ``shard`` (bool), ``plan_memory``,
+      ``config_chunk``, ``eval_config_chunk``.
     workdir: output folder: ``sweep.json``, ``checkpoints/``,
       ``sweep_results.csv``.
-    log: progress sink.
+    log: progress sink (the lines of :class:`EpochLog`, the plan, ...).
+    on_epoch: hooks called after every epoch with its
+      :class:`~monosem_jax.sweep.driver.EpochStats`; one that returns True
+      stops the sweep there (checkpointed; no CSV is written, and a rerun
+      resumes).
 
   Returns:
-    The results table (also written to ``workdir/sweep_results.csv``).
+    A :class:`~monosem_jax.sweep.driver.SweepResult` whose ``table`` is the
+    results table (also written to ``workdir/sweep_results.csv``; None when
+    a hook stopped the sweep).
 
   Raises:
     ConfigError / SweepConfigError: invalid settings, or a config for
@@ -243,15 +261,15 @@ def run_sweep(config, workdir: str,
   """
   artifact = load_artifact(config.recommender_workdir)
   # every setting is checked before a file is written
-  spec, hparams, epochs = plan_sweep(config, artifact)
+  plan = plan_sweep(config, artifact)
   workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
-    return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
+    return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
   with files.WorkdirLock(workdir, 'sweep') as lock:
     if lock.stale_pid:
       log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
           'which is gone')
-    return _run_sweep(config, workdir, log, artifact, spec, hparams, epochs)
+    return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,78 +339,117 @@ def check_sweep_workdir(config, workdir: str, artifact) -> None:
     checkpoint.check_saved_epochs(workdir, epochs)
 
 
-def _run_sweep(config, workdir, log, artifact, spec, hparams, epochs):
-  t_start = time.perf_counter()
-  n = hparams.num_configs
-  mesh = None
-  if config.shard and jax.device_count() > 1:
-    mesh = sharding.config_mesh()
-    hparams = hparams.pad_to(sharding.padded_size(n, mesh))
-  scorer = build_scorer(artifact, spec)
-  inputs = build_inputs(artifact, spec, scorer)
-  steps = steps_per_epoch(spec, inputs, scorer.paired)
-  provenance = provenance_of(config, artifact)
-  log(f'sweep: {n} configs ({hparams.num_configs} after padding) on '
-      f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
-      f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
-      f'x {steps} steps')
-  per_device = -(-hparams.num_configs // (mesh.size if mesh else 1))
+def chunk_of(config, plan: memory.MemoryPlan | None, per_device: int,
+             log: Callable[[str], None]) -> int | None:
+  """Configs per program per device: ``config.config_chunk``, else what the
+  memory plan fits (None: all of them in one program); logged when the
+  configs run in blocks."""
   chunk = config_chunk_of(config)
-  plan = memory.sweep_plan(spec, hparams, inputs, scorer, per_device, steps,
-                           mode=config.get('plan_memory'), workdir=workdir,
-                           log=log)
   if plan is not None and chunk is None:
     chunk = plan.chunk_for(per_device)
   if chunk is not None and chunk < per_device:
     log(memory.describe_chunks(per_device, chunk))
-  done = checkpoint.saved_epochs(workdir)
-  if done:
-    log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
-  clock = {'t': time.perf_counter(), 'epoch': max(done) if done else 0}
-  first = clock['epoch']
-  lines = Progress.for_launcher(epochs)
-  compile_clock = compilation.CompileClock()
+  return chunk
 
-  def progress(epoch, state, hist):
-    if epoch == first + 1:  # its programs were compiled in the first epoch
-      log(compile_clock.line())
-    # A line for the first, the last and about 20 epochs in between (every
-    # epoch under --verbosity=0), with the rate since the previous line.
-    if not lines.due(epoch):
-      return
-    now = time.perf_counter()
-    dt, clock['t'] = now - clock['t'], now
-    n_epochs, clock['epoch'] = epoch - clock['epoch'], epoch
-    loss = np.asarray(hist['loss'])[:n]
-    finite = np.asarray(hist['finite'])[:n]
-    ok_loss = loss[finite] if finite.any() else loss
-    log(f'epoch {epoch:3d}/{epochs}  loss median {np.median(ok_loss):.4g} '
-        f'[{np.min(ok_loss):.4g}, {np.max(ok_loss):.4g}]  '
-        f'L0 {np.median(np.asarray(hist["l0"])[:n]):.2f}  '
-        f'diverged {int((~finite).sum())}  '
-        f'{n * steps * n_epochs / max(dt, 1e-9):,.0f} '
-        f'config-steps/s  elapsed {now - t_start:.1f}s  '
-        f'ETA {lines.eta(epoch, first)}')
 
-  with compile_clock:
-    state, histories = train_sweep(
-        spec, hparams, inputs, scorer, jax.random.PRNGKey(int(config.seed)),
-        epochs=epochs, workdir=workdir,
-        checkpoint_every=int(config.checkpoint_every), mesh=mesh, num_real=n,
-        config_chunk=chunk, provenance=provenance, callback=progress)
+class EpochLog:
+  """The sweep's progress lines, a subscriber of
+  :func:`~monosem_jax.sweep.driver.train_sweep` (never stops it).
+
+  A line for the first, the last and about 20 epochs in between (every
+  epoch under ``--verbosity=0``), with the rate since the previous line,
+  and, after the first epoch, XLA's compile seconds.
+
+  Args:
+    log: the sink.
+    epochs: the epoch count the run trains to.
+    t_start: when the run began (``time.perf_counter()``).
+    compile_clock: the :class:`~monosem_jax.compilation.CompileClock` of
+      the training.
+  """
+
+  def __init__(self, log: Callable[[str], None], epochs: int, t_start: float,
+               compile_clock: compilation.CompileClock):
+    self.log, self.t_start, self.compile_clock = log, t_start, compile_clock
+    self.lines = Progress.for_launcher(epochs)
+    self.seconds, self.epochs_since = 0.0, 0
+
+  def __call__(self, s: EpochStats) -> bool:
+    if s.epoch == s.first_epoch + 1:  # its programs compiled in this epoch
+      self.log(self.compile_clock.line())
+    self.seconds += s.seconds
+    self.epochs_since += 1
+    if not self.lines.due(s.epoch):
+      return False
+    ok_loss = s.loss[s.finite] if s.finite.any() else s.loss
+    rate = (s.num_configs * s.steps_per_epoch * self.epochs_since
+            / max(self.seconds, 1e-9))
+    self.seconds, self.epochs_since = 0.0, 0
+    self.log(f'epoch {s.epoch:3d}/{s.epochs}  loss median '
+             f'{np.median(ok_loss):.4g} [{np.min(ok_loss):.4g}, '
+             f'{np.max(ok_loss):.4g}]  L0 {np.median(s.l0):.2f}  '
+             f'diverged {int((~s.finite).sum())}  {rate:,.0f} '
+             f'config-steps/s  elapsed '
+             f'{time.perf_counter() - self.t_start:.1f}s  '
+             f'ETA {self.lines.eta(s.epoch, s.first_epoch)}')
+    return False
+
+
+def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
+  t_start = time.perf_counter()
+  spec, hparams, epochs = plan
+  n = hparams.num_configs
+  scorer = build_scorer(artifact, spec)
+  inputs = build_inputs(artifact, spec, scorer)
+  # Where the configs run, chosen once: every device, in blocks when the
+  # memory plan (or config.config_chunk) says so.
+  mesh = (sharding.config_mesh()
+          if config.shard and jax.device_count() > 1 else None)
+  padded = Placement(mesh).padded(hparams)
+  per_device = padded.num_configs // Placement(mesh).devices
+  steps = steps_per_epoch(spec, inputs, scorer.paired)
+  log(f'sweep: {n} configs ({padded.num_configs} after padding) on '
+      f'{jax.device_count()} {jax.devices()[0].platform} device(s); '
+      f'{artifact.kind} d={spec.dim}, M={spec.max_dict_size}, {epochs} epochs '
+      f'x {steps} steps')
+  mem_plan, memory_line = memory.sweep_plan(
+      spec, padded, inputs, scorer, per_device, steps,
+      mode=config.get('plan_memory'), workdir=workdir, log=log)
+  placement = Placement(mesh, chunk_of(config, mem_plan, per_device, log))
   chunk = config.get('eval_config_chunk')
   if chunk is None:
     chunk = scorer.eval_config_chunk(artifact.n_items)
-  metrics = evaluate_configs(
-      state, spec, hparams, scorer,
+  sweep = make_sweep(spec, scorer, inputs, placement, Evaluation(
       artifact.user_emb[artifact.split.sae_test_users], artifact.item_emb,
-      config_chunk=chunk)
-  table = results_table(hparams, histories, metrics, n)
-  table['epoch'] = int(np.asarray(state.epoch))   # what the table is of
+      chunk))
+  done = checkpoint.saved_epochs(workdir)
+  if done:
+    log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
+  compile_clock = compilation.CompileClock()
+  progress = EpochLog(log, epochs, t_start, compile_clock)
+  with compile_clock:
+    result = train_sweep(
+        sweep, hparams, jax.random.PRNGKey(int(config.seed)), epochs=epochs,
+        checkpointing=Checkpointing(
+            workdir, every=int(config.checkpoint_every),
+            provenance=provenance_of(config, artifact)),
+        on_epoch=[progress, *on_epoch])
+  result = dataclasses.replace(
+      result, memory_plan=memory_line,
+      compile_seconds=compile_clock.seconds,
+      compile_programs=compile_clock.programs)
+  if result.stopped:
+    log(f'stopped at epoch {result.epoch}/{epochs} (its checkpoint is '
+        f'saved; rerunning resumes): no {RESULTS_CSV}; '
+        f'{time.perf_counter() - t_start:.1f}s')
+    return result
+  metrics = sweep.evaluate(result.state, result.hparams)
+  table = results_table(result.hparams, result.histories, metrics, n)
+  table['epoch'] = result.epoch   # what the table is of
   if jax.process_index() == 0:  # every process holds the same table
     write_csv_atomic(table, os.path.join(workdir, RESULTS_CSV))
   log(f'wrote {os.path.join(workdir, RESULTS_CSV)}: {n} configs, '
       f'{int((table.status == "ok").sum())} ok, '
       f'{int((table.status != "ok").sum())} diverged; '
       f'total {time.perf_counter() - t_start:.1f}s')
-  return table
+  return dataclasses.replace(result, table=table, metrics=metrics)

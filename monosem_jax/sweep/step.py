@@ -16,11 +16,12 @@
 * **Divergence.** A config whose loss, new weights or new optimiser state is
   not finite keeps its previous state (``where(finite, new, old)``), is
   marked ``finite[c] = False`` with ``diverged_step[c]``, and stays frozen.
-* :func:`run_epoch` ``lax.scan``-s the step over an epoch's batches
-  (:mod:`~monosem_jax.sweep.batches`), jitted once per spec and shapes.
-* :func:`run_epoch_chunked` runs that epoch program over sequential blocks of
-  configs when all of them at once would not fit the device
-  (:mod:`~monosem_jax.sweep.memory` picks the block size).
+* :func:`epoch` ``lax.scan``-s the step over an epoch's batches
+  (:mod:`~monosem_jax.sweep.batches`); :func:`run_epoch`, its jitted form
+  (once per spec and shapes), is the one block program of a sweep. Where it
+  runs (one device, sequential blocks of configs, each device's block) is
+  the :class:`~monosem_jax.sweep.sharding.Placement`'s business, chosen once
+  by :func:`~monosem_jax.sweep.driver.make_sweep`.
 
 Example:
   >>> import jax, numpy as np
@@ -50,7 +51,7 @@ import optax
 
 from monosem_jax.sae import objective as objective_lib
 from monosem_jax.sweep.batches import BatchIndices, epoch_indices
-from monosem_jax.sweep.spec import SweepConfigError, SweepHparams, SweepSpec
+from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 from monosem_jax.sweep.state import ADAM, SweepInputs, SweepState
 
 
@@ -113,14 +114,22 @@ def sweep_step(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
   return state, terms
 
 
-def run_epoch_impl(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
-                   inputs: SweepInputs, scorer
-                   ) -> tuple[SweepState, dict[str, jax.Array]]:
-  """One epoch (unjitted; :func:`run_epoch` and the sharded runs jit it).
+def epoch(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
+          inputs: SweepInputs, scorer
+          ) -> tuple[SweepState, dict[str, jax.Array]]:
+  """One epoch of every config in ``state``: the block program (unjitted).
 
-  Every product runs at ``spec.precision`` (docs/method.md#precision): the
-  SAE's through ``spec.sae`` (:func:`~monosem_jax.sae.model.matmul`), the
-  scorer's through the ``precision`` the objective passes it.
+  ``lax.scan``-s :func:`sweep_step` over the epoch's batches (drawn from
+  ``fold_in(data_key, epoch)``). Every product runs at ``spec.precision``
+  (docs/method.md#precision): the SAE's through ``spec.sae``
+  (:func:`~monosem_jax.sae.model.matmul`), the scorer's through the
+  ``precision`` the objective passes it. :func:`run_epoch` is its jitted
+  form; the memory plan and the precision tests trace it.
+
+  Returns:
+    ``(state, history)``; history holds ``(C,)`` epoch means of ``loss, emb,
+    pred, l1, kl, n_clamped, l0`` plus ``nonfinite_steps`` (int) and
+    ``finite`` (bool, False = diverged and frozen).
   """
   ix: BatchIndices = epoch_indices(
       spec, inputs, jax.random.fold_in(state.data_key, state.epoch),
@@ -136,75 +145,22 @@ def run_epoch_impl(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
   return state.replace(epoch=state.epoch + 1), history
 
 
-_run_epoch_jit = jax.jit(run_epoch_impl, static_argnums=0)
-
-
+@functools.partial(jax.jit, static_argnums=0)
 def run_epoch(spec: SweepSpec, hparams: SweepHparams, state: SweepState,
               inputs: SweepInputs, scorer
               ) -> tuple[SweepState, dict[str, jax.Array]]:
-  """Trains every config for one epoch on one device (jitted per spec).
+  """:func:`epoch`, jitted once per spec and shapes: the one program every
+  placement dispatches (on one device, or on each block of configs;
+  :class:`~monosem_jax.sweep.sharding.Placement`).
 
   Args:
     spec: static spec.
     hparams: per-config hyper-parameters (validated by
       :func:`~monosem_jax.sweep.state.init_sweep`).
-    state, inputs: the state and frozen inputs.
+    state, inputs: the state and frozen inputs, on one device.
     scorer: the frozen scorer.
 
   Returns:
-    ``(state, history)``; history holds ``(C,)`` epoch means of ``loss, emb,
-    pred, l1, kl, n_clamped, l0`` plus ``nonfinite_steps`` (int) and
-    ``finite`` (bool, False = diverged and frozen). Sharded states go
-    through :func:`monosem_jax.sweep.driver.run_epoch`.
+    ``(state, history)`` as :func:`epoch`.
   """
-  return _run_epoch_jit(spec, hparams, state, inputs, scorer)
-
-
-def run_epoch_chunked(spec: SweepSpec, hparams: SweepHparams,
-                      state: SweepState, inputs: SweepInputs, scorer, *,
-                      chunk: int | None = None
-                      ) -> tuple[SweepState, dict[str, jax.Array]]:
-  """:func:`run_epoch` over sequential blocks of ``chunk`` configs.
-
-  Bounds the device memory of the epoch program (activations, gradients,
-  Adam moments in flight) by ``chunk`` configs instead of C, while the
-  stacked state of all C configs stays on the device. The blocks run one
-  after the other through one executable (the last block is padded by
-  repeating its last config, and the padding dropped), so the result is
-  bitwise that of separate sweeps of each block; against one program of all
-  C configs it agrees to float32 rounding (XLA vectorises some reductions by
-  the block width; see :mod:`~monosem_jax.sweep.sharding`).
-
-  Args:
-    spec, hparams, state, inputs, scorer: as :func:`run_epoch`.
-    chunk: configs per block; None or >= C runs one program.
-
-  Returns:
-    ``(state, history)`` of all C configs, as :func:`run_epoch`.
-
-  Raises:
-    SweepConfigError: ``chunk < 1``.
-  """
-  c = state.num_configs
-  if chunk is None or chunk >= c:
-    return run_epoch(spec, hparams, state, inputs, scorer)
-  if chunk < 1:
-    raise SweepConfigError(f'config_chunk={chunk}: must be >= 1 (or None '
-                           'for all configs in one program)')
-  flags = state.per_config()
-  is_flag = lambda f: isinstance(f, bool)
-  states, hists = [], []
-  for start in range(0, c, chunk):
-    idx = jnp.minimum(jnp.arange(start, start + chunk), c - 1)
-    block = jax.tree.map(
-        lambda flag, sub: jax.tree.map(lambda x: x[idx] if flag else x, sub),
-        flags, state, is_leaf=is_flag)
-    hp = jax.tree.map(lambda x: jnp.asarray(x)[idx], hparams)
-    new, hist = run_epoch(spec, hp, block, inputs, scorer)
-    states.append(new)
-    hists.append(hist)
-  join = lambda *xs: jnp.concatenate(xs)[:c]
-  state = jax.tree.map(
-      lambda flag, *subs: (jax.tree.map(join, *subs) if flag else subs[-1]),
-      flags, *states, is_leaf=is_flag)
-  return state, jax.tree.map(join, *hists)
+  return epoch(spec, hparams, state, inputs, scorer)
