@@ -113,6 +113,8 @@ def test_device_tables_equal_host_tables_on_random_activations(seed):
 def test_device_tables_equal_host_tables_without_eras_and_on_nan():
   acts, users, dict_size, concepts, names, emb, pop, _ = _random_world(2)
   acts[1, 10:20, 2] = np.nan                  # a diverged config's neuron
+  acts[3, 30:45, 0] = -1.0                    # a signed pursuit code: l0
+  users[3, :5, 1] = -2.0                      # counts it, firing does not
   tables = neuron_stats.BlockTables(concepts, names, emb, pop, (10,), 20)
   got = tables(jnp.asarray(acts), jnp.asarray(users), dict_size, range(4))
   want = host_block(acts, users, dict_size, range(4), concepts, names, emb,

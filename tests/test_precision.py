@@ -152,7 +152,7 @@ def _epoch_program(kind, precision) -> str:
   state = init_sweep(spec, hparams, jax.random.PRNGKey(0))
   scorer = make_scorer(kind, params)
   with jax.default_matmul_precision('float32'):   # the caller's: ignored
-    return jax.jit(lambda s: step.run_epoch_impl(
+    return jax.jit(lambda s: step.epoch(
         spec, hparams, s, inputs, scorer)).lower(state).as_text()
 
 

@@ -156,7 +156,8 @@ class BlockStats:
   Attributes:
     firing: ``(C, M)`` int32 items with activation > 0.
     active_items, active_users: ``(C,)`` int32 active (item or user, valid
-      latent) pairs.
+      latent) pairs: non-zero, so a signed pursuit code's negative
+      coefficients count, as in :func:`~monosem_jax.analysis.neurons.l0`.
     user_firing: ``(C, M)`` int32 users with activation > 0.
     user_mean: ``(C, M)`` float32 mean user activation.
     n_scored: ``(len(ks), C, M)`` int32 firing items among the top K.
@@ -328,8 +329,8 @@ def _config_stats(acts, user_acts, dict_size, data: ItemData, lists: Lists):
   t = jnp.arange(len(u))
   out = dict(
       firing=(acts > 0).sum(0, dtype=jnp.int32),
-      active_items=((acts > 0) & valid).sum(dtype=jnp.int32),
-      active_users=((user_acts > 0) & valid).sum(dtype=jnp.int32),
+      active_items=((acts != 0) & valid).sum(dtype=jnp.int32),
+      active_users=((user_acts != 0) & valid).sum(dtype=jnp.int32),
       user_firing=(user_acts > 0).sum(0, dtype=jnp.int32),
       user_mean=user_acts.mean(0),
       n_scored=jnp.stack([n for _, n in counts]),
