@@ -12,10 +12,13 @@ the hashes recorded when they were written; an unfinished sweep is refused
 unless ``--config.allow_partial=True``) and writes one consistent set of
 outputs into ``SWEEP/analysis/`` (see ``monosem_jax/analysis/pipeline.py``):
 ``fidelity.csv`` (per config: status ok/diverged, RBO, Kendall tau, overlap,
-NDCG/HR of the reconstructed model, L0, pure concepts, MS, the choice rule's
-pool, the Pareto front), ``neurons.csv``, ``concepts.csv``,
-``interventions.csv`` (with the wrong-direction and inactive-neuron flags),
-``hierarchy.csv`` (``planted.csv`` on the synthetic world), the figures
+NDCG/HR of the reconstructed model, L0, pure concepts and their chance
+levels, MS, the choice rule's pool, the Pareto front), ``neurons.csv``,
+``concepts.csv`` (each concept's best neuron beside the null baselines,
+docs/method.md#null-baselines), ``interventions.csv`` (with the
+wrong-direction and inactive-neuron flags), ``hierarchy.csv``
+(``planted.csv`` on the synthetic world; ``seeds.csv``, mean +- std over
+seeds and feature stability, when the sweep has several seeds), the figures
 ``fidelity_vs_l0.png``, ``concept_heatmap.png``, ``interventions.png`` (when
 there are use cases) and ``hierarchy.png`` (Matryoshka configs), and
 ``report.md`` (``--config.out=DIR``: into DIR instead; with

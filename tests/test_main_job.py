@@ -42,12 +42,20 @@ def test_main_job_end_to_end_for_both_models(quickstart_run):
                for line in stdout.splitlines())
     sweep = workdir / model / 'sweep'
     table = pd.read_csv(sweep / 'sweep_results.csv')
-    assert len(table) == 12 and (table.status == 'ok').all()
-    assert set(table.rho) == {0.05, 0.2}          # the sparsity axis
+    assert len(table) == 18 and (table.status == 'ok').all()
+    assert set(table.seed) == {42, 43, 44}        # three seeds of each
+    assert set(table.rho) == {0.2}
     assert (sweep / 'sweep_results.png').stat().st_size > 10_000
     assert (workdir / model / 'recommender' / 'frozen' / 'params.npz').exists()
     report = (sweep / 'analysis' / 'report.md').read_text()
     assert '## Planted concepts' in report and '## Interventions' in report
+    assert '## Observed vs chance' in report
+    assert '## Seeds and stability' in report
+    seeds = pd.read_csv(sweep / 'analysis' / 'seeds.csv')
+    assert len(seeds) == 6 and (seeds.n_seeds == 3).all()
+    assert f'{m}: Over the 3 seeds of the chosen setting' in stdout
+    assert any(line.startswith(f'{m}: config ') and 'by chance' in line
+               for line in stdout.splitlines())
     planted = pd.read_csv(sweep / 'analysis' / 'planted.csv')
     assert len(planted) == 8 and planted.recall.between(0, 1).all()
 

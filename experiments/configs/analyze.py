@@ -4,8 +4,9 @@ from :func:`defaults_for` (the sweep's dataset) unless set.
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep
   python -m experiments.analyze --workdir=runs/ml1m_mf_sweep --config.chosen=4
 
-Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv``,
-``interventions.csv``, ``hierarchy.csv``, up to four PNG figures
+Writes ``fidelity.csv``, ``neurons.csv``, ``concepts.csv`` (with the null
+baselines beside each score), ``interventions.csv``, ``hierarchy.csv``,
+``seeds.csv`` (a sweep of several seeds), up to four PNG figures
 (``fidelity_vs_l0``, ``concept_heatmap``, ``interventions`` with use cases,
 ``hierarchy`` for Matryoshka configs) and ``report.md`` into the sweep
 folder's ``analysis/``. Measured on a 2-core CPU: 43 s for the 80-config
@@ -36,6 +37,12 @@ Fields:
     the dataset's defaults below.
   threads: accepted and ignored (the neuron tables are one device program
     per block of configs, monosem_jax/analysis/neuron_stats.py).
+  permutations: label permutations of the null baseline (the concept labels
+    shuffled over the items; docs/method.md#null-baselines), >= 1: the
+    expected pure concepts by chance and the p-value of the observed count,
+    whose smallest value is 1 / (1 + permutations).
+  null_seed: seed of the permutations, the random rotation of the embedding
+    dimensions and the untrained SAE of the null baselines.
   allow_partial: analyse a sweep stopped before the epochs it was asked for
     (its latest checkpoint); every output then says "analysed at epoch 5 of
     12". False (default): such a sweep is refused in one line. Read by the
@@ -121,6 +128,10 @@ FIELD_HELP = {
     'concept_sets': "{name: tags} scored as one concept (None: the "
                     "dataset's)",
     'threads': 'accepted and ignored (the neuron tables run on the device)',
+    'permutations': 'label permutations of the null baseline (p-values '
+                    '>= 1 / (1 + permutations))',
+    'null_seed': 'seed of the null baselines (permutations, rotation, '
+                 'untrained SAE)',
     'encode_method': 'inference-time pursuit: omp | mp codes every config '
                      'with encode_k atoms of its own decoder (None: the '
                      'trained encoders)',
@@ -147,6 +158,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.use_cases = config_dict.placeholder(tuple)
   c.concept_sets = config_dict.placeholder(dict)
   c.threads = config_dict.placeholder(int)  # ignored (device tables)
+  # Null baselines (docs/method.md#null-baselines): label permutations and
+  # the seed of the permutations, rotation and untrained SAE.
+  c.permutations = 20
+  c.null_seed = 0
   c.allow_partial = False   # analyse an unfinished sweep (outputs say so)
   # Inference-time pursuit (docs/method.md#pursuit-encoders): 'omp' | 'mp'
   # codes every config with encode_k atoms of its own trained decoder
@@ -183,6 +198,7 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
               ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
               modes=tuple(cfg.modes), era_top=cfg.era_top,
               hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
-              out=cfg.out,
+              out=cfg.out, permutations=cfg.permutations,
+              null_seed=cfg.null_seed,
               pop_top=(cfg.pop_top if cfg.pop_top is not None
                        else defaults['pop_top']))

@@ -4,14 +4,18 @@ Default (no downloads, no files): the embedded synthetic world, MF and NCF::
 
   python -m experiments.run --workdir=runs/quickstart
 
-Stages per model: recommender (trained, frozen) -> a 12-config SAE grid
-(lambda_pred x dictionary size x sparsity target rho, vmapped) -> the whole
-analysis (``report.md``). About 1 minute on a 2-core CPU for both models
-(58 s measured).
+Stages per model: recommender (trained, frozen) -> an 18-config SAE grid
+(lambda_pred x dictionary size x three seeds, rho 0.2, vmapped) -> the whole
+analysis (``report.md``, with the spread over seeds and the null baselines;
+docs/method.md#seeds-and-stability). About 1 minute on a 2-core CPU for
+both models (55 s CPU time measured; 46 s with the former 12-config grid of
+one seed and two rho values).
 
 Reproductions on real data (``$MONOSEM_DATA_DIR`` holds ``ml-1m/`` /
 ``lastfm-2k/``, or pass ``--config.dataset.data_dir=``), the paper's settings
-and the paper's lambda_pred sweep (0, 1, 2, 5, 10) x its dictionary sizes::
+and the paper's lambda_pred sweep (0, 1, 2, 5, 10) at the paper's dictionary
+size and our largest (22 and 64 latents; Last.FM 70 and 200), three seeds
+each (30 configs per model)::
 
   python -m experiments.run --config=experiments/configs/quickstart.py:ml-1m --workdir=runs/ml1m
   python -m experiments.run --config=experiments/configs/quickstart.py:lastfm-2k --workdir=runs/lastfm
@@ -29,10 +33,15 @@ steps, ``--config.ncf.sweep.spec.steps_per_epoch=0`` for full passes, which
 want an accelerator):
 
   synthetic   2-core CPU ~1 min
-  ml-1m       one CPU core 7 min 09 s measured (MF 1 min; NCF recommender
-              4.4 min, NCF sweep 65 s, NCF analysis 38 s); an accelerator
-              for full NCF passes (not yet measured: issue 11)
-  lastfm-2k   one CPU core 8 min 42 s measured (NCF sweep 5.4 min)
+  ml-1m       one CPU core 7 min 09 s measured with the former grid of 20
+              configs, one seed (MF 1 min; NCF recommender 4.4 min, NCF
+              sweep 65 s, NCF analysis 38 s); with the 30 configs of three
+              seeds, MF 2.0 min on 2 shared cores (recommender 21 s, sweep
+              19 s, analysis 73 s with the use cases on three seeds), NCF
+              not re-measured (its sweep grows with the configs, ~1.5x); an
+              accelerator for full NCF passes (not yet measured: issue 11)
+  lastfm-2k   one CPU core 8 min 42 s measured with the former grid (NCF
+              sweep 5.4 min; ~1.5x with three seeds, not re-measured)
 
 Rerunning resumes every stage. Settings that would make a finished stage
 stale (more recommender epochs under an existing sweep, another grid,
@@ -80,14 +89,19 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
     c.sweep.spec.batch_users = 64
     c.sweep.spec.batch_items = 256
     c.sweep.spec.batch_pairs = 256
+    # three seeds of every setting (docs/method.md#seeds-and-stability);
+    # rho fixed at the value the report chose when it was an axis
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 10.0),
-                                     dict_size=(16, 32), rho=(0.05, 0.2))
+                                     dict_size=(16, 32), rho=(0.2,),
+                                     seed=sweep.SEEDS)
     if model == 'ncf':
       c.sweep.spec.steps_per_epoch = 20
   else:
-    dicts = (70, 100, 140, 200) if dataset == 'lastfm-2k' else (22, 32, 48, 64)
+    # the paper's lambda_pred sweep at its dictionary size and our largest,
+    # three seeds each (docs/method.md#seeds-and-stability)
+    dicts = (70, 200) if dataset == 'lastfm-2k' else (22, 64)
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
-                                     dict_size=dicts)
+                                     dict_size=dicts, seed=sweep.SEEDS)
     if model == 'ncf':
       c.sweep.spec.steps_per_epoch = 200   # CPU cap; 0 = full passes
   return c

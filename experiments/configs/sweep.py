@@ -1,4 +1,4 @@
-"""SAE sweep configs: ``get_config('DATASET,MODEL')``.
+"""SAE sweep configs: ``get_config('DATASET,MODEL[,seeds]')``.
 
 DATASET: synthetic | ml-1m | ml-100k | lastfm-2k | atomic (your own RecBole
 atomic files: the ML-1M defaults); MODEL: mf | ncf. First train the
@@ -9,8 +9,16 @@ recommender, then sweep SAEs on its frozen embeddings::
   python -m experiments.sweep \\
       --config=experiments/configs/sweep.py:ml-1m,mf --workdir=runs/ml1m_mf_sweep
 
-The default grid has 80 configs (lambda_pred x dict_size x rho). Override it
-by flags, e.g. ``--config.grid.lambda_pred='(0, 1, 10)'`` or
+The default grid has 80 configs (lambda_pred x dict_size x rho), one seed.
+``DATASET,MODEL,seeds`` sweeps every lambda_pred x dict_size setting (rho at
+its default) with the three seeds of :data:`SEEDS`, 60 configs, whose
+analysis reports each figure as mean +- std over the seeds and the
+stability of the neurons across seeds (docs/method.md#seeds-and-stability)::
+
+  python -m experiments.sweep --config=experiments/configs/sweep.py:ml-1m,mf,seeds \\
+      --config.recommender_workdir=runs/ml1m_mf --workdir=runs/ml1m_mf_seeds
+
+Override a grid by flags, e.g. ``--config.grid.lambda_pred='(0, 1, 10)'`` or
 ``--config.grid.seed='(0, 1, 2, 3)'``; every per-config field (lambda_pred,
 lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size, k) can be an axis,
 and ``--config.grid.rho=None`` takes an axis out. Fields not in the grid take
@@ -36,6 +44,9 @@ from monosem_jax.sweep.spec import FIELDS, paper_defaults
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = ('mf', 'ncf')
+#: The seeds of the ``seeds`` grids and of the main job's
+#: (docs/method.md#seeds-and-stability): 42, the default seed, and two more.
+SEEDS = (42, 43, 44)
 #: Every per-config hyper-parameter; each can be a grid axis.
 GRID_FIELDS = FIELDS
 #: What each per-config field sets (docs/method.md#objective).
@@ -111,7 +122,11 @@ def grid_config(**axes) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
-  dataset, model = parse_dataset_model(arg, DATASETS, MODELS)
+  parts = [p.strip() for p in (arg or 'ml-1m,mf').split(',')]
+  if parts[2:] not in ([], ['seeds']):
+    raise ValueError(f'config argument {arg!r}: expected DATASET,MODEL or '
+                     'DATASET,MODEL,seeds')
+  dataset, model = parse_dataset_model(','.join(parts[:2]), DATASETS, MODELS)
   lastfm = dataset == 'lastfm-2k'
   c = ml_collections.ConfigDict()
   c.dataset = dataset         # checked against the recommender's
@@ -159,4 +174,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
       lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
       dict_size=(70, 100, 140, 200) if lastfm else (22, 32, 48, 64),
       rho=(0.02, 0.05, 0.1, 0.2))
+  if parts[2:] == ['seeds']:   # every setting three times
+    c.grid = grid_config(lambda_pred=c.grid.lambda_pred,
+                         dict_size=c.grid.dict_size, seed=SEEDS)
   return c

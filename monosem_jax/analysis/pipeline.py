@@ -11,11 +11,23 @@ set of outputs into the ``analysis/`` folder of the sweep folder (see
   and users, the number of concepts with a purity@10 = 1.0 neuron, mean MS
   score, whether the choice rule may pick it (``eligible``, :func:`choose`)
   and whether it is on the Pareto front over (pure concepts high,
-  normalised RBO high) among the finite configs (``pareto``);
+  normalised RBO high) among the finite configs (``pareto``); beside the
+  pure concepts and the mean best purity, their chance levels
+  (:class:`~monosem_jax.analysis.baselines.Chance`: an untrained SAE, the
+  label-permutation null's mean and p-value;
+  docs/method.md#null-baselines);
 * ``neurons.csv``: one row per (config, neuron) (``neurons.neuron_table``),
   and for the chosen config the titles of each neuron's top-5 firing items
   (``top items``, :func:`with_top_items`; empty for the other configs);
-* ``concepts.csv``: one row per (config, concept), its best neuron;
+* ``concepts.csv``: one row per (config, concept), its best neuron, and
+  beside its purity@10 the concept's best purity@10 under the null
+  baselines (label permutations: mean and p-value; untrained SAE;
+  embedding dimensions, raw and rotated);
+* ``seeds.csv`` (a sweep of several seeds): one row per setting (the swept
+  fields but the seed), the mean and std over its seeds of the headline
+  measures, feature stability across seeds and, for the chosen config's
+  setting, the use cases' changes (:func:`_over_seeds`,
+  docs/method.md#seeds-and-stability);
 * ``interventions.csv``: the use cases on the chosen config, both modes;
 * ``hierarchy.csv``: the Matryoshka prefix groups of the chosen config;
 * ``planted.csv`` (synthetic world only): recovery of the planted concepts;
@@ -62,9 +74,10 @@ import pandas as pd
 
 from monosem_jax import files
 from monosem_jax.errors import ConfigError
-from monosem_jax.analysis import (concepts, fidelity, figures, hierarchy,
-                                  interventions, neuron_stats, neurons,
-                                  planted, report, use_cases, workdirs)
+from monosem_jax.analysis import (baselines, concepts, fidelity, figures,
+                                  hierarchy, interventions, neuron_stats,
+                                  neurons, planted, report, stability,
+                                  use_cases, workdirs)
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint, memory
 from monosem_jax.sweep.runner import RESULTS_CSV
@@ -101,6 +114,8 @@ class Analysis:
   report_path: str
   seconds: float
   notes: tuple[str, ...] = ()
+  chance: pd.DataFrame | None = None
+  seeds: pd.DataFrame | None = None
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -122,6 +137,27 @@ def _config_codes(view: workdirs.SweepView, x: np.ndarray,
   idx = np.asarray(idx)
   sae = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[idx]),
                      view.state.sae)
+  return _encode_configs(view.spec, sae, view.hparams.take(idx),
+                         jnp.asarray(x, jnp.float32))
+
+
+def random_sae(view: workdirs.SweepView, seed: int = baselines.NULL_SEED):
+  """An untrained SAE of the sweep's architecture (:func:`model.init` of
+  ``view.spec.sae`` at ``seed``; a config's first ``dict_size`` latents are
+  an untrained SAE of its size, docs/method.md#sparse-autoencoder)."""
+  return jax.jit(model.init, static_argnums=1)(jax.random.PRNGKey(seed),
+                                               view.spec.sae)
+
+
+def random_codes(view: workdirs.SweepView, x: np.ndarray,
+                 idx: Sequence[int], params) -> jax.Array:
+  """``(len(idx), N, max_dict_size)`` codes of ``x`` ``(N, d)`` by the
+  untrained SAE ``params`` (:func:`random_sae`) as each config of ``idx``
+  codes (masked to its dictionary size, with its ``k``): the random-SAE
+  baseline (docs/method.md#null-baselines)."""
+  idx = np.asarray(idx)
+  sae = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(idx), *a.shape)),
+                     params)
   return _encode_configs(view.spec, sae, view.hparams.take(idx),
                          jnp.asarray(x, jnp.float32))
 
@@ -269,7 +305,7 @@ TABLES_BYTES = 2 ** 30
 
 def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
                    threads: int | None = None,
-                   max_bytes: float | None = None):
+                   max_bytes: float | None = None, per_block=None):
   """Per-config neuron and concept tables, and the per-config summary.
 
   One device program per block of configs
@@ -280,6 +316,9 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
   reports none); the last block is padded to the same shape, so that one
   compiled program serves them all. ``threads`` is accepted and has no
   effect (the host threads of the per-config tables are gone).
+  ``per_block(item_codes, pad, n)``, when given, is called with each
+  block's item codes on the device (``(len(pad), N, M)``), the configs
+  ``pad`` and the number ``n`` of real ones (e.g. :class:`baselines.Chance`).
   """
   del threads
   art = view.artifact
@@ -301,8 +340,11 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
   for start in range(0, c, block):  # blocks of configs, each one program
     idx = np.arange(start, min(c, start + block))
     pad = np.concatenate([idx, np.full(block - len(idx), idx[-1])])
-    nt, ct, row = tables(_config_codes(view, art.item_emb, pad),
-                         _config_codes(view, users, pad), dict_size[pad], idx)
+    item_codes = _config_codes(view, art.item_emb, pad)
+    nt, ct, row = tables(item_codes, _config_codes(view, users, pad),
+                         dict_size[pad], idx)
+    if per_block is not None:
+      per_block(item_codes, pad, len(idx))
     n_tab.append(nt)
     c_tab.append(ct)
     per_config.append(row)
@@ -317,7 +359,7 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
 
 
 def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
-                    hierarchy_top) -> None:
+                    hierarchy_top, permutations=1, null_seed=0) -> None:
   """Refuses a setting the analysis cannot use, in one line naming the field
   and its valid range (``k=0`` once divided by zero, ``max_users=0`` gave
   NaN RBO, ``p=1.5`` was accepted)."""
@@ -341,6 +383,9 @@ def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
   for name, value in (('pop_top', pop_top), ('era_top', era_top),
                       ('hierarchy_top', hierarchy_top)):
     integer(name, value, 1, what=' (top items per neuron)')
+  integer('permutations', permutations, 1, what=' (label permutations of '
+          'the null baseline, docs/method.md#null-baselines)')
+  integer('null_seed', null_seed, 0, what=' (seed of the null baselines)')
 
 
 def analyze_sweep(view: workdirs.SweepView, dataset, *,
@@ -353,6 +398,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                   pop_top: int = 500, era_top: int = 200,
                   hierarchy_top: int = 50, out: str | None = None,
                   threads: int | None = None,
+                  permutations: int = baselines.DEFAULT_PERMUTATIONS,
+                  null_seed: int = baselines.NULL_SEED,
                   log: Callable[[str], None] = print) -> Analysis:
   """Analyses every config of a sweep and writes the report (module doc).
 
@@ -371,6 +418,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
       sweep folder).
     threads: accepted for compatibility and ignored (the neuron tables are
       one device program per block of configs).
+    permutations, null_seed: label permutations of the null baseline and
+      the seed of the baselines (docs/method.md#null-baselines).
   """
   t_start = time.perf_counter()
   encoder = getattr(view, 'encoder', None)   # workdirs.with_encoder
@@ -387,7 +436,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   # Every setting is checked before the expensive stages.
   _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
                   pop_top=pop_top, era_top=era_top,
-                  hierarchy_top=hierarchy_top)
+                  hierarchy_top=hierarchy_top, permutations=permutations,
+                  null_seed=null_seed)
   if not ks or ks[0] != 10 or min(ks) < 1:
     raise ConfigError(f'ks={ks}: positive list lengths, the first one 10 '
                       '(the pure-concept count is at purity@10)')
@@ -425,8 +475,22 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   log(f'  fidelity: {time.perf_counter() - t:.1f}s')
 
   t = time.perf_counter()
+  chance = baselines.Chance(item_concepts, art.item_emb, ks[0], permutations,
+                            null_seed)
+  untrained = random_sae(view, null_seed)
+  null_seconds = [time.perf_counter() - t]
+
+  def score_chance(codes, pad, n):   # the block's codes are on the device
+    t0 = time.perf_counter()
+    chance.add(codes, random_codes(view, art.item_emb, pad, untrained),
+               np.asarray(view.hparams.dict_size)[pad], n)
+    null_seconds.append(time.perf_counter() - t0)
+
   neuron_rows, concept_rows, per_config = _neuron_tables(
-      view, dataset, item_concepts, names, cfg, log, threads)
+      view, dataset, item_concepts, names, cfg, log, threads,
+      per_block=score_chance)
+  concept_rows = concept_rows.assign(**chance.concept_columns())
+  per_config = per_config.assign(**chance.config_columns())
   fid = fid.merge(per_config, on='config')
   # sweep_fidelity's `finite`: the state's flag and finite reconstructions
   finite = fid['finite'].to_numpy(bool)
@@ -434,7 +498,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   if encoder is not None:   # not the trained encoders
     fid.insert(2, 'encoder', encoder)
   fid['pareto'] = pareto_configs(fid)
-  log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s')
+  log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s (of which '
+      f'null baselines {sum(null_seconds):.1f}s)')
 
   choice = choose(fid, int(chosen))
   fid['eligible'] = choice.eligible
@@ -456,6 +521,21 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                                'level'])
   log(f'  interventions ({len(use_cases_)} use cases on config {chosen}): '
       f'{time.perf_counter() - t:.1f}s')
+  seeds = seed_changes = None
+  if stability.has_seeds(fid):
+    t = time.perf_counter()
+
+    def run_cases(config, table):   # the use cases on another seed
+      return use_cases.run_use_cases(view, config, dataset, use_cases_, k=k,
+                                     p=p, modes=modes, concept_table=table,
+                                     resolved=resolved)
+
+    seeds, seed_changes = _over_seeds(view, fid, neuron_rows, concept_rows,
+                                      chosen, iv, run_cases)
+    log(f'  seeds: {len(seeds)} settings of {fid.seed.nunique()} seeds, '
+        f'stability and the use cases on the other seeds of config '
+        f'{chosen}: {time.perf_counter() - t:.1f}s')
+  chance_table = chance.summary(chosen, m)
   sae_cfg = model.SAEConfig(**hp['sae_config'])
   hier = hierarchy.hierarchy_table(
       acts, sae_cfg.prefix_sizes or (m,), dataset.item_popularity,
@@ -470,6 +550,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
             'hierarchy.csv': hier}
   if plant is not None:
     tables['planted.csv'] = plant
+  if seeds is not None:
+    tables['seeds.csv'] = seeds
   # One consistent set: everything into a staging folder, swapped in whole.
   folder = os.path.join(out, ANALYSIS_DIR)
   cleaned = files.remove_orphans(out, (ANALYSIS_DIR, *_OLD_LAYOUT))
@@ -483,14 +565,54 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     seconds = time.perf_counter() - t_start
     text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
                    names, iv, hier, plant, choice, figs, seconds, pop_top, k,
-                   folder)
+                   folder, chance=chance_table, seeds=seeds,
+                   seed_changes=seed_changes)
     _write_text(os.path.join(stage, REPORT_MD), _with_notes(text, notes))
   if out == view.workdir:
     _remove_old_layout(out, log)
   path = os.path.join(folder, REPORT_MD)
   log(f'wrote {path} and {len(tables)} CSVs in {seconds:.1f}s')
   return Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
-                  path, seconds, tuple(notes))
+                  path, seconds, tuple(notes), chance_table, seeds)
+
+
+def _over_seeds(view, fid, neuron_rows, concept_rows, chosen, iv, run_cases
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+  """``seeds.csv`` (docs/method.md#seeds-and-stability) and the use cases'
+  changes over the seeds of the chosen config's setting.
+
+  ``seeds.csv``: :func:`stability.over_seeds` of the headline measures,
+  :func:`stability.feature_stability` (decoder rows of the sweep's state),
+  ``chosen`` (the chosen config's setting) and, on that row, the mean and
+  standard deviation over its seeds of each use case's change
+  (``CASE (MODE): MEASURE change_mean``, ``_std``), when ``iv`` (the
+  chosen config's use cases) has rows; ``run_cases(config, concept_table)``
+  runs the use cases on another config.
+  """
+  measures = [m for m in stability.MEASURES if m in fid]
+  seeds = stability.over_seeds(fid, measures)
+  dec = np.asarray(model.decoder_weights(view.state.sae, view.spec.sae))
+  sizes = fid.set_index('config')['dict_size'].astype(int)
+  decoders = {int(c): dec[int(c), :sizes[c]] for c in fid['config']}
+  seeds = pd.concat([seeds, stability.feature_stability(
+      fid, decoders, neuron_rows)], axis=1)
+  row = stability.setting_of(fid, chosen)
+  seeds.insert(0, 'chosen', np.arange(len(seeds)) == row)
+  changes = None
+  others = stability.siblings(fid, chosen)
+  if others and len(iv):
+    per_config = {chosen: iv}
+    for c in others:   # the chosen setting's other seeds (a few)
+      table = concept_rows[concept_rows.config == c].drop(
+          columns='config').reset_index(drop=True)
+      per_config[c] = run_cases(c, table)
+    changes = stability.intervention_changes(per_config)
+    summary = stability.changes_over_seeds(changes)
+    for r in summary.itertuples(index=False):
+      name = f'{r.case} ({r.mode}): {r.measure} change'
+      seeds.loc[row, f'{name}_mean'] = r.change_mean
+      seeds.loc[row, f'{name}_std'] = r.change_std
+  return seeds, changes
 
 
 def _write_csv(path: str, table: pd.DataFrame) -> None:
@@ -564,6 +686,10 @@ def summary_lines(name: str, result: Analysis) -> list[str]:
            'normalised RBO at or above the median, the most pure concepts):\n'
            + fid[fid.config == result.chosen][cols].round(3).to_string(
                index=False)]
+  if result.chance is not None:
+    lines.append(f'{m}: ' + _chance_line(result.chance))
+  if result.seeds is not None:
+    lines.append(f'{m}: ' + _seed_line(result.seeds))
   if result.planted is not None:
     p = result.planted
     lines.append(f'{m}: planted-concept recovery, config {result.chosen}: '
@@ -577,6 +703,18 @@ def summary_lines(name: str, result: Analysis) -> list[str]:
           case[case.case == case.case.iloc[0]]))
   lines.append(f'{m}: report {result.report_path}')
   return lines
+
+
+def _chance_line(chance: pd.DataFrame) -> str:
+  """The chosen config's pure concepts beside their chance levels
+  (:meth:`baselines.Chance.summary`), one sentence."""
+  pure = chance.columns[2]
+  v = chance[pure]
+  return (f'{chance.neurons["observed"]}: {v["observed"]:g} {pure}; by chance '
+          f'(docs/method.md#null-baselines): untrained SAE '
+          f'{v["random_sae"]:g}, embedding dimensions {v["dims"]:g}, rotated '
+          f'{v["rotated"]:g}, shuffled labels {v["null"]:.2f} on average '
+          f'(permutation p-value {v["p"]:.3f})')
 
 
 def _suppression_line(case: pd.DataFrame) -> str:
@@ -750,8 +888,105 @@ def _choice_section(fid, choice: Choice, swept, n_configs, kind, dataset_name,
   return s
 
 
+def _pm(mean: float, std: float, digits: int = 3) -> str:
+  """'0.712 ± 0.015' (the mean alone where the std is NaN)."""
+  if not np.isfinite(mean):
+    return ''
+  if not np.isfinite(std):
+    return f'{mean:.{digits}f}'
+  return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+#: The columns of the report's "over seeds" table: measure -> heading.
+_SEED_COLUMNS = {'rbo_norm': 'normalised RBO', 'kendall_tau': 'Kendall tau',
+                 'ndcg@10': 'NDCG@10', 'l0_items': 'L0 items',
+                 PURE: 'pure concepts', 'mean_purity@10': 'mean purity@10',
+                 'mean_ms': 'mean MS'}
+
+
+def _seed_line(seeds: pd.DataFrame) -> str:
+  """The chosen setting's headline figures over its seeds, one sentence."""
+  row = seeds[seeds['chosen']].iloc[0]
+  figs = ', '.join(f'{name} {_pm(row[f"{m}_mean"], row[f"{m}_std"])}'
+                   for m, name in _SEED_COLUMNS.items() if f'{m}_mean' in row)
+  div = (f'; {int(row.n_diverged)} diverged and left out' if row.n_diverged
+         else '')
+  return (f'Over the {int(row.n_seeds)} seeds of the chosen setting (configs '
+          f'{row.configs}{div}), mean ± standard deviation: {figs}')
+
+
+def _seeds_section(seeds: pd.DataFrame, changes: pd.DataFrame | None
+                   ) -> report.Section:
+  s = report.Section('Seeds and stability')
+  fields = stability.setting_fields(seeds)
+  match = [c for c in seeds if c.startswith('matched@') and
+           c.endswith('_mean')]
+  s.text('Each setting (the swept fields but the seed) over its finite '
+         'seeds: mean ± standard deviation (ddof 1). Feature stability '
+         '(docs/method.md#seeds-and-stability): the neurons of two seeds\' '
+         'SAEs matched one to one by decoder cosine (Hungarian assignment); '
+         f'`matched`: the fraction of neurons whose match has cosine > '
+         f'{stability.MATCH_COSINE:g} (mean over the pairs of seeds), `same '
+         'concept`: of those matched pairs (both alive), the fraction with '
+         'the same best concept, `match cosine`: the mean cosine of all '
+         'matched pairs. The chosen config\'s setting first; every '
+         'column in `seeds.csv`.')
+  t = pd.concat([seeds[seeds['chosen']], seeds[~seeds['chosen']]])
+  out = t[fields + ['n_seeds', 'n_diverged']].copy()
+  for m, name in _SEED_COLUMNS.items():
+    if f'{m}_mean' in t:
+      out[name] = [_pm(a, b) for a, b in zip(t[f'{m}_mean'], t[f'{m}_std'])]
+  if match:
+    base = match[0][:-len('_mean')]
+    out['matched'] = [_pm(a, b) for a, b in zip(t[f'{base}_mean'],
+                                                t[f'{base}_std'])]
+    out['same concept'] = t['same_concept_mean'].to_numpy()
+    out['match cosine'] = t['match_cosine_mean'].to_numpy()
+  s.table(out, max_rows=40)
+  if changes is not None and len(changes):
+    sm = stability.changes_over_seeds(changes)
+    s.text('The use cases on each seed of the chosen setting (each seed\'s '
+           'own best neuron for the concept): the measure with no edit and '
+           'at the strongest level, mean ± standard deviation over the '
+           'seeds; `wrong direction`: seeds whose edit moved the measure '
+           'against its goal.')
+    s.table(pd.DataFrame({
+        'case': sm['case'], 'mode': sm['mode'], 'measure': sm['measure'],
+        'level': sm['level'], 'seeds': sm['n_seeds'],
+        'no edit': [_pm(a, b) for a, b in zip(sm.no_edit_mean,
+                                               sm.no_edit_std)],
+        'strongest': [_pm(a, b) for a, b in zip(sm.strongest_mean,
+                                                 sm.strongest_std)],
+        'change': [_pm(a, b) for a, b in zip(sm.change_mean, sm.change_std)],
+        'wrong direction': sm['wrong_direction']}))
+  return s
+
+
+def _chance_section(chance: pd.DataFrame, chosen: int) -> report.Section:
+  s = report.Section('Observed vs chance')
+  s.text(f'Config {chosen}\'s concept scores beside neurons that learned '
+         'nothing (docs/method.md#null-baselines): an untrained SAE of the '
+         'same architecture; the recommender\'s embedding dimensions, each '
+         'read at both ends (centred coordinate, its positive and its '
+         'negative part); the same after a random rotation; and the concept '
+         'labels shuffled over the items (each concept keeps its size), '
+         f'scored on config {chosen}\'s own top-10 lists. p-value: (1 + '
+         'permutations scoring at least the observed) / (1 + permutations), '
+         'so its smallest possible value is 1 / (1 + permutations). `count`: '
+         'the neurons scored (more neurons, more chances of a pure one). Per '
+         'concept, the same baselines are columns of `concepts.csv` '
+         '(`purity@10_null`, `p_perm@10`, `purity@10_random_sae`, '
+         '`purity@10_dims`, `purity@10_rotated`) and, per config, of '
+         '`fidelity.csv`.')
+  s.table(chance)
+  return s
+
+
 def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
-            iv, hier, plant, choice: Choice, figs, seconds, pop_top, k, out):
+            iv, hier, plant, choice: Choice, figs, seconds, pop_top, k, out,
+            *, chance: pd.DataFrame | None = None,
+            seeds: pd.DataFrame | None = None,
+            seed_changes: pd.DataFrame | None = None):
   art = view.artifact
   chosen = choice.config
   swept = [f for f in ('lambda_pred', 'dict_size', 'rho', 'k', 'lambda_kl',
@@ -762,6 +997,11 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
   show = [c for c in show if c in fid]
   sections = [_choice_section(fid, choice, swept, view.num_configs,
                               art.kind.upper(), dataset.name, k)]
+  if seeds is not None:
+    sections[0].text(_seed_line(seeds) + '. The rule picks the best config, '
+                     'often the luckiest seed, so its own figures overstate; '
+                     'these are the ones to quote '
+                     '(docs/method.md#seeds-and-stability).')
   s = report.Section('Sparsity vs fidelity')
   s.figure(figs['fidelity_vs_l0.png'], 'Normalised RBO and Kendall tau '
            'against mean active latents per item, one point per finite '
@@ -795,7 +1035,9 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
   ct = ct.sort_values(['purity@10', 'base_rate'], ascending=[False, True])
   cols = [c for c in ('concept', 'best_neuron', 'purity@10', 'purity@20',
                       'purity@50', 'base_rate', 'lift@10', 'p_value@10',
-                      'n_scored@10', 'top items') if c in ct]
+                      'n_scored@10', 'purity@10_null', 'p_perm@10',
+                      'purity@10_random_sae', 'purity@10_dims', 'top items')
+          if c in ct]
   s = report.Section(f'Concepts of config {chosen}')
   s.figure(figs['concept_heatmap.png'], 'Purity of concepts (rows) and '
            'neurons (columns, grouped by their best concept: a monosemantic '
@@ -806,9 +1048,17 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
            'title says how many of how many; neuron ids label every n-th '
            'column when they would overlap.')
   s.text('Each concept\'s best neuron (highest purity@10, then smallest '
-         'hypergeometric p-value), with its top items:')
+         'hypergeometric p-value), with its top items; beside it, the '
+         'concept\'s best purity@10 under shuffled labels (mean over the '
+         'permutations) and the permutation p-value of the observed one, '
+         'and its best purity@10 among the neurons of an untrained SAE and '
+         'among the embedding dimensions (next section):')
   s.table(ct[cols], max_rows=40)
   sections.append(s)
+  if chance is not None:
+    sections.append(_chance_section(chance, chosen))
+  if seeds is not None:
+    sections.append(_seeds_section(seeds, seed_changes))
 
   nt = neuron_rows[neuron_rows.config == chosen]
   rank_col = f'mean_pop_rank@{pop_top}'
