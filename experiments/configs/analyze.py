@@ -31,7 +31,9 @@ Fields:
   hierarchy_top: top items per latent in the Matryoshka hierarchy.
   use_cases: a tuple of dicts, each a
     :class:`monosem_jax.analysis.use_cases.UseCase`; None = the dataset's
-    defaults below.
+    defaults below (each case twice: its neuron chosen by item purity, as
+    the paper, and with ``select='effect'``, by its effect through the
+    frozen scorer).
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
   threads: accepted and ignored (the neuron tables are one device program
@@ -82,6 +84,18 @@ _SYNTHETIC = (
          group_concept='comedy', levels=(None, 0.0, 1.0, 2.0, 4.0, 6.0),
          threshold=20),
 )
+
+
+def _both_choices(cases: tuple) -> tuple:
+  """Each case twice, its neuron chosen by item purity (the paper) and by
+  effect (docs/method.md#interventions), so that the report shows the two
+  choices side by side."""
+  return tuple(c for case in cases
+               for c in (case, dict(case, select='effect')))
+
+
+_ML, _LASTFM, _SYNTHETIC = (_both_choices(c)
+                            for c in (_ML, _LASTFM, _SYNTHETIC))
 _DEFAULTS = {
     'ml-1m': dict(use_cases=_ML, pop_top=500),
     'ml-100k': dict(use_cases=_ML, pop_top=200),
