@@ -42,6 +42,11 @@ Fields:
     (its latest checkpoint); every output then says "analysed at epoch 5 of
     12". False (default): such a sweep is refused in one line. Read by the
     launcher (``open_sweep``), not one of :func:`analyze_kwargs`.
+  inputs: a recommender workdir of the same data, split, kind and width
+    whose embeddings the SAEs code and whose scorer ranks them
+    (``workdirs.with_inputs``; e.g. SAEs trained on min-max scaled
+    embeddings, analysed on the raw ones as the authors' code does); the
+    report says so, and ``out`` is required. Read by the launcher.
 
 On the command line, dicts are Python literals and ``dict(key=value)`` is
 accepted (experiments/launch.py), e.g.
@@ -141,7 +146,10 @@ FIELD_HELP = {
     'encode_k': 'atoms per sample of the inference-time pursuit',
     'encode_signed': 'inference-time pursuit with signed coefficients',
     'out': 'folder receiving analysis/ (None: the sweep folder; required '
-           'with encode_method)',
+           'with encode_method and inputs)',
+    'inputs': "a recommender workdir of the same data and split whose "
+              "embeddings the SAEs code, ranked by its scorer (None: the "
+              "sweep's own)",
     'allow_partial': 'analyse a sweep stopped before its epochs (every output '
                      'says "analysed at epoch E of N")',
 }
@@ -170,6 +178,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.encode_k = 8
   c.encode_signed = False
   c.out = config_dict.placeholder(str)   # None: the sweep folder
+  # Another recommender of the same data, split and width whose embeddings
+  # the SAEs code (workdirs.with_inputs; e.g. the raw embeddings of SAEs
+  # trained on min-max scaled ones, as the authors' code); None: the sweep's.
+  c.inputs = config_dict.placeholder(str)
   return c
 
 

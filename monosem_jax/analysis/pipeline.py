@@ -389,6 +389,13 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     raise ConfigError(f'out={out!r}: a sweep recoded by pursuit '
                       f'({encoder}) writes its analysis elsewhere; pass '
                       f'out=, a folder other than {view.workdir}')
+  inputs = getattr(view, 'inputs', None)     # workdirs.with_inputs
+  if inputs is not None and os.path.abspath(out or view.workdir) == (
+      view.workdir):
+    raise ConfigError(f'out={out!r}: a sweep analysed on the embeddings of '
+                      f'another recommender ({inputs}) writes its analysis '
+                      f'elsewhere; pass out=, a folder other than '
+                      f'{view.workdir}')
   out = os.path.abspath(out or view.workdir)
   n_items = view.artifact.n_items
   k = min(DEFAULT_K, n_items) if k is None else k
