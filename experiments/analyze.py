@@ -23,7 +23,10 @@ seeds and feature stability, when the sweep has several seeds), the figures
 there are use cases) and ``hierarchy.png`` (Matryoshka configs), and
 ``report.md`` (``--config.out=DIR``: into DIR instead; with
 ``--config.encode_method=omp|mp`` every config is coded by pursuit on its
-own trained decoder, docs/method.md#pursuit-encoders, and DIR is required).
+own trained decoder, docs/method.md#pursuit-encoders, and DIR is required;
+with ``--config.inputs=REC_WORKDIR`` the SAEs code the embeddings of another
+recommender of the same data and split, ranked by its scorer, and DIR is
+required too).
 The config it describes in detail is chosen by a rule that
 requires fidelity (docs/method.md#choosing-a-config: among the finite configs
 with lambda_pred > 0 and a normalised RBO at or above the median, the most
@@ -74,6 +77,8 @@ def analyze(workdir: str, cfg, log: Callable[[str], None] = print
                        '--workdir of python -m experiments.sweep')
   with files.WorkdirLock(workdir, 'analysis'):
     view = workdirs.open_sweep(workdir, allow_partial=cfg.allow_partial)
+    if cfg.inputs is not None:   # another recommender's embeddings
+      view = workdirs.with_inputs(view, cfg.inputs)
     if cfg.encode_method is not None:   # inference-time pursuit
       view = workdirs.with_encoder(view, cfg.encode_method, cfg.encode_k,
                                    cfg.encode_signed)

@@ -114,6 +114,25 @@ def test_neurons_csv_names_the_chosen_configs_top_items(sweep_dir, launched):
   assert (mine != '').sum() >= m // 2   # most neurons fire on some item
 
 
+def test_report_shows_the_purity_and_the_effect_choice_side_by_side(
+    sweep_dir, launched):
+  # issue 20: every default use case twice, its neuron chosen by item
+  # purity (the paper) and by effect, and one table comparing them
+  assert launched.returncode == 0, launched.stderr[-2000:]
+  out = sweep_dir / 'sweep' / 'analysis'
+  iv = pd.read_csv(out / 'interventions.csv')
+  assert set(iv.choice) == {'purity', 'effect'}
+  for kind in ('suppress', 'nudge', 'promote'):
+    assert set(iv[iv.kind == kind].choice) == {'purity', 'effect'}
+  report = (out / 'report.md').read_text()
+  assert '**Neuron choice, side by side**' in report
+  table = report.split('**Neuron choice, side by side**')[1]
+  assert '| case | mode | choice | neuron | purity@10 |' in table
+  assert ' by effect (' in table and 'docs/method.md#interventions' in table
+  effect = iv[iv.choice == 'effect'].groupby(['case', 'mode']).first()
+  assert effect.purity_neuron_effect.notna().all()
+
+
 def test_launcher_help_names_the_figures_and_the_choice_rule():
   # the launcher's docstring is its --help (read, not imported: importing
   # a launcher defines its flags)

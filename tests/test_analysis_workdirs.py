@@ -340,3 +340,59 @@ def test_fidelity_of_one_side_is_a_diagnostic(sweep_dir):
   assert (items.rbo >= both.rbo - 0.05).all()
   with pytest.raises(ConfigError, match=r"reconstruct='item': one of both"):
     workdirs.sweep_fidelity(view, reconstruct='item')
+
+
+def test_with_inputs_codes_another_recommenders_embeddings(sweep_dir,
+                                                           tmp_path):
+  # issue 20, section 6: SAEs trained on one recommender's embeddings,
+  # analysed on those of another of the same data and split (the authors'
+  # train-on-min-max / analyse-on-raw protocol)
+  from monosem_jax.analysis import pipeline  # pylint: disable=import-outside-toplevel
+  from monosem_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from monosem_jax.recommenders import artifact  # pylint: disable=import-outside-toplevel
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  raw = view.artifact
+  scaled = artifact.minmax_scaled(raw)
+  emb = scaled.item_emb
+  assert emb.min(0).tolist() == [0.0] * raw.dim
+  assert emb.max(0).tolist() == [1.0] * raw.dim
+  np.testing.assert_array_equal(scaled.params['item_bias'],
+                                raw.params['item_bias'])
+  scaled.save(str(tmp_path / 'mm' / 'frozen'))
+  other = workdirs.with_inputs(view, str(tmp_path / 'mm'))
+  assert other.inputs == str(tmp_path / 'mm') and other.encoder is None
+  assert 'analysed here on those of' in other.notes[-1]
+  np.testing.assert_array_equal(other.artifact.item_emb, emb)
+  # its codes and fidelity are those of the scaled embeddings
+  sae, hp = other.config(1)
+  codec_cfg = model.SAEConfig(**hp['sae_config'])
+  z = model.encode(sae, jnp.asarray(emb), codec_cfg,
+                   hp.get('k') or None)
+  acts = pipeline.config_activations(other, other.artifact.item_emb, [1])[0]
+  np.testing.assert_allclose(acts[:, :z.shape[1]], z, rtol=1e-5, atol=1e-6)
+  same = workdirs.sweep_fidelity(workdirs.with_inputs(
+      view, str(sweep_dir / 'rec')), max_users=20)
+  pd.testing.assert_frame_equal(same, workdirs.sweep_fidelity(
+      view, max_users=20))
+  moved = workdirs.sweep_fidelity(other, max_users=20)
+  assert not np.allclose(moved.rbo, same.rbo)
+  # its analysis never overwrites the sweep's own
+  with pytest.raises(ConfigError, match='another recommender'):
+    pipeline.analyze_sweep(other, workdirs.open_dataset(other.artifact))
+  # another width, or another split, is refused in one line
+  wide = dataclasses.replace(scaled, params=dict(
+      scaled.params, user_emb=np.pad(scaled.user_emb, ((0, 0), (0, 1))),
+      item_emb=np.pad(scaled.item_emb, ((0, 0), (0, 1)))))
+  wide.save(str(tmp_path / 'wide' / 'frozen'))
+  with pytest.raises(WorkdirError, match=r'embedding width is \d+') as e:
+    workdirs.with_inputs(view, str(tmp_path / 'wide'))
+  assert '\n' not in str(e.value)
+  split = raw.split
+  moved_split = dataclasses.replace(
+      split, sae_test_users=split.sae_test_users[1:],
+      sae_train_users=np.sort(np.append(split.sae_train_users,
+                                        split.sae_test_users[0])))
+  dataclasses.replace(scaled, split=moved_split).save(
+      str(tmp_path / 'split' / 'frozen'))
+  with pytest.raises(WorkdirError, match='its split differs'):
+    workdirs.with_inputs(view, str(tmp_path / 'split'))

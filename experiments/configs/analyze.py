@@ -32,7 +32,9 @@ Fields:
   hierarchy_top: top items per latent in the Matryoshka hierarchy.
   use_cases: a tuple of dicts, each a
     :class:`monosem_jax.analysis.use_cases.UseCase`; None = the dataset's
-    defaults below.
+    defaults below (each case twice: its neuron chosen by item purity, as
+    the paper, and with ``select='effect'``, by its effect through the
+    frozen scorer).
   concept_sets: {name: tags}: several tags scored as one concept; None =
     the dataset's defaults below.
   threads: accepted and ignored (the neuron tables are one device program
@@ -47,6 +49,11 @@ Fields:
     (its latest checkpoint); every output then says "analysed at epoch 5 of
     12". False (default): such a sweep is refused in one line. Read by the
     launcher (``open_sweep``), not one of :func:`analyze_kwargs`.
+  inputs: a recommender workdir of the same data, split, kind and width
+    whose embeddings the SAEs code and whose scorer ranks them
+    (``workdirs.with_inputs``; e.g. SAEs trained on min-max scaled
+    embeddings, analysed on the raw ones as the authors' code does); the
+    report says so, and ``out`` is required. Read by the launcher.
 
 On the command line, dicts are Python literals and ``dict(key=value)`` is
 accepted (experiments/launch.py), e.g.
@@ -89,6 +96,18 @@ _SYNTHETIC = (
          group_concept='comedy', levels=(None, 0.0, 1.0, 2.0, 4.0, 6.0),
          threshold=20),
 )
+
+
+def _both_choices(cases: tuple) -> tuple:
+  """Each case twice, its neuron chosen by item purity (the paper) and by
+  effect (docs/method.md#interventions), so that the report shows the two
+  choices side by side."""
+  return tuple(c for case in cases
+               for c in (case, dict(case, select='effect')))
+
+
+_ML, _LASTFM, _SYNTHETIC = (_both_choices(c)
+                            for c in (_ML, _LASTFM, _SYNTHETIC))
 _DEFAULTS = {
     'ml-1m': dict(use_cases=_ML, pop_top=500),
     'ml-100k': dict(use_cases=_ML, pop_top=200),
@@ -138,7 +157,10 @@ FIELD_HELP = {
     'encode_k': 'atoms per sample of the inference-time pursuit',
     'encode_signed': 'inference-time pursuit with signed coefficients',
     'out': 'folder receiving analysis/ (None: the sweep folder; required '
-           'with encode_method)',
+           'with encode_method and inputs)',
+    'inputs': "a recommender workdir of the same data and split whose "
+              "embeddings the SAEs code, ranked by its scorer (None: the "
+              "sweep's own)",
     'allow_partial': 'analyse a sweep stopped before its epochs (every output '
                      'says "analysed at epoch E of N")',
 }
@@ -171,6 +193,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.encode_k = 8
   c.encode_signed = False
   c.out = config_dict.placeholder(str)   # None: the sweep folder
+  # Another recommender of the same data, split and width whose embeddings
+  # the SAEs code (workdirs.with_inputs; e.g. the raw embeddings of SAEs
+  # trained on min-max scaled ones, as the authors' code); None: the sweep's.
+  c.inputs = config_dict.placeholder(str)
   return c
 
 

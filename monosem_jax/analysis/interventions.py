@@ -432,3 +432,217 @@ def before_after(codec: Codec, scorer, user_emb, item_emb, user: int,
                                 mask, k)[0]
            for v in (u, edit(codec, u, neuron, level, mode=mode, scale=scale))]
   return np.asarray(lists[0]), np.asarray(lists[1])
+
+
+# --- Neuron choice by effect (docs/method.md#interventions) -----------------
+
+#: How a use case picks its neuron: the concept's best neuron by item purity
+#: (the paper), or the neuron whose edit moves the group's measure most
+#: through the frozen scorer (:func:`steer_effects`, :func:`promote_effects`).
+SELECTS = ('purity', 'effect')
+#: Per kind, the direction a good edit moves its measure (-1: down).
+GOALS = {kind: goal[2] for kind, goal in _GOAL.items()}
+#: Scores ``(N, n_items)`` per neuron edited at once: neurons are vmapped in
+#: chunks of ``max(1, EFFECT_CHUNK // (N * n_items))``.
+EFFECT_CHUNK = 2 ** 20
+
+
+def strongest_level(levels: Sequence[float | None], kind: str) -> float:
+  """A case's strongest level: the lowest of a suppression, the highest of a
+  nudge or promotion (:func:`strongest_change`).
+
+  >>> strongest_level([None, 1.0, 0.0, -1.5], 'suppress')
+  -1.5
+  """
+  values = [float(v) for v in levels if v is not None]
+  if not values:
+    raise ValueError(f'levels {tuple(levels)}: no numeric level')
+  return min(values) if _GOAL[kind][1] == 'min' else max(values)
+
+
+def _edit_fn(z: jax.Array, level, step, scale: str):
+  """``j -> (z', dz)``: column ``j`` set to ``level`` (as :func:`set_level`)
+  or raised by ``step`` (absolute; min-max: ``step`` times each row's range
+  ``max - min``), and the mean change of that column; ``j = n`` (no such
+  column) edits nothing."""
+  if (level is None) == (step is None):
+    raise ValueError('give one of level= (set the neuron) and step= (add '
+                     'to it)')
+  if step is not None:
+    unit = (z.max(-1) - z.min(-1) if scale == 'minmax'
+            else jnp.ones(z.shape[:-1], z.dtype))
+    amount = (step * unit)[:, None]
+    cols = jnp.arange(z.shape[-1])
+
+    def shifted(j):
+      z2 = z + jnp.where(cols == j, amount, 0.0)
+      return z2, jnp.where(j < z.shape[-1], amount.mean(), 0.0)
+    return shifted
+
+  def set_to(j):
+    z2 = set_level(z, j, level, scale)
+    return z2, jnp.sum(jnp.where(jnp.arange(z.shape[-1]) == j, z2 - z, 0.0)
+                       ) / z.shape[0]
+  return set_to
+
+
+def _chunk(n_rows: int, n_items: int, chunk: int | None) -> int:
+  return chunk or max(1, EFFECT_CHUNK // max(1, n_rows * n_items))
+
+
+def _effect_table(values: dict, base: dict, d_act: np.ndarray,
+                  order_by: tuple[str, str], goal: dict) -> pd.DataFrame:
+  """One row per neuron, best first: the measures after the edit, their
+  changes ``d_*`` from no edit, the per-unit slopes ``effect_* = d_* /
+  d_activation``; ordered by ``goal * d_primary``, then ``goal * d_tie``
+  (larger first), then the lower neuron."""
+  t = pd.DataFrame({'neuron': np.arange(len(d_act)), **values})
+  for m in values:
+    t[f'd_{m}'] = values[m] - base[m]
+  t['d_activation'] = d_act
+  with np.errstate(divide='ignore', invalid='ignore'):
+    for m in values:
+      t[f'effect_{m}'] = np.where(d_act != 0, t[f'd_{m}'] / d_act, np.nan)
+  keys = [-np.nan_to_num(goal[m] * t[f'd_{m}'].to_numpy(), nan=-np.inf)
+          for m in order_by]
+  order = np.lexsort((t.neuron.to_numpy(), keys[1], keys[0]))
+  t = t.iloc[order].reset_index(drop=True)
+  t.insert(1, 'rank', np.arange(len(t)))
+  t.attrs['base'] = base
+  return t
+
+
+def steer_effects(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
+                  seen: np.ndarray, concept_items: np.ndarray, *,
+                  level: float | None = None, step: float | None = None,
+                  goal: int = -1, mode: str = 'replace',
+                  scale: str = 'absolute', k: int = 30,
+                  chunk: int | None = None) -> pd.DataFrame:
+  """Every neuron's effect on a user group's concept share (docs/method.md#interventions).
+
+  For each neuron ``j`` at once (vmapped in chunks, no loop over neurons or
+  users), every user's code gets neuron ``j`` set to ``level`` (as
+  :func:`steer_users`) or raised by ``step``; the edited code is mapped
+  back (``mode``, as :func:`edit`) and the frozen scorer ranks all items
+  again.
+
+  Args:
+    codec, scorer, user_emb, item_emb, users, seen, concept_items, mode,
+      scale, k: as :func:`steer_users`.
+    level, step: the edit, exactly one of them: set the neuron to ``level``
+      (a use case's strongest level), or add ``step`` to it (a finite
+      difference; on the ``'minmax'`` scale, ``step`` times the code's
+      range).
+    goal: -1 ranks first the neuron whose edit lowers the share most (a
+      suppression), +1 the one that raises it most (a nudge).
+    chunk: neurons per vmapped chunk (None: :data:`EFFECT_CHUNK`).
+
+  Returns:
+    One row per neuron, best first (``rank`` 0): ``share`` (the group's mean
+    concept share of the top-k after the edit), ``gap`` (mean over users of
+    the concept's unseen items' mean logit minus all unseen items' mean
+    logit), ``d_share``, ``d_gap`` (their changes from the mode's no-edit:
+    the reconstruction in 'replace' mode, the raw vectors in 'delta' mode),
+    ``d_activation`` (the users' mean change of the neuron), and the
+    per-unit slopes ``effect_share = d_share / d_activation``,
+    ``effect_gap`` (positive: raising the neuron raises the measure).
+    Ordered by ``goal * d_share``, ties by ``goal * d_gap``, then the lower
+    neuron. ``attrs['base']``: the no-edit ``share`` and ``gap``.
+  """
+  _check(mode, scale)
+  _, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
+  concept = jnp.asarray(concept_items, bool)
+  n = int(model.decoder_weights(codec.params, codec.cfg).shape[0])
+  unseen = ~seen
+  in_c = unseen & concept[None]
+
+  @jax.jit
+  def run(u):
+    z, stats = codec.encode(u)
+    edited = _edit_fn(z, level, step, scale)
+
+    def measure(j):
+      z2, dz = edited(j)
+      x = apply_edit(codec, u, z, z2, stats, mode)
+      s = metrics.finite_scores(scorer.matrix_logits(x, items, uidx, iidx))
+      share = concept[fidelity.top_k_lists(s, seen, k)].mean()
+      mean_c = jnp.sum(jnp.where(in_c, s, 0.), 1) / jnp.maximum(
+          in_c.sum(1), 1)
+      mean_all = jnp.sum(jnp.where(unseen, s, 0.), 1) / jnp.maximum(
+          unseen.sum(1), 1)
+      return share, jnp.mean(mean_c - mean_all), dz
+    return jax.lax.map(measure, jnp.arange(n + 1),   # n: no edit
+                       batch_size=_chunk(u.shape[0], items.shape[0], chunk))
+
+  share, gap, dz = (np.asarray(a, np.float64) for a in run(u))
+  return _effect_table({'share': share[:n], 'gap': gap[:n]},
+                       {'share': share[n], 'gap': gap[n]}, dz[:n],
+                       ('share', 'gap'), {'share': goal, 'gap': goal})
+
+
+def promote_effects(codec: Codec, scorer, user_emb, item_emb,
+                    users: np.ndarray, seen: np.ndarray, target: int, *,
+                    level: float | None = None, step: float | None = None,
+                    mode: str = 'replace', scale: str = 'absolute',
+                    threshold: int = 20, margin: int = 10,
+                    chunk: int | None = None) -> pd.DataFrame:
+  """Every neuron's effect on a promoted item's rank (docs/method.md#interventions).
+
+  For each neuron ``j`` at once (vmapped), the target item's code gets
+  neuron ``j`` set to ``level`` or raised by ``step`` (as
+  :func:`steer_effects`), and each user of the group ranks it again against
+  the other items' unchanged scores.
+
+  Args:
+    codec, scorer, user_emb, item_emb, users, seen, target, mode, scale,
+      threshold, margin: as :func:`promote_item` (eligible users: raw rank
+      beyond ``threshold``; a success: new rank within ``threshold +
+      margin``).
+    level, step, chunk: as :func:`steer_effects`.
+
+  Returns:
+    One row per neuron, best first: ``success_rate`` (as
+    :func:`promote_item`, after the edit), ``mean_rank`` (the target's mean
+    rank) and ``logit`` (its mean logit), all over the eligible users (over
+    every user who has not seen the target when none is eligible); their
+    changes ``d_*`` from the mode's no-edit, ``d_activation`` and the
+    per-unit slopes ``effect_*`` (as :func:`steer_effects`); ordered by the
+    largest rise of ``success_rate``, ties by the largest fall of
+    ``mean_rank``, then the lower neuron.
+  """
+  _check(mode, scale)
+  _, u, items, uidx, _, seen = _group(user_emb, item_emb, users, seen)
+  tidx = jnp.asarray([target])
+  n = int(model.decoder_weights(codec.params, codec.cfg).shape[0])
+
+  @jax.jit
+  def run(u):
+    base = scorer.matrix_logits(u, items, uidx, jnp.arange(items.shape[0]))
+    raw = item_ranks(base, seen, target)
+    x = items[tidx]
+    z, stats = codec.encode(x)
+    edited = _edit_fn(z, level, step, scale)
+
+    def measure(j):
+      z2, dz = edited(j)
+      t_vec = apply_edit(codec, x, z, z2, stats, mode)
+      col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
+      return item_ranks(base.at[:, target].set(col), seen, target), col, dz
+    ranks, logits, dz = jax.lax.map(
+        measure, jnp.arange(n + 1),
+        batch_size=_chunk(u.shape[0], items.shape[0], chunk))
+    return raw, ranks, logits, dz
+
+  raw, ranks, logits, dz = (np.asarray(a, np.float64) for a in run(u))
+  who = raw > threshold
+  if not who.any():
+    who = raw > 0
+  nan = np.full(n + 1, np.nan)
+  values = {'success_rate': (ranks[:, who] <= threshold + margin).mean(1),
+            'mean_rank': ranks[:, who].mean(1),
+            'logit': logits[:, who].mean(1)} if who.any() else {
+                'success_rate': nan, 'mean_rank': nan, 'logit': nan}
+  return _effect_table({m: v[:n] for m, v in values.items()},
+                       {m: v[n] for m, v in values.items()}, dz[:n],
+                       ('success_rate', 'mean_rank'),
+                       {'success_rate': 1, 'mean_rank': -1, 'logit': 1})

@@ -428,6 +428,13 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     raise ConfigError(f'out={out!r}: a sweep recoded by pursuit '
                       f'({encoder}) writes its analysis elsewhere; pass '
                       f'out=, a folder other than {view.workdir}')
+  inputs = getattr(view, 'inputs', None)     # workdirs.with_inputs
+  if inputs is not None and os.path.abspath(out or view.workdir) == (
+      view.workdir):
+    raise ConfigError(f'out={out!r}: a sweep analysed on the embeddings of '
+                      f'another recommender ({inputs}) writes its analysis '
+                      f'elsewhere; pass out=, a folder other than '
+                      f'{view.workdir}')
   out = os.path.abspath(out or view.workdir)
   n_items = view.artifact.n_items
   k = min(DEFAULT_K, n_items) if k is None else k
@@ -779,6 +786,24 @@ def _pivot_levels(t: pd.DataFrame) -> pd.DataFrame:
   return wide.reset_index()
 
 
+def _choice_table(iv: pd.DataFrame) -> pd.DataFrame:
+  """One row per (case, mode): how its neuron was chosen, the neuron, its
+  purity@10, and the measure with no edit and at the strongest level."""
+  rows = []
+  for (case, mode), t in iv.groupby(['case', 'mode'], sort=False):
+    measure, before, level, after = interventions.strongest_change(
+        t, t.kind.iloc[0])
+    rows.append({'case': case, 'mode': mode, 'choice': t.choice.iloc[0],
+                 'neuron': t.neuron.iloc[0],
+                 'purity@10': t['neuron_purity@10'].iloc[0],
+                 'measure': measure, 'no edit': before,
+                 'strongest level': level, 'there': after,
+                 'effect': t.effect.iloc[0],
+                 "purity neuron's effect": t.purity_neuron_effect.iloc[0],
+                 'flag': t.flag.iloc[0] if 'flag' in t else ''})
+  return pd.DataFrame(rows)
+
+
 #: The level scales in words (docs/method.md#interventions).
 _SCALES = {
     'absolute': 'absolute scale: the neuron is set to the level itself',
@@ -1104,6 +1129,15 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
            'neuron** when the edited users\' mean activation is at most '
            f'{interventions.INACTIVE_FRACTION:.0%} of the neuron\'s largest '
            'over the SAE-test users.')
+    if 'choice' in iv and (iv['choice'] == 'effect').any():
+      s.text('**Neuron choice, side by side** (docs/method.md#interventions):'
+             ' "purity" is the concept\'s best neuron by item purity (the '
+             'paper); "effect" the neuron whose edit to the case\'s strongest '
+             'level moves its measure furthest towards the goal through the '
+             'frozen scorer, chosen per mode on the same users it is measured '
+             'on. `effect`: that change; `purity neuron\'s effect`: the '
+             'change the purity choice makes in the same ranking.')
+      s.table(_choice_table(iv))
     for case, t in iv.groupby('case', sort=False):  # a few use cases
       s.text(_case_text(case, t))
       s.table(_pivot_levels(t))

@@ -9,6 +9,11 @@ words against the dataset and the SAE's characterisation and calls
   ``target`` item's neuron, :func:`~monosem_jax.analysis.interventions.promote_item`).
 * ``concept``: the neuron is the best neuron of this concept (highest
   purity@10, then smallest p-value); ``neuron`` (an index) overrides it.
+* ``select``: 'purity' (the above, the paper's choice) or 'effect': the
+  neuron whose edit to the case's strongest level moves the group's measure
+  furthest towards the goal through the frozen scorer, in each mode (the
+  concept share for steering, the success rate for promotion, ties by the
+  target's mean rank; all neurons at once, :func:`effect_choice`).
 * ``users``: 'concept' (the ``n_users`` SAE-test users with the highest share
   of ``group_concept``, default ``concept``, in their training positives), a
   user-feature filter such as ``'age<18'``, or 'all'.
@@ -62,6 +67,7 @@ class UseCase:
   target: str | None = None
   scale: str = 'absolute'
   threshold: int = 20
+  select: str = 'purity'
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any], where: str = 'use case'
@@ -85,6 +91,12 @@ class UseCase:
     if case.scale not in interventions.SCALES:
       raise ConfigError(f'{where}: scale={case.scale!r}; expected one of '
                         f'{", ".join(interventions.SCALES)}')
+    if case.select not in interventions.SELECTS:
+      raise ConfigError(f'{where}: select={case.select!r}; expected one of '
+                        f'{", ".join(interventions.SELECTS)}')
+    if case.select == 'effect' and case.neuron is not None:
+      raise ConfigError(f'{where}: neuron={case.neuron} and select=\'effect\' '
+                        'exclude each other (give one)')
     for field in ('n_users', 'threshold'):
       if int(getattr(case, field)) < 1:
         raise ConfigError(f'{where}: {field}={getattr(case, field)}; must be '
@@ -102,7 +114,8 @@ class UseCase:
       who = f'top {self.n_users} {who}'
     scale = ', min-max' if self.scale == 'minmax' else ''
     neuron = f' #{self.neuron}' if self.neuron is not None else ''
-    return f'{self.kind}{what} via {self.concept}{neuron} ({who}{scale})'
+    by = ' by effect' if self.select == 'effect' else ''
+    return f'{self.kind}{what} via {self.concept}{neuron}{by} ({who}{scale})'
 
 
 def _lookup(names: Sequence[str], name: str, what: str, where: str) -> int:
@@ -196,23 +209,61 @@ def resolve(cases: Sequence[UseCase], dataset, split,
   return out
 
 
-def flag_case(t: pd.DataFrame, kind: str, user_max: float) -> pd.DataFrame:
+def flag_case(t: pd.DataFrame, kind: str, user_max: float,
+              select: str = 'purity') -> pd.DataFrame:
   """One (case, mode) table with its flags (docs/method.md#interventions):
   ``activation_max`` (steering: the neuron's largest activation over the
   SAE-test users), ``inactive`` (steering: the users' mean activation is at
-  most :data:`~interventions.INACTIVE_FRACTION` of it), ``wrong_sign``
-  (:func:`~interventions.wrong_direction`) and ``flag``, the two in words."""
+  most :data:`~interventions.INACTIVE_FRACTION` of it; never for a neuron
+  chosen by effect, which is chosen for what its edit does, not for what
+  the users had), ``wrong_sign`` (:func:`~interventions.wrong_direction`)
+  and ``flag``, the two in words."""
   t = t.copy()
   steer = kind != 'promote'
   t['activation_max'] = user_max if steer else np.nan
-  inactive = steer and bool(t['orig_activation'].iloc[0] <= (
-      interventions.INACTIVE_FRACTION * user_max))
+  inactive = steer and select != 'effect' and bool(
+      t['orig_activation'].iloc[0] <= (
+          interventions.INACTIVE_FRACTION * user_max))
   wrong = interventions.wrong_direction(t, kind)
   t['inactive'] = inactive
   t['wrong_sign'] = wrong
   t['flag'] = ', '.join(w for w, on in (('wrong direction', wrong),
                                         ('inactive neuron', inactive)) if on)
   return t
+
+
+def effect_choice(codec, scorer, art, dataset, r: Resolved, seen, mode: str,
+                  item_acts: np.ndarray, purity_neuron: int) -> dict:
+  """A resolved case's neuron by effect in ``mode`` (docs/method.md#interventions):
+  every neuron is set to the case's strongest level at once
+  (:func:`~interventions.steer_effects`, :func:`~interventions.promote_effects`)
+  and the one that moves the case's measure furthest towards its goal is
+  chosen. Returns ``neuron``, ``effect`` (its change of the measure, the
+  concept share or the promotion's success rate, from no edit),
+  ``neuron_purity@10`` (its purity@10 for the case's concept, from
+  ``item_acts``, the items' codes) and ``purity_neuron_effect`` (the change
+  made by the concept's best neuron by purity, in the same ranking)."""
+  case = r.case
+  level = interventions.strongest_level(case.levels, case.kind)
+  if case.kind == 'promote':
+    t = interventions.promote_effects(
+        codec, scorer, art.user_emb, art.item_emb, r.users, seen, r.target,
+        level=level, mode=mode, scale=case.scale, threshold=case.threshold)
+    measure = 'd_success_rate'
+  else:
+    t = interventions.steer_effects(
+        codec, scorer, art.user_emb, art.item_emb, r.users, seen,
+        dataset.item_concepts[:, r.concept], level=level,
+        goal=interventions.GOALS[case.kind], mode=mode, scale=case.scale)
+    measure = 'd_share'
+  neuron = int(t.neuron.iloc[0])
+  purity = neurons.concept_scores(
+      item_acts, np.asarray(dataset.item_concepts)[:, [r.concept]], (10,))[
+          'purity'][0][:, 0]
+  by_neuron = t.set_index('neuron')[measure]
+  return {'neuron': neuron, 'effect': float(t[measure].iloc[0]),
+          'neuron_purity@10': float(purity[neuron]),
+          'purity_neuron_effect': float(by_neuron.get(purity_neuron, np.nan))}
 
 
 def run_use_cases(view: workdirs.SweepView, config: int, dataset,
@@ -235,8 +286,16 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
       already (with the same dataset and modes).
 
   Returns:
-    One row per (case, mode, level): ``case, kind, concept, neuron,
-    neuron_purity@10, target`` (the promoted item's title)``, users,
+    One row per (case, mode, level): ``case, kind, concept, choice`` (how
+    the neuron was chosen: the case's ``select``, or 'index' for a neuron
+    given by hand)``, neuron,
+    neuron_purity@10`` (the neuron's purity@10 for the concept)``, effect``
+    (effect choices: the change of the case's measure that the neuron makes
+    at the strongest level in that mode, :func:`effect_choice`)``,
+    purity_neuron`` (the concept's best neuron by purity; -1 for a neuron
+    given by hand)``, purity_neuron_effect`` (its change in the same
+    ranking)``, target`` (the
+    promoted item's title)``, users,
     n_users, mode, scale, level`` and the measures of the use case's kind
     (``concept_share, collateral_rbo, orig_activation`` or ``success_rate,
     mean_rank, in_top_k, n_eligible``), ``activation`` (the edited neuron's
@@ -259,6 +318,7 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
   test_users = np.asarray(art.split.sae_test_users)
   user_max = np.asarray(codec.encode(
       np.asarray(art.user_emb)[test_users])[0]).max(0)        # (dict_size,)
+  item_acts = None
   tables = []
   for r in resolved:  # a handful of declared experiments
     case, c = r.case, dataset.concept_names[r.concept]
@@ -268,8 +328,16 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
     elif not 0 <= neuron < int(hp['dict_size']):
       raise ConfigError(f'{r.name}: neuron={neuron} is outside the '
                         f'dictionary (0..{int(hp["dict_size"]) - 1})')
+    purity_neuron = neuron
     seen = workdirs.seen_mask(art.split, r.users)
     for mode in modes:
+      choice = {}
+      if case.select == 'effect':
+        if item_acts is None:
+          item_acts = np.asarray(codec.encode(art.item_emb)[0])
+        choice = effect_choice(codec, view.scorer, art, dataset, r, seen,
+                               mode, item_acts, purity_neuron)
+        neuron = choice['neuron']
       if case.kind == 'promote':
         t = interventions.promote_item(
             codec, view.scorer, art.user_emb, art.item_emb, r.users, seen,
@@ -280,9 +348,16 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
             codec, view.scorer, art.user_emb, art.item_emb, r.users, seen,
             neuron, case.levels, dataset.item_concepts[:, r.concept],
             mode=mode, scale=case.scale, k=k, p=p)
+      purity = choice.get('neuron_purity@10', float(
+          best.loc[c, 'purity@10']) if case.neuron is None else np.nan)
       head = {'case': r.name, 'kind': case.kind, 'concept': case.concept,
-              'neuron': neuron, 'neuron_purity@10': float(
-                  best.loc[c, 'purity@10']) if case.neuron is None else np.nan,
+              'choice': ('index' if case.neuron is not None
+                         else case.select),
+              'neuron': neuron, 'neuron_purity@10': purity,
+              'effect': choice.get('effect', np.nan),
+              'purity_neuron': purity_neuron if case.neuron is None else -1,
+              'purity_neuron_effect': choice.get('purity_neuron_effect',
+                                                 np.nan),
               'target': (str(dataset.item_titles[r.target])
                          if r.target is not None else None),
               'users': case.users, 'n_users': len(r.users), 'mode': mode,
@@ -291,5 +366,6 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
         if col in t:
           t = t.drop(columns=col)
         t.insert(0, col, value)
-      tables.append(flag_case(t, case.kind, float(user_max[neuron])))
+      tables.append(flag_case(t, case.kind, float(user_max[neuron]),
+                              case.select))
   return pd.concat(tables, ignore_index=True)

@@ -143,6 +143,9 @@ class SweepView:
     encoder: None: the configs code with their trained encoders;
       otherwise how :func:`with_encoder` recodes them (e.g. 'omp, signed,
       k=8'), and ``spec`` / ``hparams`` say so.
+    inputs: None: ``artifact`` is the recommender the SAEs were trained on;
+      otherwise the workdir of the recommender whose embeddings and scorer
+      :func:`with_inputs` put in its place.
   """
   workdir: str
   artifact: RecommenderArtifact
@@ -154,6 +157,7 @@ class SweepView:
   epochs: int | None = None
   notes: tuple[str, ...] = ()
   encoder: str | None = None
+  inputs: str | None = None
 
   @property
   def num_configs(self) -> int:
@@ -274,6 +278,45 @@ def with_encoder(view: SweepView, method: str, k: int,
   return dataclasses.replace(
       view, spec=spec, hparams=hparams,
       encoder=f'{method}, {"signed" if signed else "non-negative"}, k={k}')
+
+
+def with_inputs(view: SweepView, rec_workdir: str) -> SweepView:
+  """The sweep's SAEs applied to the embeddings of another recommender of
+  the same data, split, kind and width, ranked by that recommender's scorer:
+  e.g. SAEs trained on :func:`~monosem_jax.recommenders.artifact.minmax_scaled`
+  embeddings and analysed on the raw ones, as the authors' code does
+  (docs/results.md "L0 against the authors'"). Every table of the analysis
+  (fidelity, L0, concepts, interventions) then describes those inputs;
+  :attr:`SweepView.notes` says so.
+
+  Raises:
+    WorkdirError: no recommender there, or one of another kind, width,
+      dataset, size or split (one line).
+  """
+  other = load_artifact(rec_workdir)
+  mine = view.artifact
+  for what, a, b in (('kind', other.kind, mine.kind),
+                     ('embedding width', other.dim, mine.dim),
+                     ('dataset', other.dataset, mine.dataset),
+                     ('users', other.n_users, mine.n_users),
+                     ('items', other.n_items, mine.n_items)):
+    if a != b:
+      raise WorkdirError(f'inputs={rec_workdir}: its {what} is {a}, the '
+                         f'sweep\'s recommender has {b}; the SAEs can only '
+                         'code a recommender of the same data and width')
+  theirs, ours = other.split.arrays(), mine.split.arrays()
+  if theirs.keys() != ours.keys() or not all(
+      np.array_equal(theirs[k], ours[k]) for k in ours):
+    raise WorkdirError(f'inputs={rec_workdir}: its split differs from the '
+                       'sweep\'s recommender\'s (other held-out positives or '
+                       'SAE-test users); train it on the same split')
+  note = (f'the SAEs were trained on the embeddings of the sweep\'s '
+          f'recommender and are analysed here on those of {rec_workdir} '
+          f'(fingerprint {str(other.fingerprint)[:12]}), ranked by its scorer')
+  return dataclasses.replace(view, artifact=other,
+                             scorer=build_scorer(other, view.spec),
+                             notes=(*view.notes, note),
+                             inputs=os.path.abspath(rec_workdir))
 
 
 def seen_mask(split, users: np.ndarray) -> np.ndarray:

@@ -247,3 +247,35 @@ class RecommenderArtifact:
       raise ArtifactError(f'corrupt recommender artifact: cannot read '
                           f'{path!r}: {type(e).__name__}: {e}') from e
     return art
+
+
+def minmax_scaled(artifact: RecommenderArtifact) -> RecommenderArtifact:
+  """A copy whose user and item embeddings are min-max scaled per column,
+  each table over its own rows: ``(x - min) / (max - min)`` (a constant
+  column becomes 0).
+
+  This is the input the authors' MF-SAE trains on (their code scales each
+  batch of 256 rows; PAPER.md §8, docs/results.md "L0 against the
+  authors'"). Biases, the split and the metadata are kept (``meta['transform']
+  = 'minmax'`` is added); the copy's scorer scores the scaled vectors, so it
+  is another model, and ``fingerprint`` is None until it is saved and
+  loaded.
+
+  >>> import numpy as np
+  >>> a = RecommenderArtifact('mf', {'user_emb': np.array([[1., 5.], [3., 5.]]),
+  ...     'item_emb': np.array([[0., -2.], [4., 2.], [2., 0.]])}, split=None)
+  >>> minmax_scaled(a).params['item_emb'].tolist()
+  [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]]
+  >>> minmax_scaled(a).params['user_emb'].tolist()
+  [[0.0, 0.0], [1.0, 0.0]]
+  """
+  def scaled(x):
+    x = np.asarray(x, np.float32)
+    lo, span = x.min(0), x.max(0) - x.min(0)
+    return np.where(span > 0, (x - lo) / np.where(span > 0, span, 1), 0.0
+                    ).astype(np.float32)
+  params = dict(artifact.params, user_emb=scaled(artifact.user_emb),
+                item_emb=scaled(artifact.item_emb))
+  return dataclasses.replace(artifact, params=params,
+                             meta=dict(artifact.meta, transform='minmax'),
+                             fingerprint=None)
