@@ -255,7 +255,7 @@ def minmax_scaled(artifact: RecommenderArtifact) -> RecommenderArtifact:
   column becomes 0).
 
   This is the input the authors' MF-SAE trains on (their code scales each
-  batch of 256 rows; PAPER.md §8, docs/results.md "L0 against the
+  batch of 256 rows; docs/results.md, "Why our L0 is twice the
   authors'"). Biases, the split and the metadata are kept (``meta['transform']
   = 'minmax'`` is added); the copy's scorer scores the scaled vectors, so it
   is another model, and ``fingerprint`` is None until it is saved and
