@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import recommender as rc
 from monosem_jax import checkpoints
-from monosem_jax.data import protocol, samplers, synthetic
+from monosem_jax.data import load_data, protocol, samplers, synthetic
 from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.artifact import RecommenderArtifact
@@ -202,7 +202,7 @@ def test_ml1m_smoke():
     pytest.skip('MONOSEM_DATA_DIR is not set (real ML-1M files needed)')
   c = rc.get_config('ml-1m,mf')
   c.dataset.data_dir = data_dir
-  _, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  _, split = load_data(c.dataset.to_dict(), c.split.to_dict())
   assert (split.n_users, split.n_items) == (6039, 3706)
   cfg = TrainConfig.from_mapping({**c.model.to_dict(),
                                         **c.train.to_dict(), 'epochs': 2})

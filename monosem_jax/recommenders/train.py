@@ -19,71 +19,16 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import numpy as np
 
 from monosem_jax import checkpoints, files
 from monosem_jax.progress import Progress
-from monosem_jax.data import loaders, protocol
+from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import metrics as metrics_lib
 from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.loop import (TrainState, fit, init_state,
                                            score_fn)
-
-#: Keys of a config's ``dataset`` section (``exclude_users`` is optional).
-DATASET_KEYS = ('name', 'data_dir', 'options', 'min_item_users',
-                'min_user_positives', 'exclude_users')
-
-
-def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
-  """The dataset of a ``dataset`` config section as its loader returns it
-  (before :func:`select_dataset`); refuses unknown keys."""
-  d = dict(dataset_cfg)
-  unknown = sorted(set(d) - set(DATASET_KEYS))
-  if unknown:
-    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
-  options = dict(d.get('options') or {})
-  return loaders.load_dataset(d['name'], d.get('data_dir') or None, **options)
-
-
-def select_dataset(dataset, dataset_cfg: Mapping[str, Any]):
-  """Applies a ``dataset`` section's selections to a loaded dataset: first
-  ``exclude_users`` (raw user ids, e.g. the users an imported recommender
-  has no embedding for), then the minimum-count filters."""
-  excluded = list(dataset_cfg.get('exclude_users') or ())
-  if excluded:
-    ids = np.asarray(dataset.user_ids).astype(str)
-    wanted = np.asarray(excluded).astype(str)
-    unknown = wanted[~np.isin(wanted, ids)]
-    if len(unknown):
-      raise ConfigError(
-          f'config.dataset.exclude_users: {len(unknown)} id(s) are not users '
-          f'of {dataset.name} (e.g. {", ".join(unknown[:3])})')
-    keep = ~np.isin(ids, wanted)
-    dataset = dataset.select(keep[dataset.users])
-  min_item_users = int(dataset_cfg.get('min_item_users', 0) or 0)
-  min_user_positives = int(dataset_cfg.get('min_user_positives', 0) or 0)
-  if min_item_users or min_user_positives:
-    dataset = protocol.filter_interactions(
-        dataset, min_item_users=min_item_users,
-        min_user_positives=min_user_positives)
-  return dataset
-
-
-def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
-  """Loads, filters and splits a dataset. Returns ``(dataset, split)``.
-
-  Args:
-    dataset_cfg: ``name``, ``data_dir`` (None: ``$MONOSEM_DATA_DIR``),
-      ``options`` (loader keywords), ``min_item_users``,
-      ``min_user_positives`` and, optionally, ``exclude_users``.
-    split_cfg: keywords of :func:`monosem_jax.data.protocol.make_split`.
-  """
-  ds = select_dataset(load_raw_dataset(dataset_cfg), dataset_cfg)
-  split = protocol.make_split(ds, **dict(split_cfg))
-  return ds, split
-
 
 # ----------------------------------------------------------------------------
 # Checkpointed run in a workdir.
@@ -127,6 +72,9 @@ def restore_checkpoint(mngr, template: TrainState, step: int | None = None,
   """
   state, meta = checkpoints.restore(mngr, template, step)
   return state, list(meta['epochs'])
+
+
+_frozen = artifact_lib.RecommenderArtifact.directory_of
 
 
 def _has_checkpoint(directory: str) -> bool:
@@ -176,10 +124,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   config = files.jsonable(config)
   cfg = _train_config(config)  # every setting is checked before a write
   workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender training') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
+  with files.WorkdirLock(workdir, 'recommender training', log=log):
     return _run_locked(config, cfg, workdir, log)
 
 
@@ -242,7 +187,7 @@ def _trained_settings_differ(workdir: str, config: dict) -> bool:
     old = json.load(f)
   if _resume_relevant(old) == _resume_relevant(config):
     return False
-  if (os.path.isdir(os.path.join(workdir, 'frozen'))
+  if (os.path.isdir(_frozen(workdir))
       or _has_checkpoint(os.path.join(workdir, 'checkpoints'))):
     field, was, now = config_changes(_resume_relevant(old),
                                      _resume_relevant(config))[0]
@@ -319,7 +264,7 @@ def frozen_changes(config, workdir: str) -> list[tuple[str, Any, Any]] | None:
     (more epochs, new metrics or settings in its ``meta.json``); an empty
     list means a rerun leaves it untouched.
   """
-  path = os.path.join(workdir, 'frozen', 'meta.json')
+  path = os.path.join(_frozen(workdir), artifact_lib.META_JSON)
   if not os.path.isfile(path):
     return None
   try:
@@ -440,7 +385,7 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
             'labels_sha256': artifact_lib.labels_sha256(dataset),
             'train_config': cfg.to_dict(), 'epochs': int(state.epoch),
             'metrics': {'model': final, 'popularity': pop}}
-  ).save(os.path.join(workdir, 'frozen'))
-  log(f'wrote {os.path.join(workdir, "frozen")} and metrics.json '
+  ).save(_frozen(workdir))
+  log(f'wrote {_frozen(workdir)} and metrics.json '
       f'({time.time() - t_start:.1f}s total)')
   return out
