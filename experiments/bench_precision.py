@@ -36,7 +36,8 @@ import numpy as np
 from experiments.configs import sweep as sweep_configs
 from monosem_jax import files
 from monosem_jax.analysis import workdirs
-from monosem_jax.sweep.runner import load_artifact, run_sweep
+from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax.sweep.runner import run_sweep
 
 #: Columns compared with the float32 run: (source, column).
 MEASURES = (('sweep', 'final_loss'), ('sweep', 'final_emb'),
@@ -48,7 +49,7 @@ MEASURES = (('sweep', 'final_loss'), ('sweep', 'final_emb'),
 
 def sweep_config(rec_dir: str, precision: str, epochs: int):
   """The dataset's sweep config on ``rec_dir``: 3 x 2 x 2 = 12 configs."""
-  art = load_artifact(rec_dir)
+  art = RecommenderArtifact.open(rec_dir)
   cfg = sweep_configs.get_config(f'{art.dataset},{art.kind}')
   cfg.recommender_workdir = rec_dir
   cfg.epochs = epochs

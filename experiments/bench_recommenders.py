@@ -34,7 +34,8 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
 
   from experiments.configs import recommender as rc  # pylint: disable=import-outside-toplevel
-  from monosem_jax.recommenders import loop, metrics, train  # pylint: disable=import-outside-toplevel
+  from monosem_jax.data.loaders import load_data  # pylint: disable=import-outside-toplevel
+  from monosem_jax.recommenders import loop, metrics  # pylint: disable=import-outside-toplevel
   from monosem_jax.recommenders.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
   name = _DATASET.value
@@ -58,7 +59,7 @@ def main(argv):
       c.dataset.data_dir = data_dir
     if split is None:
       t = time.time()
-      _, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+      _, split = load_data(c.dataset.to_dict(), c.split.to_dict())
       out['load_split_s'] = time.time() - t
       out.update(n_users=split.n_users, n_items=split.n_items,
                  n_train=split.n_train, n_eval_users=len(split.eval_users))

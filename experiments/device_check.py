@@ -63,12 +63,12 @@ Time limits: ``--budget_s`` (default 510) counts from the start of
 :func:`main`; a stage that would start after it is recorded as ``skipped:
 budget``; the stages before ``tests`` end ``--tests_s`` (default 150)
 earlier. Inside the recommender, sweep and analysis stages the limit (and
-``--max_stage_s`` per stage) is checked after every epoch (the sweep: a
-:class:`SweepBudget` subscribed to ``run_sweep``'s ``on_epoch`` hooks, which
-also records every epoch's rate from its typed ``EpochStats``) or at every
-progress line (the recommender and the analysis, whose library functions
-have no typed hook yet: :class:`StageLog`): past it the stage stops there
-(``error: budget ...``). A recommender stopped that way is frozen at its
+``--max_stage_s`` per stage) is checked after every epoch (a
+:class:`StageBudget` subscribed to ``train.run``'s ``on_epoch`` hooks; for
+the sweep a :class:`SweepBudget` subscribed to ``run_sweep``'s, which also
+records every epoch's rate from its typed ``EpochStats``) or at every
+progress line (the analysis, whose library function has no typed hook yet:
+:class:`StageLog`): past it the stage stops there (``error: budget ...``). A recommender stopped that way is frozen at its
 last checkpointed epoch (``truncated: true``) so that the sweep still runs;
 a sweep stopped that way checkpoints its last epoch, which the analysis then
 analyses (``partial_sweep: true``). What runs after the last
@@ -123,7 +123,6 @@ _T_IMPORT = time.perf_counter()  # the budget's clock starts in main()
 import argparse
 import datetime
 import inspect
-import json
 import math
 import os
 import platform
@@ -177,10 +176,10 @@ FULL_GRID = dict(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
 SMALL_GRID = dict(lambda_pred=(0.0, 10.0), dict_size=(8, 16),
                   rho=(0.05, 0.1))
 
-#: A progress line of the recommender (``epoch E/N``) or of the analysis
-#: (``neurons: I/C``): where those stages may be stopped (their library
-#: functions offer no typed hook yet; the sweep stage uses one).
-_PROGRESS = re.compile(r'\s*(?:epoch|neurons:)\s+(\d+)/(\d+)')
+#: A progress line of the analysis (``neurons: I/C``): where that stage may
+#: be stopped (its library function offers no typed hook yet; the
+#: recommender and sweep stages use theirs).
+_PROGRESS = re.compile(r'\s*neurons:\s+(\d+)/(\d+)')
 _MEMORY_KEYS = ('peak_bytes_in_use', 'bytes_limit', 'bytes_in_use')
 
 
@@ -379,27 +378,50 @@ def recommender_config(small: bool, kind: str = 'ncf'):
   return cfg
 
 
+class StageBudget:
+  """A stage's ``on_epoch`` hook: stops it after an epoch (not its last)
+  once ``deadline`` has passed, and says so in :attr:`stopped`.
+
+  >>> from types import SimpleNamespace as E
+  >>> b = StageBudget('recommender', deadline=0.0)        # long passed
+  >>> b(E(epoch=3, epochs=3, last=True)), b.stopped
+  (False, None)
+  >>> b(E(epoch=1, epochs=3, last=False)), b.stopped
+  (True, 'budget: recommender stopped at 1/3 (time limit passed)')
+  """
+
+  def __init__(self, name: str, deadline: float):
+    self.name, self.deadline = name, deadline
+    self.stopped: str | None = None
+
+  def __call__(self, stats) -> bool:
+    if not stats.last and time.perf_counter() > self.deadline:
+      self.stopped = (f'budget: {self.name} stopped at {stats.epoch}/'
+                      f'{stats.epochs} (time limit passed)')
+      return True
+    return False
+
+
 def stage_recommender(rec: dict, ctx: dict) -> None:
   """Trains and freezes the NCF recommender; its test metrics. Stopped by
-  the time limit, it is frozen at its last checkpointed epoch."""
-  from monosem_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  the time limit (its typed hook, :class:`StageBudget`), it is frozen at
+  that epoch, which is checkpointed."""
   from monosem_jax.recommenders import train  # pylint: disable=import-outside-toplevel
   cfg = recommender_config(ctx['args'].small)
   workdir = os.path.join(ctx['workdir'], 'recommender')
-  log = StageLog('recommender', ctx['stage_deadline'])
+  log = StageLog('recommender')
+  budget = StageBudget('recommender', ctx['stage_deadline'])
   rec.update(config=f'{cfg.dataset.name},ncf', workdir=workdir,
              epochs_asked=int(cfg.train.epochs), truncated=False)
-  try:
-    train.run(cfg, workdir, log=log)
-  except BudgetExceeded as e:
-    saved = checkpoints.saved_steps(os.path.join(workdir, 'checkpoints'))
-    rec.update(truncated=True, stopped=str(e))
-    cfg.train.epochs = max(saved + [1])
-    say(f'recommender: {e}; freezing it at epoch {cfg.train.epochs}')
-    train.run(cfg, workdir, log=lambda m: say(f'recommender: {m}'))
-  with open(os.path.join(workdir, 'metrics.json')) as f:
-    m = json.load(f)
-  final = m['final']
+  result = train.run(cfg, workdir, log=log, on_epoch=[budget])
+  if result.stopped:
+    rec.update(truncated=True, stopped=budget.stopped)
+    cfg.train.epochs = result.epoch
+    say(f'recommender: {budget.stopped}; freezing it at epoch '
+        f'{cfg.train.epochs}')
+    result = train.run(cfg, workdir, log=lambda m: say(f'recommender: {m}'))
+  m = result.metrics
+  final = result.final
   rec.update(epochs_trained=len(m['epochs']), test_metrics=final['model'],
              popularity=final['popularity'],
              ndcg10_ratio_to_popularity=final.get(
@@ -475,10 +497,10 @@ def sweep_config(small: bool, rec_dir: str):
   return cfg, math.prod(len(v) for v in grid.values())
 
 
-class SweepBudget:
+class SweepBudget(StageBudget):
   """The sweep stage's subscriber (an ``on_epoch`` hook of ``run_sweep``):
   records every epoch's config-steps/s and stops the sweep after an epoch
-  (not its last) once ``deadline`` has passed.
+  (not its last) once ``deadline`` has passed (:class:`StageBudget`).
 
   >>> from types import SimpleNamespace as E
   >>> b = SweepBudget(deadline=0.0)          # long passed
@@ -491,17 +513,12 @@ class SweepBudget:
   """
 
   def __init__(self, deadline: float):
-    self.deadline = deadline
+    super().__init__('sweep', deadline)
     self.rates: list[list[float]] = []
-    self.stopped: str | None = None
 
   def __call__(self, stats) -> bool:
     self.rates.append([stats.epoch, stats.config_steps_per_s])
-    if not stats.last and time.perf_counter() > self.deadline:
-      self.stopped = (f'budget: sweep stopped at {stats.epoch}/'
-                      f'{stats.epochs} (time limit passed)')
-      return True
-    return False
+    return super().__call__(stats)
 
 
 def stage_sweep(rec: dict, ctx: dict) -> None:

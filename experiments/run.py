@@ -55,10 +55,12 @@ from experiments.launch import (console_script, define_config_file,
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, use_cases, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
+from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
 from monosem_jax.recommenders import train
-from monosem_jax.sweep import checkpoint, runner
+from monosem_jax.sweep import runner
 from monosem_jax.sweep.runner import run_sweep
+from monosem_jax.sweep.workdir import SweepWorkdir, recommender_at
 
 _CONFIG = define_config_file(
     'config', 'experiments/configs/quickstart.py',
@@ -94,7 +96,7 @@ def run_main_job(cfg, workdir: str) -> dict:
   _restart_stale(cfg, workdir, check_stages(cfg, workdir, models))
   n = len(models) + 2
   log(f'== 1/{n} data: {cfg.dataset.name}')
-  dataset, split = train.load_data(cfg.dataset, cfg[models[0]].recommender.split)
+  dataset, split = load_data(cfg.dataset, cfg[models[0]].recommender.split)
   refuse_without_concepts(dataset)
   stats = dataset.summary()
   stats['split'] = {
@@ -155,10 +157,9 @@ def check_stages(cfg, workdir: str, models
     with _stage_named(stage):
       train.check_workdir(rec, rec_dir)
       changes = train.frozen_changes(rec, rec_dir)
-      artifact = (runner.load_artifact(rec_dir) if changes == [] else
+      artifact = (recommender_at(rec_dir) if changes == [] else
                   runner.PlannedRecommender(rec.model.kind, rec.model.dim))
-    if changes and os.path.isfile(os.path.join(sweep_dir,
-                                               checkpoint.SWEEP_JSON)):
+    if changes and SweepWorkdir(sweep_dir).exists():
       field, old, new = changes[0]
       field = f'config.{model}.recommender.{field}'
       more = f' (and {len(changes) - 1} more)' if len(changes) > 1 else ''

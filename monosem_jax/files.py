@@ -201,6 +201,8 @@ class WorkdirLock:
   Args:
     workdir: the folder (must exist).
     what: what holds it, for messages (e.g. ``'sweep'``).
+    log: told when the lock of a process that is gone is taken over
+      (``'WORKDIR: taking over the lock of process PID, which is gone'``).
 
   Attributes:
     path: the lock file.
@@ -211,9 +213,10 @@ class WorkdirLock:
     WorkdirError: another live process holds the lock; names its PID.
   """
 
-  def __init__(self, workdir: str, what: str = 'run'):
+  def __init__(self, workdir: str, what: str = 'run',
+               log: Callable[[str], None] | None = None):
     self.path = os.path.join(os.fspath(workdir), LOCK_FILE)
-    self.what = what
+    self.what, self.log = what, log
     self.stale_pid: int | None = None
     self._fd: int | None = None
 
@@ -241,6 +244,9 @@ class WorkdirLock:
     old = _read_pid(fd)
     if old and old != os.getpid():
       self.stale_pid = old
+      if self.log is not None:
+        self.log(f'{os.path.dirname(self.path)}: taking over the lock of '
+                 f'process {old}, which is gone')
     os.ftruncate(fd, 0)
     os.pwrite(fd, f'{os.getpid()} {self.what}\n'.encode(), 0)
     self._fd = fd

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from monosem_jax.analysis import (fidelity, interventions, neurons, pipeline,
                                   workdirs)
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders import loop, metrics
+from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.sae import model
 
 
@@ -44,6 +46,27 @@ def test_open_sweep_and_fidelity_agree_with_a_direct_computation(sweep_dir):
   for key in ('rbo', 'rbo_norm', 'kendall_tau', 'overlap'):
     np.testing.assert_allclose(table[key][3], np.nanmean(direct[key]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_sae_of_a_config_is_typed_and_is_the_config_dicts(sweep_dir):
+  """Issue 18: per-config access is typed. view.sae(i) is the Codec of
+  config i (weights trimmed, its own SAEConfig with the training precision
+  kept, its k), the same as the dicts of view.config(i), codes bitwise."""
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  x = view.artifact.item_emb[:20]
+  for i in range(view.num_configs):
+    sae = view.sae(i)
+    params, hp = view.config(i)
+    assert isinstance(sae, interventions.Codec)
+    assert sae.cfg == dataclasses.replace(model.SAEConfig(**hp['sae_config']),
+                                          precision=view.spec.precision)
+    assert sae.cfg.dict_size == hp['dict_size'] == params['W'].shape[0]
+    assert sae.k == (None if sae.cfg.activation == 'relu' else hp['k'])
+    jax.tree.map(np.testing.assert_array_equal, dict(sae.params), params)
+    np.testing.assert_array_equal(
+        sae.encode(x)[0], interventions.Codec.of(params, hp).encode(x)[0])
+  with pytest.raises(IndexError, match=r'config 4 not in \[0, 4\)'):
+    view.sae(4)
 
 
 def test_reconstructed_ndcg_and_hr_match_the_recommender_evaluation(
@@ -197,7 +220,7 @@ def _ml1m_recommender(tmp_path):
 
 def test_labels_edited_after_training_are_refused(tmp_path):
   data, rec = _ml1m_recommender(tmp_path)
-  art = workdirs.open_recommender(str(rec))
+  art = RecommenderArtifact.open(str(rec))
   assert workdirs.open_dataset(art).n_items == art.n_items
   assert workdirs.labels_note(art) is None
   movies = data / 'movies.dat'
@@ -215,7 +238,7 @@ def test_labels_edited_after_training_are_refused(tmp_path):
   doc = json.loads(meta.read_text())
   del doc['meta']['labels_sha256']
   meta.write_text(json.dumps(doc))
-  old = workdirs.open_recommender(str(rec))
+  old = RecommenderArtifact.open(str(rec))
   assert workdirs.open_dataset(old).n_items == old.n_items
   assert 'does not record a fingerprint of its dataset' in (
       workdirs.labels_note(old))
@@ -283,8 +306,7 @@ def test_readme_example_products_are_exact(sweep_dir, tmp_path):
 
   def readme():
     workdirs.sweep_fidelity(view, max_users=20)
-    params, hp = view.config(1)
-    codec = interventions.Codec.of(params, hp)
+    codec = view.sae(1)        # its SAEConfig carries precision='bfloat16'
     acts = codec.encode(art.item_emb)[0]
     table = neurons.concept_table(np.asarray(acts), dataset.item_concepts,
                                   dataset.concept_names)

@@ -5,7 +5,8 @@ the launchers (experiments/) on top. The SAE package never imports the
 recommenders (the scorer reaches it as an argument), training never imports
 analysis, the sweep package is itself layered, there are no import cycles
 and no imports of the package inside functions. Every declared dependency
-is imported somewhere.
+is imported somewhere. The analysis reads finished work and imports no
+orchestrator (the runs that write it).
 """
 
 import ast
@@ -22,7 +23,12 @@ LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0,
           'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5}
 #: Order inside the sweep package.
 SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'metrics',
-         'checkpoint', 'driver', 'runner']
+         'checkpoint', 'workdir', 'driver', 'runner']
+#: The runs that write workdirs (training, import, the sweep): the analysis
+#: reads their folders through recommenders.artifact and sweep.workdir.
+ORCHESTRATORS = ('monosem_jax.recommenders.train',
+                 'monosem_jax.recommenders.imported',
+                 'monosem_jax.sweep.driver', 'monosem_jax.sweep.runner')
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -105,6 +111,13 @@ def test_layers_point_one_way():
         b = dep.split('.')[-1]
         if a in SWEEP and b in SWEEP and SWEEP.index(b) > SWEEP.index(a):
           bad.append(f'{module} imports {dep} (sweep order: {SWEEP})')
+  assert not bad, '\n'.join(sorted(bad))
+
+
+def test_analysis_imports_no_orchestrator():
+  bad = [f'{module} imports {dep}' for module, deps in _graph().items()
+         if _part(module) == 'analysis' for dep in deps
+         if dep in ORCHESTRATORS]
   assert not bad, '\n'.join(sorted(bad))
 
 

@@ -13,9 +13,8 @@ from experiments.configs import quickstart
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from experiments.launch import refuse_without_concepts
-from monosem_jax.data import DataError, load_dataset, make_split
+from monosem_jax.data import DataError, load_data, load_dataset, make_split
 from monosem_jax.errors import ConfigError
-from monosem_jax.recommenders import train
 
 GENRES = ('Action', 'Comedy', 'Drama', 'Horror', 'Romance', 'SciFi')
 
@@ -217,7 +216,7 @@ def test_configs_know_atomic():
   assert c.dataset.name == 'atomic'
   assert set(rec_configs.ATOMIC_OPTIONS) <= set(c.dataset.options)
   c.dataset.data_dir = ATOMIC_FIXTURE
-  ds, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  ds, split = load_data(c.dataset.to_dict(), c.split.to_dict())
   assert ds.n_users == split.n_users == 60
   assert sweep_configs.get_config('atomic,ncf').dataset == 'atomic'
   q = quickstart.get_config('atomic,mf')

@@ -175,16 +175,32 @@ def test_spent_budget_skips_the_stages_and_still_writes_the_json(tmp_path):
 
 
 def test_stage_log_stops_at_a_progress_line_past_the_deadline():
-  log = device_check.StageLog('sweep', deadline=time.perf_counter() - 1)
+  log = device_check.StageLog('analysis', deadline=time.perf_counter() - 1)
   log('sweep: 1024 configs')                       # not a progress line
-  log('epoch  18/18  loss median 1.0')             # the last one: finish
-  with pytest.raises(device_check.BudgetExceeded, match='3/18'):
-    log('epoch   3/18  loss median 1.0')
+  log('  neurons: 1024/1024 configs  9.0s')         # the last one: finish
   with pytest.raises(device_check.BudgetExceeded, match='102/1024'):
     log('  neurons: 102/1024 configs  9.0s  ETA 80s')
-  later = device_check.StageLog('sweep', deadline=time.perf_counter() + 60)
-  later('epoch   3/18  loss median 1.0')
-  assert later.lines == ['epoch   3/18  loss median 1.0']
+  later = device_check.StageLog('analysis', deadline=time.perf_counter() + 60)
+  later('  neurons: 102/1024 configs')
+  assert later.lines == ['  neurons: 102/1024 configs']
+
+
+def test_epoch_lines_are_not_parsed_the_recommender_stops_by_its_hook(
+    tmp_path):
+  """Issue 18: no log text is an API. The recommender's (and the sweep's)
+  epoch lines stop nothing; its stage is stopped by a typed hook and frozen
+  at that (checkpointed) epoch."""
+  log = device_check.StageLog('recommender', deadline=time.perf_counter() - 1)
+  log('epoch 1/2 loss 0.6931 reg 0.0010 | 0.5s train+eval')
+  log('epoch   3/18  loss median 1.0')
+  rec = {}
+  ctx = dict(args=device_check.parse_args(['--small']), workdir=str(tmp_path),
+             stage_deadline=time.perf_counter() - 1)     # passed already
+  device_check.stage_recommender(rec, ctx)
+  assert rec['truncated'] and rec['epochs_trained'] == 1
+  assert rec['stopped'] == ('budget: recommender stopped at 1/2 (time limit '
+                            'passed)')
+  assert os.path.isdir(os.path.join(rec['workdir'], 'frozen'))
 
 
 def _measured(mf_rate, sweep_s, analysis_s, configs=1024, ncf_rate=None,

@@ -18,7 +18,7 @@ from experiments.configs import sweep as sweep_configs
 from monosem_jax import load_sae
 from monosem_jax.analysis import export as sweep_export
 from monosem_jax.analysis import pipeline, workdirs
-from monosem_jax.data import DataError
+from monosem_jax.data import DataError, load_data
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import ncf, train
 from monosem_jax.recommenders.artifact import RecommenderArtifact
@@ -300,9 +300,9 @@ def test_exclude_users_must_be_users():
   c.dataset.exclude_users = ('u01', 'nobody')
   with pytest.raises(ConfigError, match=r'config\.dataset\.exclude_users: 1 '
                      r'id\(s\) are not users of atomic \(e\.g\. nobody\)'):
-    train.load_data(c.dataset.to_dict(), c.split.to_dict())
+    load_data(c.dataset.to_dict(), c.split.to_dict())
   c.dataset.exclude_users = ('u01',)
-  ds, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  ds, split = load_data(c.dataset.to_dict(), c.split.to_dict())
   assert ds.n_users == split.n_users == 59 and 'u01' not in ds.user_ids
 
 

@@ -229,8 +229,7 @@ def test_recommender_workdir_without_a_finished_model(recs, tmp_path):
   unfinished = tmp_path / 'unfinished'
   (unfinished / 'checkpoints').mkdir(parents=True)
   with pytest.raises(ArtifactError, match=r'holds no finished recommender '
-                     r'\(no frozen/\): run or finish python -m '
-                     'experiments.train_recommender'):
+                     r'\(no frozen/\): run or finish its training'):
     run_sweep(_sweep_config(str(unfinished)), str(tmp_path / 's1'), **QUIET)
   sweep_dir = tmp_path / 's2'
   run_sweep(_sweep_config(recs['a']), str(sweep_dir), **QUIET)

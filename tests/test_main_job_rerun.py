@@ -20,7 +20,7 @@ from experiments.configs import quickstart
 from experiments.configs import sweep as sweep_configs
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders import train
-from monosem_jax.sweep.runner import load_artifact
+from monosem_jax.recommenders.artifact import RecommenderArtifact
 
 QUIET = dict(log=lambda _: None)
 
@@ -108,13 +108,13 @@ def test_rerun_on_an_orphaned_sweep_is_refused(rerun_dir):
 
 def test_restart_downstream_redoes_the_sweep_and_analysis(rerun_dir):
   sweep_dir = rerun_dir / 'mf' / 'sweep'
-  old = load_artifact(str(rerun_dir / 'mf' / 'recommender')).fingerprint
+  old = RecommenderArtifact.open(str(rerun_dir / 'mf' / 'recommender')).fingerprint
   (sweep_dir / 'stale.txt').write_text('left by an older version')
   cfg = _config(rec_epochs=2)
   cfg.restart_downstream = True
   t0 = time.time_ns()
   run.run_main_job(cfg, str(rerun_dir))
-  new = load_artifact(str(rerun_dir / 'mf' / 'recommender')).fingerprint
+  new = RecommenderArtifact.open(str(rerun_dir / 'mf' / 'recommender')).fingerprint
   assert new != old
   recorded = json.loads((sweep_dir / 'sweep.json').read_text())
   assert recorded['provenance']['recommender']['fingerprint'] == new

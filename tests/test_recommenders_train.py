@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import recommender as rc
 from monosem_jax import checkpoints
-from monosem_jax.data import protocol, samplers, synthetic
+from monosem_jax.data import load_data, protocol, samplers, synthetic
 from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.artifact import RecommenderArtifact
@@ -134,7 +134,8 @@ def test_run_writes_workdir_and_resumes_bitwise(tmp_path):
     assert (tmp_path / 'full' / name).exists(), name
   with open(tmp_path / 'full' / 'metrics.json') as f:
     saved = json.load(f)
-  assert saved['final']['model'] == out['final']['model']
+  assert saved['final']['model'] == out.final['model'] and not out.stopped
+  assert out.artifact == str(tmp_path / 'full' / 'frozen')
   assert [e['epoch'] for e in saved['epochs']] == [1, 2, 3]
   assert {'ndcg@10', 'hr@5', 'mrr', 'mpr'} <= set(saved['final']['popularity'])
   assert 'loss' in saved['epochs'][0] and 'metrics' in saved['epochs'][0]
@@ -202,7 +203,7 @@ def test_ml1m_smoke():
     pytest.skip('MONOSEM_DATA_DIR is not set (real ML-1M files needed)')
   c = rc.get_config('ml-1m,mf')
   c.dataset.data_dir = data_dir
-  _, split = train.load_data(c.dataset.to_dict(), c.split.to_dict())
+  _, split = load_data(c.dataset.to_dict(), c.split.to_dict())
   assert (split.n_users, split.n_items) == (6039, 3706)
   cfg = TrainConfig.from_mapping({**c.model.to_dict(),
                                         **c.train.to_dict(), 'epochs': 2})
@@ -225,6 +226,43 @@ def test_a_log_sink_that_stops_the_run_keeps_that_epoch(tmp_path):
   with pytest.raises(Stop):
     train.run(_small_config(3), str(tmp_path), log=log)
   assert checkpoints.saved_steps(str(tmp_path / 'checkpoints'))[-1] == 2
+
+
+def test_hooks_get_typed_epochs_and_one_stops_the_run_checkpointed(tmp_path):
+  """Issue 18: training has typed hooks and result, as the sweep: a hook
+  gets each epoch's EpochStats; one returning True stops the run after that
+  epoch (checkpointed, not frozen, a TrainResult says so); the rerun resumes
+  bitwise; the progress lines are a subscriber."""
+  seen, logs = [], []
+
+  def hook(stats):
+    seen.append(stats)
+    return stats.epoch == 2
+
+  work = str(tmp_path / 'stopped')
+  result = train.run(_small_config(3), work, log=logs.append, on_epoch=[hook])
+  assert isinstance(result, train.TrainResult)
+  assert (result.stopped, result.epoch, result.epochs) == (True, 2, 3)
+  assert result.final is None and result.artifact is None
+  assert not os.path.exists(os.path.join(work, 'frozen'))
+  assert checkpoints.saved_steps(os.path.join(work, 'checkpoints'))[-1] == 2
+  assert [s.epoch for s in seen] == [1, 2]
+  assert all(isinstance(s, train.EpochStats) and s.metrics is not None
+             and s.loss == h['loss'] for s, h in
+             zip(seen, result.metrics['epochs']))
+  assert any(line.startswith('epoch 2/3 loss') for line in logs)
+  assert any(line.startswith('stopped at epoch 2/3') for line in logs)
+  resumed = train.run(_small_config(3), work, log=lambda s: None)
+  assert (resumed.stopped, resumed.first_epoch, resumed.epoch) == (False, 2, 3)
+  whole = train.run(_small_config(3), str(tmp_path / 'whole'),
+                    log=lambda s: None)
+  jax.tree.map(np.testing.assert_array_equal,
+               RecommenderArtifact.open(work).params,
+               RecommenderArtifact.open(whole.workdir).params)
+  # the last epoch is not stopped: the run freezes
+  last = train.run(_small_config(3), str(tmp_path / 'last'),
+                   log=lambda s: None, on_epoch=[lambda s: s.last])
+  assert not last.stopped and last.final is not None
 
 
 def test_a_corrupted_checkpoint_refuses_the_resume_in_one_line(tmp_path):

@@ -32,62 +32,63 @@ import os
 import numpy as np
 
 from monosem_jax.analysis import workdirs
+from monosem_jax.analysis.interventions import Codec
 from monosem_jax.errors import ConfigError
-from monosem_jax.sae import export, model
-from monosem_jax.sweep import checkpoint
+from monosem_jax.sae import export
 from monosem_jax.sweep.spec import FIELDS
+from monosem_jax.sweep.workdir import SweepWorkdir
 
 
-def check_index(view: workdirs.SweepView, index: int) -> None:
+def check_index(view: workdirs.SweepView, i: int) -> None:
   """Refuses an index that is not a config of the sweep, naming the range."""
   n = view.num_configs
-  if not (isinstance(index, (int, np.integer)) and 0 <= index < n):
-    raise ConfigError(f'--index={index}: {view.workdir} has {n} configs; '
+  if not (isinstance(i, (int, np.integer)) and 0 <= i < n):
+    raise ConfigError(f'--index={i}: {view.workdir} has {n} configs; '
                       f'pass an index in [0, {n - 1}]')
 
 
-def check_finite(view: workdirs.SweepView, index: int, hp: dict,
-                 params: dict) -> None:
+def check_finite(view: workdirs.SweepView, i: int, sae: Codec) -> None:
   """Refuses a diverged config (a frozen last finite state) or non-finite
   weights, naming the step."""
-  finite = all(np.isfinite(np.asarray(v)).all() for v in params.values())
+  finite = all(np.isfinite(np.asarray(v)).all() for v in sae.params.values())
   if not finite:
-    raise ConfigError(f'config {index} of {view.workdir} has NaN or inf '
+    raise ConfigError(f'config {i} of {view.workdir} has NaN or inf '
                       'weights; export another config')
-  if not hp['finite']:
+  if not bool(np.asarray(view.state.finite)[i]):
     raise ConfigError(
-        f'config {index} of {view.workdir} diverged at step '
-        f'{hp["diverged_step"]} (its weights are the last finite state, not a '
-        'trained SAE); pick another config, or pass --allow_diverged to '
-        'export it anyway')
+        f'config {i} of {view.workdir} diverged at step '
+        f'{int(np.asarray(view.state.diverged_step)[i])} (its weights are the '
+        'last finite state, not a trained SAE); pick another config, or pass '
+        '--allow_diverged to export it anyway')
 
 
-def export_info(view: workdirs.SweepView, index: int, hp: dict) -> dict:
+def export_info(view: workdirs.SweepView, i: int) -> dict:
   """The ``cfg.json`` fields beyond the architecture (module docstring)."""
-  _, _, prov = checkpoint.read_sweep_json(view.workdir, provenance=True)
-  rec = dict((prov or {}).get('recommender') or {})
+  rec = SweepWorkdir(view.workdir).recorded_recommender()
+  hp = view.hparams.config(i)
   return {
       'hparams': {f: hp[f] for f in FIELDS},
-      'training': {'epoch': hp['epoch'], 'finite': hp['finite'],
-                   'diverged_step': hp['diverged_step'],
+      'training': {'epoch': view.epoch,
+                   'finite': bool(np.asarray(view.state.finite)[i]),
+                   'diverged_step': int(np.asarray(view.state.diverged_step)[i]),
                    'precision': view.spec.precision,
                    'sweep_spec': view.spec.to_json_dict()},
       'recommender': {key: rec.get(key) for key in
                       ('kind', 'dataset', 'fingerprint', 'workdir')},
       'sweep': {'name': os.path.basename(view.workdir),
-                'workdir': view.workdir, 'config': int(index),
+                'workdir': view.workdir, 'config': int(i),
                 'num_configs': view.num_configs},
   }
 
 
-def export_config(workdir: str, index: int, out: str,
+def export_config(workdir: str, i: int, out: str,
                   allow_diverged: bool = False, step: int | None = None
                   ) -> str:
-  """Writes config ``index`` of the sweep in ``workdir`` to ``out``.
+  """Writes config ``i`` of the sweep in ``workdir`` to ``out``.
 
   Args:
     workdir: a sweep folder (``python -m experiments.sweep --workdir``).
-    index: the config, in ``[0, num_configs)``.
+    i: the config, in ``[0, num_configs)``.
     out: the export folder: new, empty, or a previous export (replaced as
       one set).
     allow_diverged: export a diverged config's last finite state anyway
@@ -99,15 +100,13 @@ def export_config(workdir: str, index: int, out: str,
 
   Raises:
     WorkdirError: no sweep in ``workdir``, or its recommender changed.
-    ConfigError: ``index`` out of range, or the config diverged.
+    ConfigError: ``i`` out of range, or the config diverged.
     ExportError: ``out`` holds something other than an export.
   """
   view = workdirs.open_sweep(workdir, step)
-  check_index(view, index)
-  params, hp = view.config(int(index))
+  check_index(view, i)
+  sae = view.sae(int(i))
   if not allow_diverged:
-    check_finite(view, index, hp, params)
-  cfg = model.SAEConfig(**hp['sae_config'])
-  k = hp['k'] if cfg.activation != 'relu' else None
-  return export.write_sae(out, params, cfg, k,
-                          export_info(view, index, hp))
+    check_finite(view, i, sae)
+  return export.write_sae(out, sae.params, sae.cfg, sae.k,
+                          export_info(view, i))

@@ -79,8 +79,8 @@ from monosem_jax.analysis import (baselines, concepts, fidelity, figures,
                                   neurons, planted, report, stability,
                                   use_cases, workdirs)
 from monosem_jax.sae import model
-from monosem_jax.sweep import checkpoint, memory
-from monosem_jax.sweep.runner import RESULTS_CSV
+from monosem_jax.sweep import memory
+from monosem_jax.sweep.workdir import RESULTS_CSV, SweepWorkdir
 from monosem_jax.sweep.spec import SweepSpec
 
 REPORT_MD = 'report.md'
@@ -511,8 +511,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   choice = choose(fid, int(chosen))
   fid['eligible'] = choice.eligible
   chosen = choice.config
-  params, hp = view.config(chosen)
-  m = int(hp['dict_size'])
+  sae = view.sae(chosen)
+  m = sae.cfg.dict_size
   acts = config_activations(view, art.item_emb, [chosen])[0][:, :m]
   chosen_concepts = concept_rows[concept_rows.config == chosen].drop(
       columns='config').reset_index(drop=True)
@@ -543,9 +543,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
         f'stability and the use cases on the other seeds of config '
         f'{chosen}: {time.perf_counter() - t:.1f}s')
   chance_table = chance.summary(chosen, m)
-  sae_cfg = model.SAEConfig(**hp['sae_config'])
   hier = hierarchy.hierarchy_table(
-      acts, sae_cfg.prefix_sizes or (m,), dataset.item_popularity,
+      acts, sae.cfg.prefix_sizes or (m,), dataset.item_popularity,
       item_concepts, top=hierarchy_top, item_emb=art.item_emb)
   truth = dataset.extras.get('concept_truth') if dataset.extras else None
   plant = None
@@ -634,10 +633,9 @@ def _write_text(path: str, text: str) -> None:
 def _sweep_results(view: workdirs.SweepView):
   """``sweep_results.csv`` when it is of the epoch analysed, else None and
   a note (e.g. a finished sweep resumed to more epochs, then stopped)."""
-  path = os.path.join(view.workdir, RESULTS_CSV)
-  if not os.path.exists(path):
+  extra = SweepWorkdir(view.workdir).read_results()
+  if extra is None:
     return None, None
-  extra = pd.read_csv(path)
   if 'epoch' in extra:
     same = bool((extra['epoch'] == view.epoch).all())
   else:   # written before the column: of the finished sweep
@@ -848,8 +846,7 @@ def _case_text(case: str, t: pd.DataFrame) -> str:
 
 def _recommender_dir(view) -> str | None:
   """The recommender workdir the sweep records (``sweep.json``)."""
-  prov = checkpoint.read_sweep_json(view.workdir, provenance=True)[2]
-  return ((prov or {}).get('recommender') or {}).get('workdir')
+  return SweepWorkdir(view.workdir).recorded_recommender().get('workdir')
 
 
 def _config_line(config: int, row: pd.Series, swept: Sequence[str]) -> str:

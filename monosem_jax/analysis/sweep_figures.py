@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.analysis.figures import DISPLAY_NAMES, value_label
-from monosem_jax.sweep.runner import RESULTS_CSV
+from monosem_jax.sweep.workdir import SweepWorkdir
 from monosem_jax.sweep.spec import FIELDS
 
 RESULTS_PNG = 'sweep_results.png'
@@ -129,7 +129,7 @@ def plot_sweep_workdir(workdir: str) -> str:
 
   Returns the figure's path.
   """
-  table = pd.read_csv(os.path.join(workdir, RESULTS_CSV))
+  table = pd.read_csv(SweepWorkdir(workdir).results_csv)
   path = os.path.join(workdir, RESULTS_PNG)
   plot_sweep(table, path=path)
   return path

@@ -266,16 +266,16 @@ def effect_choice(codec, scorer, art, dataset, r: Resolved, seen, mode: str,
           'purity_neuron_effect': float(by_neuron.get(purity_neuron, np.nan))}
 
 
-def run_use_cases(view: workdirs.SweepView, config: int, dataset,
+def run_use_cases(view: workdirs.SweepView, i: int, dataset,
                   cases: Sequence[UseCase], k: int = 30, p: float = 0.9,
                   modes: Sequence[str] = interventions.MODES,
                   concept_table: pd.DataFrame | None = None,
                   resolved: Sequence[Resolved] | None = None) -> pd.DataFrame:
-  """Runs each use case on config ``config`` of a sweep, in each mode.
+  """Runs each use case on config ``i`` of a sweep, in each mode.
 
   Args:
     view: from :func:`~monosem_jax.analysis.workdirs.open_sweep`.
-    config: the config index.
+    i: the config index.
     dataset: from :func:`~monosem_jax.analysis.workdirs.open_dataset`.
     cases: the use cases (checked first, :func:`resolve`).
     k, p: list length and RBO persistence (collateral change).
@@ -306,8 +306,7 @@ def run_use_cases(view: workdirs.SweepView, config: int, dataset,
   art = view.artifact
   if resolved is None:
     resolved = resolve(cases, dataset, art.split, modes)
-  params, hp = view.config(config)
-  codec = interventions.Codec.of(params, hp)
+  codec = view.sae(i)
   if concept_table is None:
     acts = np.asarray(codec.encode(art.item_emb)[0])
     concept_table = neurons.concept_table(acts, dataset.item_concepts,

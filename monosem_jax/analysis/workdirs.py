@@ -1,7 +1,10 @@
-"""Read-only access to finished work: :func:`open_recommender`, :func:`open_sweep`.
+"""Read-only access to finished work: :func:`open_sweep`, :func:`open_dataset`.
 
 The analysis, the launchers and the notebooks read workdirs only through
-these. :func:`open_sweep` gathers what a sweep explains: the frozen
+these (a recommender alone: :meth:`RecommenderArtifact.open
+<monosem_jax.recommenders.artifact.RecommenderArtifact.open>`; the files of
+a sweep folder are named by
+:class:`~monosem_jax.sweep.workdir.SweepWorkdir`). :func:`open_sweep` gathers what a sweep explains: the frozen
 recommender it was trained on (checked by content hash), its split, its
 frozen scorer, the spec, every config's hyper-parameters and the stacked SAE
 weights (real configs only, padding dropped).
@@ -20,7 +23,8 @@ Example::
 
   view = open_sweep('runs/ml1m_mf_sweep')
   view.hparams.num_configs, view.state.sae['W'].shape   # C, (C, M, d)
-  sae, hp = view.config(3)                              # trimmed to its size
+  codec = view.sae(3)              # interventions.Codec, trimmed to its size
+  codes, stats = codec.encode(view.artifact.item_emb)   # (n_items, dict_size)
   table = sweep_fidelity(view)                          # one row per config
 """
 
@@ -36,23 +40,19 @@ import numpy as np
 import pandas as pd
 
 from monosem_jax.analysis import fidelity
+from monosem_jax.analysis.interventions import Codec
 from monosem_jax.data import loaders
 from monosem_jax.data.dataset import csr_gather
+from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import metrics
 from monosem_jax.recommenders.artifact import (LABELS, RecommenderArtifact,
                                                labels_sha256)
-from monosem_jax.recommenders.train import load_data
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint
-from monosem_jax.sweep.runner import build_scorer, load_artifact
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec, validate
-from monosem_jax.sweep.state import SweepState
-
-
-def open_recommender(workdir: str) -> RecommenderArtifact:
-  """The frozen recommender of a ``train_recommender`` workdir."""
-  return load_artifact(workdir)
+from monosem_jax.sweep.state import SweepState, build_scorer
+from monosem_jax.sweep.workdir import SweepWorkdir, recommender_at
 
 
 def labels_note(artifact: RecommenderArtifact) -> str | None:
@@ -99,7 +99,7 @@ def open_dataset(artifact: RecommenderArtifact):
   config = artifact.meta.get('config') or {}
   if 'dataset' not in config:
     raise WorkdirError('the recommender does not record its dataset settings;'
-                       ' retrain it with experiments.train_recommender')
+                       ' retrain it')
   dataset, split = load_data(config['dataset'], config.get('split', {}))
   old = artifact.split
   if (split.n_users, split.n_items) != (old.n_users, old.n_items) or not (
@@ -173,8 +173,26 @@ class SweepView:
     """Whether the checkpoint is of fewer epochs than the sweep asked for."""
     return self.epochs is not None and self.epoch < self.epochs
 
+  def sae(self, i: int) -> Codec:
+    """Config ``i``'s trained SAE, typed: its weights trimmed to its
+    dictionary size, its own :class:`~monosem_jax.sae.model.SAEConfig`
+    (the sweep's architecture at that size, training precision included;
+    every product of the Codec is exact float32 whatever it) and its ``k``
+    (None for ReLU). Its hyper-parameters are ``hparams.config(i)``, its
+    status ``state.finite[i]`` / ``state.diverged_step[i]``.
+
+    Raises:
+      IndexError: ``i`` is not a config of the sweep.
+    """
+    params = checkpoint.trained_params(self.hparams, self.state, i)
+    cfg = checkpoint.sae_config_of(self.spec, params['W'].shape[0])
+    k = int(np.asarray(self.hparams.k)[i]) if cfg.activation != 'relu' else None
+    return Codec(jax.tree.map(jnp.asarray, params), cfg, k or None)
+
   def config(self, i: int) -> tuple[dict, dict]:
-    """Config ``i``'s SAE weights (trimmed) and hyper-parameters."""
+    """Config ``i``'s SAE weights (trimmed) and hyper-parameters as dicts
+    (:func:`~monosem_jax.sweep.checkpoint.config_from_state`); typed:
+    :meth:`sae`."""
     return checkpoint.config_from_state(self.spec, self.hparams, self.state, i)
 
 
@@ -195,22 +213,9 @@ def open_sweep(workdir: str, step: int | None = None,
       corrupted since it was written (hash); its recommender gone or
       changed since the sweep (content hash).
   """
-  if not os.path.isfile(os.path.join(workdir, checkpoint.SWEEP_JSON)):
-    raise WorkdirError(f'{workdir}: no {checkpoint.SWEEP_JSON}; pass the '
-                       '--workdir of python -m experiments.sweep')
-  _, _, prov = checkpoint.read_sweep_json(workdir, provenance=True)
-  rec = (prov or {}).get('recommender') or {}
-  if not rec.get('workdir'):
-    raise WorkdirError(f'{workdir}/{checkpoint.SWEEP_JSON} does not name its '
-                       'recommender (an older sweep); rerun the sweep')
-  artifact = load_artifact(rec['workdir'])
-  if artifact.fingerprint != rec.get('fingerprint'):
-    raise WorkdirError(
-        f'the recommender at {rec["workdir"]} changed since {workdir} was '
-        f'trained (sha256 {str(artifact.fingerprint)[:12]}, the sweep '
-        f'recorded {str(rec.get("fingerprint"))[:12]}); its analysis would '
-        'mix two models')
-  read = checkpoint.read_sweep(workdir, step)
+  folder = SweepWorkdir(workdir)
+  artifact = folder.recommender()
+  read = folder.read(step)
   notes = []
   if read.epochs is None:
     notes.append(f'analysed at epoch {read.epoch}: {checkpoint.SWEEP_JSON} '
@@ -293,7 +298,7 @@ def with_inputs(view: SweepView, rec_workdir: str) -> SweepView:
     WorkdirError: no recommender there, or one of another kind, width,
       dataset, size or split (one line).
   """
-  other = load_artifact(rec_workdir)
+  other = recommender_at(rec_workdir, 'inputs')
   mine = view.artifact
   for what, a, b in (('kind', other.kind, mine.kind),
                      ('embedding width', other.dim, mine.dim),

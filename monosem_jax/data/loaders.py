@@ -1,4 +1,5 @@
-"""``load_dataset``: the one public entry point to every dataset.
+"""``load_dataset``: the one public entry point to every dataset; ``load_data``:
+the ``dataset`` and ``split`` sections of a config to ``(dataset, split)``.
 
 Example:
   >>> ds = load_dataset('synthetic', n_users=200, n_items=100)
@@ -20,8 +21,11 @@ import inspect
 import os
 from typing import Any, Callable
 
-from monosem_jax.data import atomic, lastfm, movielens, synthetic
+import numpy as np
+
+from monosem_jax.data import atomic, lastfm, movielens, protocol, synthetic
 from monosem_jax.data.dataset import DataError, Dataset
+from monosem_jax.errors import ConfigError
 
 
 def _load_synthetic(data_dir: str | None = None, **options) -> Dataset:
@@ -118,3 +122,60 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
   if ds.n_interactions == 0:
     raise DataError(f'load_dataset({name!r}): the dataset is empty')
   return ds
+
+
+# ----------------------------------------------------------------------------
+# From the ``dataset`` and ``split`` sections of a config.
+
+#: Keys of a config's ``dataset`` section (``exclude_users`` is optional).
+DATASET_KEYS = ('name', 'data_dir', 'options', 'min_item_users',
+                'min_user_positives', 'exclude_users')
+
+
+def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
+  """The dataset of a ``dataset`` config section as its loader returns it
+  (before :func:`select_dataset`); refuses unknown keys."""
+  d = dict(dataset_cfg)
+  unknown = sorted(set(d) - set(DATASET_KEYS))
+  if unknown:
+    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
+  options = dict(d.get('options') or {})
+  return load_dataset(d['name'], d.get('data_dir') or None, **options)
+
+
+def select_dataset(dataset, dataset_cfg: Mapping[str, Any]):
+  """Applies a ``dataset`` section's selections to a loaded dataset: first
+  ``exclude_users`` (raw user ids, e.g. the users an imported recommender
+  has no embedding for), then the minimum-count filters."""
+  excluded = list(dataset_cfg.get('exclude_users') or ())
+  if excluded:
+    ids = np.asarray(dataset.user_ids).astype(str)
+    wanted = np.asarray(excluded).astype(str)
+    unknown = wanted[~np.isin(wanted, ids)]
+    if len(unknown):
+      raise ConfigError(
+          f'config.dataset.exclude_users: {len(unknown)} id(s) are not users '
+          f'of {dataset.name} (e.g. {", ".join(unknown[:3])})')
+    keep = ~np.isin(ids, wanted)
+    dataset = dataset.select(keep[dataset.users])
+  min_item_users = int(dataset_cfg.get('min_item_users', 0) or 0)
+  min_user_positives = int(dataset_cfg.get('min_user_positives', 0) or 0)
+  if min_item_users or min_user_positives:
+    dataset = protocol.filter_interactions(
+        dataset, min_item_users=min_item_users,
+        min_user_positives=min_user_positives)
+  return dataset
+
+
+def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
+  """Loads, filters and splits a dataset. Returns ``(dataset, split)``.
+
+  Args:
+    dataset_cfg: ``name``, ``data_dir`` (None: ``$MONOSEM_DATA_DIR``),
+      ``options`` (loader keywords), ``min_item_users``,
+      ``min_user_positives`` and, optionally, ``exclude_users``.
+    split_cfg: keywords of :func:`monosem_jax.data.protocol.make_split`.
+  """
+  ds = select_dataset(load_raw_dataset(dataset_cfg), dataset_cfg)
+  split = protocol.make_split(ds, **dict(split_cfg))
+  return ds, split

@@ -1,5 +1,9 @@
 """The frozen recommender the SAE stage loads (``WORKDIR/frozen/``).
 
+:meth:`RecommenderArtifact.open` reads it from a recommender workdir (the
+one place that knows the folder's name, :data:`FROZEN`, and refuses a run
+that never finished in one line).
+
 A :class:`RecommenderArtifact` holds the model kind, its params (numpy), the
 protocol split it was trained on and metadata. On disk::
 
@@ -48,7 +52,10 @@ from monosem_jax.errors import MonosemError
 from monosem_jax.recommenders import get_model, scorers
 
 FORMAT = 1
-_FILES = ('params.npz', 'split.npz', 'meta.json')
+#: The artifact's folder inside a recommender workdir.
+FROZEN = 'frozen'
+META_JSON = 'meta.json'
+_FILES = ('params.npz', 'split.npz', META_JSON)
 
 
 class ArtifactError(MonosemError):
@@ -195,10 +202,42 @@ class RecommenderArtifact:
         np.savez(f, **flatten_params(jax.device_get(self.params)))
       with open(os.path.join(tmp, 'split.npz'), 'wb') as f:
         np.savez(f, **self.split.arrays())
-      with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+      with open(os.path.join(tmp, META_JSON), 'w') as f:
         json.dump({'format': FORMAT, 'kind': self.kind,
                    'meta': files.jsonable(self.meta)}, f, indent=2)
     return directory
+
+  @staticmethod
+  def directory_of(workdir: str) -> str:
+    """Where a recommender workdir holds its artifact (``WORKDIR/frozen``)."""
+    return os.path.join(os.fspath(workdir), FROZEN)
+
+  @classmethod
+  def open(cls, workdir: str, name: str | None = None
+           ) -> 'RecommenderArtifact':
+    """The frozen recommender of a recommender workdir (``WORKDIR/frozen``;
+    ``workdir`` may also be that folder itself).
+
+    Args:
+      workdir: the folder a recommender was trained (or imported) in.
+      name: what the caller calls the folder, for the refusals (e.g.
+        ``'config.recommender_workdir'``: ``name=workdir: ...``).
+
+    Raises:
+      ArtifactError: in one line, no such folder, or a run that never
+        finished (no ``frozen/``); a corrupt artifact (:meth:`load`).
+    """
+    workdir = os.fspath(workdir)
+    if os.path.isdir(cls.directory_of(workdir)):
+      return cls.load(cls.directory_of(workdir))
+    if os.path.isfile(os.path.join(workdir, META_JSON)):
+      return cls.load(workdir)
+    flag = f'{name}={workdir}' if name else workdir
+    if not os.path.isdir(workdir):
+      raise ArtifactError(f'{flag}: no such folder; train a recommender there '
+                          'first')
+    raise ArtifactError(f'{flag} holds no finished recommender (no {FROZEN}/)'
+                        ': run or finish its training (rerunning resumes it)')
 
   @classmethod
   def load(cls, directory: str) -> 'RecommenderArtifact':
@@ -211,13 +250,13 @@ class RecommenderArtifact:
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
       raise ArtifactError(f'no recommender artifact at {directory!r} (not a '
-                          'folder; train one with experiments/'
-                          'train_recommender.py, it writes WORKDIR/frozen)')
+                          'folder; a trained recommender\'s workdir holds '
+                          f'it as {FROZEN}/)')
     for name in _FILES:
       if not os.path.isfile(os.path.join(directory, name)):
         raise ArtifactError(f'corrupt recommender artifact {directory!r}: '
                             f'{name} is missing')
-    path = os.path.join(directory, 'meta.json')
+    path = os.path.join(directory, META_JSON)
     try:
       with open(path) as f:
         head = json.load(f)

@@ -50,7 +50,7 @@ from typing import Any, Callable
 import numpy as np
 
 from monosem_jax import files
-from monosem_jax.data import protocol
+from monosem_jax.data import loaders, protocol
 from monosem_jax.data.dataset import DataError
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import MODELS
@@ -242,7 +242,7 @@ def match_dataset(config: dict, emb: Embeddings, drop_missing_users: bool,
     ``exclude_users`` when users were dropped).
   """
   ds_cfg = dict(config['dataset'])
-  raw = train.load_raw_dataset(ds_cfg)
+  raw = loaders.load_raw_dataset(ds_cfg)
   data_users = np.asarray(raw.user_ids).astype(str)
   data_items = np.asarray(raw.item_ids).astype(str)
   path = emb.path
@@ -250,12 +250,12 @@ def match_dataset(config: dict, emb: Embeddings, drop_missing_users: bool,
       emb.user_ids, data_users), f'{raw.name} ({path}: user_ids)')
   _refuse_unmatched('embedding item id(s) are not items of', np.setdiff1d(
       emb.item_ids, data_items), f'{raw.name} ({path}: item_ids)')
-  ds = train.select_dataset(raw, ds_cfg)
+  ds = loaders.select_dataset(raw, ds_cfg)
   missing = np.setdiff1d(np.asarray(ds.user_ids).astype(str), emb.user_ids)
   if len(missing) and drop_missing_users:
     ds_cfg['exclude_users'] = sorted(
         set(map(str, ds_cfg.get('exclude_users') or ())) | set(missing))
-    ds = train.select_dataset(raw, ds_cfg)
+    ds = loaders.select_dataset(raw, ds_cfg)
     log(f'dropped {len(missing)} user(s) without an embedding '
         f'({_examples(missing)}) before the split')
   else:
@@ -320,10 +320,7 @@ def import_embeddings(config, npz_path: str, workdir: str, *,
                       f'{", ".join(MODELS)}')
   emb = read_embeddings(npz_path, kind)
   workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender import') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
+  with files.WorkdirLock(workdir, 'recommender import', log=log):
     return _import_locked(config, kind, emb, workdir, drop_missing_users, log)
 
 
@@ -343,7 +340,7 @@ def _recorded_config(config: dict, kind: str, emb: Embeddings, ds_cfg: dict,
 def _same_import(workdir: str, config: dict, split, params) -> dict | None:
   """The stored ``metrics.json`` when ``workdir`` already holds exactly
   this import (config, split and params), else None."""
-  frozen = os.path.join(workdir, 'frozen')
+  frozen = artifact_lib.RecommenderArtifact.directory_of(workdir)
   try:
     stored = artifact_lib.RecommenderArtifact.load(frozen)
     with open(os.path.join(workdir, 'metrics.json')) as f:
@@ -387,7 +384,7 @@ def _import_locked(config, kind, emb, workdir, drop_missing_users, log):
   out['imported'] = dict(config['imported'], note=NOTE)
   files.atomic_write_json(os.path.join(workdir, 'config.json'), config)
   files.atomic_write_json(os.path.join(workdir, 'metrics.json'), out)
-  frozen = os.path.join(workdir, 'frozen')
+  frozen = artifact_lib.RecommenderArtifact.directory_of(workdir)
   artifact_lib.RecommenderArtifact(
       kind=kind, params=params, split=split,
       meta={'dataset': dataset.name, 'config': config,

@@ -282,7 +282,7 @@ def score_fn(kind: str) -> Callable:
 
 def fit(cfg: TrainConfig, split, state: TrainState | None = None,
         epochs: int | None = None,
-        callback: Callable[[TrainState, dict], None] | None = None,
+        callback: Callable[[TrainState, dict], 'bool | None'] | None = None,
         ) -> tuple[TrainState, list[dict]]:
   """Trains in memory (no files) until ``epochs`` (default ``cfg.epochs``).
 
@@ -292,7 +292,8 @@ def fit(cfg: TrainConfig, split, state: TrainState | None = None,
     state: resume from this state (default: :func:`init_state`).
     epochs: total epochs to reach (``state.epoch`` counts those done).
     callback: called after each epoch with ``(state, stats)`` (stats as
-      Python floats); e.g. evaluation and checkpointing.
+      Python floats); e.g. evaluation and checkpointing. Returning True
+      stops the training after that epoch.
 
   Returns:
     ``(state, history)``, one stats dict per epoch run here.
@@ -313,6 +314,6 @@ def fit(cfg: TrainConfig, split, state: TrainState | None = None,
           f'epoch {stats["epoch"]}: the loss is {stats["loss"]} (diverged); '
           f'lower learning_rate={cfg.learning_rate}')
     history.append(stats)
-    if callback is not None:
-      callback(state, stats)
+    if callback is not None and callback(state, stats):
+      break
   return state, history

@@ -6,6 +6,19 @@ on rerun, bitwise identical; a finished run is left untouched),
 ``metrics.json`` and ``frozen/`` (the
 :class:`~monosem_jax.recommenders.artifact.RecommenderArtifact` the SAE stage
 loads). The training itself is :mod:`monosem_jax.recommenders.loop`.
+
+As the sweep's :func:`~monosem_jax.sweep.driver.train_sweep`, the run calls
+typed hooks after every epoch (``on_epoch``: an :class:`EpochStats` each;
+one that returns True stops the run there, checkpointed, not frozen) and
+returns a :class:`TrainResult`. Its progress lines are one such subscriber
+(:class:`EpochLog`); nothing needs to read them.
+
+Example::
+
+  deadline = time.perf_counter() + 60
+  result = run(config, 'runs/rec', log=print,
+               on_epoch=[lambda s: time.perf_counter() > deadline])
+  result.stopped, result.epoch, result.final   # final: None when stopped
 """
 
 from __future__ import annotations
@@ -19,71 +32,16 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import numpy as np
 
 from monosem_jax import checkpoints, files
 from monosem_jax.progress import Progress
-from monosem_jax.data import loaders, protocol
+from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, WorkdirError
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import metrics as metrics_lib
 from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.loop import (TrainState, fit, init_state,
                                            score_fn)
-
-#: Keys of a config's ``dataset`` section (``exclude_users`` is optional).
-DATASET_KEYS = ('name', 'data_dir', 'options', 'min_item_users',
-                'min_user_positives', 'exclude_users')
-
-
-def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
-  """The dataset of a ``dataset`` config section as its loader returns it
-  (before :func:`select_dataset`); refuses unknown keys."""
-  d = dict(dataset_cfg)
-  unknown = sorted(set(d) - set(DATASET_KEYS))
-  if unknown:
-    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
-  options = dict(d.get('options') or {})
-  return loaders.load_dataset(d['name'], d.get('data_dir') or None, **options)
-
-
-def select_dataset(dataset, dataset_cfg: Mapping[str, Any]):
-  """Applies a ``dataset`` section's selections to a loaded dataset: first
-  ``exclude_users`` (raw user ids, e.g. the users an imported recommender
-  has no embedding for), then the minimum-count filters."""
-  excluded = list(dataset_cfg.get('exclude_users') or ())
-  if excluded:
-    ids = np.asarray(dataset.user_ids).astype(str)
-    wanted = np.asarray(excluded).astype(str)
-    unknown = wanted[~np.isin(wanted, ids)]
-    if len(unknown):
-      raise ConfigError(
-          f'config.dataset.exclude_users: {len(unknown)} id(s) are not users '
-          f'of {dataset.name} (e.g. {", ".join(unknown[:3])})')
-    keep = ~np.isin(ids, wanted)
-    dataset = dataset.select(keep[dataset.users])
-  min_item_users = int(dataset_cfg.get('min_item_users', 0) or 0)
-  min_user_positives = int(dataset_cfg.get('min_user_positives', 0) or 0)
-  if min_item_users or min_user_positives:
-    dataset = protocol.filter_interactions(
-        dataset, min_item_users=min_item_users,
-        min_user_positives=min_user_positives)
-  return dataset
-
-
-def load_data(dataset_cfg: Mapping[str, Any], split_cfg: Mapping[str, Any]):
-  """Loads, filters and splits a dataset. Returns ``(dataset, split)``.
-
-  Args:
-    dataset_cfg: ``name``, ``data_dir`` (None: ``$MONOSEM_DATA_DIR``),
-      ``options`` (loader keywords), ``min_item_users``,
-      ``min_user_positives`` and, optionally, ``exclude_users``.
-    split_cfg: keywords of :func:`monosem_jax.data.protocol.make_split`.
-  """
-  ds = select_dataset(load_raw_dataset(dataset_cfg), dataset_cfg)
-  split = protocol.make_split(ds, **dict(split_cfg))
-  return ds, split
-
 
 # ----------------------------------------------------------------------------
 # Checkpointed run in a workdir.
@@ -129,6 +87,9 @@ def restore_checkpoint(mngr, template: TrainState, step: int | None = None,
   return state, list(meta['epochs'])
 
 
+_frozen = artifact_lib.RecommenderArtifact.directory_of
+
+
 def _has_checkpoint(directory: str) -> bool:
   return os.path.isdir(directory) and any(
       d.isdigit() for d in os.listdir(directory))
@@ -139,7 +100,109 @@ def fmt_metrics(m: Mapping[str, float], keys=('ndcg@10', 'hr@10',
   return ' '.join(f'{k} {m[k]:.4f}' for k in keys if k in m)
 
 
-def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class EpochStats:
+  """What a hook learns after each epoch of a recommender run.
+
+  Attributes:
+    epoch: epochs completed.
+    epochs: the epoch count the run trains to.
+    first_epoch: the epoch this run started from (a resumed run: > 0).
+    loss, reg, objective: the epoch's mean prediction loss, regulariser and
+      their sum (:func:`~monosem_jax.recommenders.loop.make_epoch_fn`).
+    metrics: the model's test metrics after this epoch (e.g.
+      ``'ndcg@10'``), or None when this epoch was not evaluated
+      (``eval.every``).
+    eval_seconds: seconds of that evaluation (None when not evaluated).
+    train_seconds: wall seconds of training and evaluation in this run.
+    elapsed: wall seconds since the run began (loading included).
+  """
+  epoch: int
+  epochs: int
+  first_epoch: int
+  loss: float
+  reg: float
+  objective: float
+  metrics: Mapping[str, float] | None
+  eval_seconds: float | None
+  train_seconds: float
+  elapsed: float
+
+  @property
+  def last(self) -> bool:
+    """Whether this is the run's last epoch."""
+    return self.epoch >= self.epochs
+
+
+#: A subscriber of the run: True asks it to stop after this epoch (which is
+#: then checkpointed; the model is not frozen, and a rerun resumes).
+Hook = Callable[[EpochStats], 'bool | None']
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainResult:
+  """A recommender run (:func:`run`).
+
+  Attributes:
+    workdir: the run's folder.
+    metrics: the ``metrics.json`` content (per-epoch ``epochs``, the
+      ``popularity`` baseline and, once frozen, ``final``).
+    epoch: the epoch the model reached.
+    epochs: the epoch count asked for.
+    first_epoch: the epoch the run resumed from (``epochs`` when the
+      workdir already held this very run and nothing was trained).
+    stopped: a hook stopped the run before ``epochs`` (its last epoch is
+      checkpointed; rerunning resumes); nothing was frozen.
+    artifact: the frozen recommender's folder (None when stopped).
+    seconds: wall seconds of the run.
+  """
+  workdir: str
+  metrics: Mapping[str, Any]
+  epoch: int
+  epochs: int
+  first_epoch: int
+  stopped: bool
+  artifact: str | None
+  seconds: float
+
+  @property
+  def final(self) -> Mapping[str, Any] | None:
+    """The final test metrics of the model and of popularity (None when
+    stopped)."""
+    return self.metrics.get('final')
+
+
+class EpochLog:
+  """The run's progress lines, a subscriber of :func:`run` (never stops
+  it): a line for the first, the last and a few epochs in between (every
+  epoch under ``--verbosity=0``), with the epoch's metrics when evaluated.
+
+  Args:
+    log: the sink.
+    epochs: the epoch count the run trains to.
+    popularity: the popularity baseline's metrics (its NDCG@10 is quoted).
+  """
+
+  def __init__(self, log: Callable[[str], None], epochs: int,
+               popularity: Mapping[str, float]):
+    self.log, self.popularity = log, popularity
+    self.lines = Progress.for_launcher(epochs)
+
+  def __call__(self, s: EpochStats) -> bool:
+    if not self.lines.due(s.epoch):
+      return False
+    line = f'epoch {s.epoch}/{s.epochs} loss {s.loss:.4f} reg {s.reg:.4f}'
+    if s.metrics is not None:
+      line += (f' | {fmt_metrics(s.metrics)} '
+               f'(pop ndcg@10 {self.popularity["ndcg@10"]:.4f})')
+    self.log(line + f' | {s.train_seconds:.1f}s train+eval, '
+             f'{s.elapsed:.1f}s total, ETA '
+             f'{self.lines.eta(s.epoch, s.first_epoch)}')
+    return False
+
+
+def run(config, workdir: str, log: Callable[[str], None] | None = None,
+        on_epoch: Sequence[Hook] = ()) -> TrainResult:
   """Trains (or resumes) a recommender in ``workdir`` and freezes it.
 
   Writes ``workdir/checkpoints/`` (orbax: params, optimiser state, epoch,
@@ -160,10 +223,15 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
       Locked for the run: a second process on it is refused
       (:class:`~monosem_jax.files.WorkdirLock`). :func:`check_workdir` and
       :func:`frozen_changes` tell beforehand what it would refuse or change.
-    log: progress sink (default ``logging.info``).
+    log: progress sink (default ``logging.info``): the lines of
+      :class:`EpochLog` and what the run does.
+    on_epoch: hooks called after every epoch trained, in order, with its
+      :class:`EpochStats` (after its checkpoint and ``metrics.json`` are
+      written); one that returns True stops the run there (checkpointed, not
+      frozen; a rerun resumes).
 
   Returns:
-    the metrics.json content.
+    A :class:`TrainResult` (``metrics``: the metrics.json content).
 
   Raises:
     ConfigError: invalid settings (e.g. ``train.epochs < 1``) or fewer
@@ -176,11 +244,8 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None) -> dict:
   config = files.jsonable(config)
   cfg = _train_config(config)  # every setting is checked before a write
   workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender training') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
-    return _run_locked(config, cfg, workdir, log)
+  with files.WorkdirLock(workdir, 'recommender training', log=log):
+    return _run_locked(config, cfg, workdir, log, on_epoch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +307,7 @@ def _trained_settings_differ(workdir: str, config: dict) -> bool:
     old = json.load(f)
   if _resume_relevant(old) == _resume_relevant(config):
     return False
-  if (os.path.isdir(os.path.join(workdir, 'frozen'))
+  if (os.path.isdir(_frozen(workdir))
       or _has_checkpoint(os.path.join(workdir, 'checkpoints'))):
     field, was, now = config_changes(_resume_relevant(old),
                                      _resume_relevant(config))[0]
@@ -319,7 +384,7 @@ def frozen_changes(config, workdir: str) -> list[tuple[str, Any, Any]] | None:
     (more epochs, new metrics or settings in its ``meta.json``); an empty
     list means a rerun leaves it untouched.
   """
-  path = os.path.join(workdir, 'frozen', 'meta.json')
+  path = os.path.join(_frozen(workdir), artifact_lib.META_JSON)
   if not os.path.isfile(path):
     return None
   try:
@@ -361,7 +426,8 @@ def _restore(mngr, cfg: TrainConfig, split, log) -> tuple[TrainState, list]:
 
 
 def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
-                log: Callable[[str], None]) -> dict:
+                log: Callable[[str], None], on_epoch: Sequence[Hook]
+                ) -> TrainResult:
   t_start = time.time()
   check_previous_settings(workdir, config, log)
   _check_epochs(workdir, cfg.epochs)
@@ -369,7 +435,8 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
   if finished is not None:  # frozen/ is left as it is (its hash identifies it)
     log(f'{workdir}/frozen already holds this run ({cfg.epochs} epochs, the '
         'same settings): nothing to train')
-    return finished
+    return TrainResult(workdir, finished, cfg.epochs, cfg.epochs, cfg.epochs,
+                       False, _frozen(workdir), time.time() - t_start)
   # Load. config.json is written only once the data loaded: a run that
   # failed there leaves nothing that would block the corrected command.
   dataset, split = load_data(config['dataset'], config.get('split', {}))
@@ -395,38 +462,42 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
   try:
     state, history = _restore(mngr, cfg, split, log)
 
-    # Fit: evaluate, checkpoint and report after every epoch; a line every
-    # few epochs (every epoch under --verbosity=0).
+    # Fit: evaluate, checkpoint and write metrics.json after every epoch,
+    # then the hooks: the progress lines first, then the caller's.
     t_train = time.time()
-    progress = Progress.for_launcher(cfg.epochs)
     first = int(state.epoch)
+    hooks = [EpochLog(log, cfg.epochs, pop), *on_epoch]
 
-    def after_epoch(state, stats):
+    def after_epoch(state, stats) -> bool:
       e = stats['epoch']
       stats['elapsed_s'] = time.time() - t_start
-      line = (f'epoch {e}/{cfg.epochs} loss {stats["loss"]:.4f} '
-              f'reg {stats["reg"]:.4f}')
       if evaluation.every > 0 and (e % evaluation.every == 0
                                    or e == cfg.epochs):
         te = time.time()
         stats['metrics'] = evaluation.model(cfg.kind, state.params)
         stats['eval_s'] = time.time() - te
-        line += (f' | {fmt_metrics(stats["metrics"])} '
-                 f'(pop ndcg@10 {pop["ndcg@10"]:.4f})')
       history.append(stats)
-      # Saved before the line is logged: a log sink that stops the run
-      # (e.g. a time budget) keeps this epoch.
+      # Saved before the hooks run: one that stops the run (or a log sink
+      # that raises) keeps this epoch.
       if e % ckpt_every == 0 or e == cfg.epochs:
         save_checkpoint(mngr, state, history)
       files.atomic_write_json(metrics_path, report(history))
-      if progress.due(e):
-        log(line + f' | {time.time() - t_train:.1f}s train+eval, '
-            f'{stats["elapsed_s"]:.1f}s total, ETA {progress.eta(e, first)}')
+      return _call_hooks(hooks, EpochStats(
+          epoch=e, epochs=cfg.epochs, first_epoch=first, loss=stats['loss'],
+          reg=stats['reg'], objective=stats['objective'],
+          metrics=stats.get('metrics'), eval_seconds=stats.get('eval_s'),
+          train_seconds=time.time() - t_train, elapsed=stats['elapsed_s']))
 
     state, _ = fit(cfg, split, state=state, callback=after_epoch)
     save_checkpoint(mngr, state, history)
   finally:
     mngr.close()
+  if int(state.epoch) < cfg.epochs:   # a hook stopped the run
+    log(f'stopped at epoch {int(state.epoch)}/{cfg.epochs} (its checkpoint is '
+        'saved; rerunning resumes): not frozen; '
+        f'{time.time() - t_start:.1f}s')
+    return TrainResult(workdir, report(history), int(state.epoch), cfg.epochs,
+                       first, True, None, time.time() - t_start)
 
   # Freeze.
   final = evaluation.model(cfg.kind, state.params)
@@ -440,7 +511,16 @@ def _run_locked(config: dict, cfg: TrainConfig, workdir: str,
             'labels_sha256': artifact_lib.labels_sha256(dataset),
             'train_config': cfg.to_dict(), 'epochs': int(state.epoch),
             'metrics': {'model': final, 'popularity': pop}}
-  ).save(os.path.join(workdir, 'frozen'))
-  log(f'wrote {os.path.join(workdir, "frozen")} and metrics.json '
+  ).save(_frozen(workdir))
+  log(f'wrote {_frozen(workdir)} and metrics.json '
       f'({time.time() - t_start:.1f}s total)')
-  return out
+  return TrainResult(workdir, out, int(state.epoch), cfg.epochs, first, False,
+                     _frozen(workdir), time.time() - t_start)
+
+
+def _call_hooks(hooks: Sequence[Hook], stats: EpochStats) -> bool:
+  """Calls every hook; whether one asked to stop."""
+  stop = False
+  for hook in hooks:
+    stop = bool(hook(stats)) or stop
+  return stop

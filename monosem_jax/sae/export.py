@@ -354,7 +354,7 @@ def load_sae(path: str) -> ExportedSAE:
   missing = [n for n in FILES if not os.path.isfile(os.path.join(path, n))]
   if missing:
     raise ExportError(f'{path}: no {" or ".join(missing)}; pass a folder '
-                      'written by python -m experiments.export_sae')
+                      'written by write_sae (an exported SAE)')
   cfg = _read_cfg(path)
   config = sae_config(cfg, os.path.join(path, CFG))
   weights = os.path.join(path, WEIGHTS)

@@ -13,6 +13,8 @@ Layers, each importing only those above it:
                of a mesh (multi-process too), chosen once.
 ``metrics``    evaluate_configs (per-config L0, dead fraction, FVE, score MSE).
 ``checkpoint`` orbax checkpoints, sweep.json, load_config(workdir, i).
+``workdir``    SweepWorkdir: a sweep folder's file names, lock, provenance,
+               recorded recommender and results table.
 ``driver``     make_sweep -> Sweep (init / epoch / evaluate); train_sweep:
                epochs, checkpoints, resume, typed hooks (EpochStats),
                SweepResult.

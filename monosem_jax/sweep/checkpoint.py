@@ -173,8 +173,8 @@ def read_sweep_json(workdir: str, provenance: bool = False):
     with open(path) as f:
       spec, hparams, prov = loads(f.read())
   except FileNotFoundError:
-    raise WorkdirError(f'{workdir}: no {SWEEP_JSON}; pass the --workdir of '
-                       'python -m experiments.sweep') from None
+    raise WorkdirError(f'{workdir}: no {SWEEP_JSON}; pass the workdir a sweep '
+                       'was trained in') from None
   except SweepConfigError:
     raise
   except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -379,24 +379,42 @@ def restore_sweep(workdir: str, step: int | None = None):
   return read_sweep(workdir, step)[:4]
 
 
-def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int
-                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Config ``i`` of a (restored) sweep; see :func:`load_config`."""
+def sae_config_of(spec: SweepSpec, dict_size: int) -> model.SAEConfig:
+  """The architecture of a config of ``spec`` with ``dict_size`` latents:
+  the spec's (precision included) at its own dictionary size, ``k_max`` and
+  the Matryoshka prefixes cut to it."""
+  cfg = spec.sae
+  return dataclasses.replace(
+      cfg, dict_size=int(dict_size), k_max=min(cfg.k_max, int(dict_size)),
+      prefixes=tuple(m for m in cfg.prefixes if m < dict_size))
+
+
+def trained_params(hparams: SweepHparams, state, i: int
+                   ) -> dict[str, np.ndarray]:
+  """Config ``i``'s SAE weights (numpy), trimmed to its dictionary size.
+
+  Raises:
+    IndexError: ``i`` is not a config of the sweep.
+  """
   if not 0 <= i < hparams.num_configs:
     raise IndexError(f'config {i} not in [0, {hparams.num_configs})')
   sae = jax.tree.map(lambda x: np.asarray(x)[i], state.sae)
+  return model.trim(sae, int(np.asarray(hparams.dict_size)[i]))
+
+
+def config_from_state(spec: SweepSpec, hparams: SweepHparams, state, i: int
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Config ``i`` of a (restored) sweep as dicts; see :func:`load_config`
+  (the analysis reads it typed: ``SweepView.sae(i)``)."""
+  sae = trained_params(hparams, state, i)
   hp = hparams.config(i)
-  sae = model.trim(sae, hp['dict_size'])
-  cfg = spec.sae
-  prefixes = tuple(m for m in cfg.prefixes if m < hp['dict_size'])
+  cfg = sae_config_of(spec, hp['dict_size'])
   hp.update(finite=bool(np.asarray(state.finite)[i]),
             diverged_step=int(np.asarray(state.diverged_step)[i]),
             epoch=int(np.asarray(state.epoch)),
-            sae_config=dict(dim=cfg.dim, dict_size=hp['dict_size'], tied=cfg.tied,
-                            normalize=cfg.normalize, pre_bias=cfg.pre_bias,
-                            activation=cfg.activation,
-                            k_max=min(cfg.k_max, hp['dict_size']),
-                            prefixes=prefixes, mp_signed=cfg.mp_signed))
+            sae_config={f.name: getattr(cfg, f.name)
+                        for f in dataclasses.fields(cfg)
+                        if f.name != 'precision'})
   return sae, hp
 
 

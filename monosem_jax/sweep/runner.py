@@ -41,7 +41,7 @@ import pandas as pd
 from monosem_jax import compilation, files
 from monosem_jax.errors import ConfigError
 from monosem_jax.progress import Progress
-from monosem_jax.recommenders.artifact import ArtifactError, RecommenderArtifact
+from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.sweep import checkpoint, memory, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
 from monosem_jax.sweep.driver import (Checkpointing, EpochStats, Evaluation,
@@ -50,39 +50,12 @@ from monosem_jax.sweep.driver import (Checkpointing, EpochStats, Evaluation,
 from monosem_jax.sweep.sharding import Placement
 from monosem_jax.sweep.spec import (FIELDS, SweepHparams, SweepSpec, epochs_of,
                                     validate)
-from monosem_jax.sweep.state import SweepInputs, positive_pairs_of
-
-RESULTS_CSV = 'sweep_results.csv'
+from monosem_jax.sweep.state import (SweepInputs, build_scorer,
+                                     positive_pairs_of)
+from monosem_jax.sweep.workdir import (RESULTS_CSV, SweepWorkdir,
+                                       recommender_at, recommender_provenance)
 #: Per-config columns of the CSV that are not a metric or a final term.
 _STATUS_KEYS = ('finite', 'diverged_step', 'dict_size')
-
-
-def load_artifact(rec_workdir: str) -> RecommenderArtifact:
-  """The frozen recommender of a ``train_recommender`` workdir.
-
-  ``rec_workdir`` may also be the ``frozen/`` folder itself.
-
-  Raises:
-    ArtifactError: in one line, what the folder holds instead and what to
-      run (no such folder; a sweep workdir; a run that never finished).
-  """
-  path = os.path.join(rec_workdir, 'frozen')
-  if os.path.isdir(path):
-    return RecommenderArtifact.load(path)
-  if os.path.isfile(os.path.join(rec_workdir, 'meta.json')):
-    return RecommenderArtifact.load(rec_workdir)
-  flag = f'config.recommender_workdir={rec_workdir}'
-  if not os.path.isdir(rec_workdir):
-    raise ArtifactError(f'{flag}: no such folder; train a recommender there '
-                        'first: python -m experiments.train_recommender '
-                        f'--config=... --workdir={rec_workdir}')
-  if os.path.isfile(os.path.join(rec_workdir, checkpoint.SWEEP_JSON)):
-    raise ArtifactError(f'{flag} is a sweep workdir, not a recommender\'s: '
-                        'pass the --workdir given to '
-                        'experiments.train_recommender')
-  raise ArtifactError(f'{flag} holds no finished recommender (no frozen/): '
-                      'run or finish python -m experiments.train_recommender '
-                      f'--workdir={rec_workdir} (rerunning resumes it)')
 
 
 def check_recommender(config, artifact: RecommenderArtifact) -> None:
@@ -166,11 +139,6 @@ def build_hparams(spec: SweepSpec, defaults: Mapping[str, Any],
   return SweepHparams.grid(base, **grid)
 
 
-def build_scorer(artifact: RecommenderArtifact, spec: SweepSpec):
-  """The artifact's frozen scorer with the spec's loss options."""
-  return artifact.scorer(mf_impl=spec.mf_pred_impl, pred_loss=spec.pred_loss)
-
-
 def build_inputs(artifact: RecommenderArtifact, spec: SweepSpec, scorer
                  ) -> SweepInputs:
   """Embedding tables, SAE-train users and (positive pairs) of the artifact."""
@@ -193,10 +161,6 @@ def config_chunk_of(config) -> int | None:
                       'must be an integer >= 1, or None to let the memory plan '
                       'decide')
   return chunk
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
-  files.atomic_write(path, lambda f: df.to_csv(f, index=False))
 
 
 def results_table(hparams: SweepHparams, histories: list[dict],
@@ -259,16 +223,13 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print,
     WorkdirError: ``workdir`` is a file, is in use by another process, or
       holds another sweep (other configs or another recommender).
   """
-  artifact = load_artifact(config.recommender_workdir)
+  artifact = recommender_at(config.recommender_workdir)
   # every setting is checked before a file is written
   plan = plan_sweep(config, artifact)
-  workdir = files.prepare_workdir(workdir)
+  workdir = SweepWorkdir(files.prepare_workdir(workdir))
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
     return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
-  with files.WorkdirLock(workdir, 'sweep') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
+  with workdir.lock(log):
     return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
 
 
@@ -306,11 +267,9 @@ def plan_sweep(config, artifact) -> tuple[SweepSpec, SweepHparams, int]:
 
 
 def provenance_of(config, artifact) -> dict:
-  """What ``sweep.json`` records of the recommender a sweep explains."""
-  return {'recommender': {
-      'kind': artifact.kind, 'dataset': artifact.dataset,
-      'fingerprint': artifact.fingerprint,
-      'workdir': os.path.abspath(config.recommender_workdir)}}
+  """What ``sweep.json`` records of the recommender a sweep explains
+  (:func:`~monosem_jax.sweep.workdir.recommender_provenance`)."""
+  return recommender_provenance(artifact, config.recommender_workdir)
 
 
 def check_sweep_workdir(config, workdir: str, artifact) -> None:
@@ -320,7 +279,7 @@ def check_sweep_workdir(config, workdir: str, artifact) -> None:
     config: as :func:`run_sweep`.
     workdir: the sweep folder (missing or empty: nothing to compare).
     artifact: the recommender the sweep would train on, e.g.
-      ``load_artifact(config.recommender_workdir)``; a
+      ``recommender_at(config.recommender_workdir)``; a
       :class:`PlannedRecommender` when it is not trained yet (its
       fingerprint is then not compared).
 
@@ -414,7 +373,7 @@ def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
       f'x {steps} steps')
   mem_plan, memory_line = memory.sweep_plan(
       spec, padded, inputs, scorer, per_device, steps,
-      mode=config.get('plan_memory'), workdir=workdir, log=log)
+      mode=config.get('plan_memory'), workdir=workdir.path, log=log)
   placement = Placement(mesh, chunk_of(config, mem_plan, per_device, log))
   chunk = config.get('eval_config_chunk')
   if chunk is None:
@@ -422,16 +381,16 @@ def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
   sweep = make_sweep(spec, scorer, inputs, placement, Evaluation(
       artifact.user_emb[artifact.split.sae_test_users], artifact.item_emb,
       chunk))
-  done = checkpoint.saved_epochs(workdir)
+  done = workdir.saved_epochs()
   if done:
-    log(f'resuming from the checkpoint of epoch {max(done)} in {workdir}')
+    log(f'resuming from the checkpoint of epoch {max(done)} in {workdir.path}')
   compile_clock = compilation.CompileClock()
   progress = EpochLog(log, epochs, t_start, compile_clock)
   with compile_clock:
     result = train_sweep(
         sweep, hparams, jax.random.PRNGKey(int(config.seed)), epochs=epochs,
         checkpointing=Checkpointing(
-            workdir, every=int(config.checkpoint_every),
+            workdir.path, every=int(config.checkpoint_every),
             provenance=provenance_of(config, artifact)),
         on_epoch=[progress, *on_epoch])
   result = dataclasses.replace(
@@ -447,8 +406,8 @@ def _run_sweep(config, workdir, log, on_epoch, artifact, plan):
   table = results_table(result.hparams, result.histories, metrics, n)
   table['epoch'] = result.epoch   # what the table is of
   if jax.process_index() == 0:  # every process holds the same table
-    write_csv_atomic(table, os.path.join(workdir, RESULTS_CSV))
-  log(f'wrote {os.path.join(workdir, RESULTS_CSV)}: {n} configs, '
+    workdir.write_results(table)
+  log(f'wrote {workdir.results_csv}: {n} configs, '
       f'{int((table.status == "ok").sum())} ok, '
       f'{int((table.status != "ok").sum())} diverged; '
       f'total {time.perf_counter() - t_start:.1f}s')

@@ -63,6 +63,14 @@ class SweepInputs:
                f(pos_items, jnp.int32))
 
 
+def build_scorer(artifact, spec: SweepSpec):
+  """The frozen scorer of ``artifact`` (a
+  :class:`~monosem_jax.recommenders.artifact.RecommenderArtifact`) with the
+  spec's loss options: what the sweep trains against and its analysis ranks
+  with."""
+  return artifact.scorer(mf_impl=spec.mf_pred_impl, pred_loss=spec.pred_loss)
+
+
 def positive_pairs_of(users: np.ndarray, items: np.ndarray,
                       train_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """The (user, item) positives whose user is an SAE-train user (numpy)."""
