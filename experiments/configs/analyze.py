@@ -71,6 +71,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from monosem_jax.analysis import use_cases
+from monosem_jax.errors import ConfigError
+
 _ML = (
     dict(kind='suppress', concept='Horror',
          levels=(None, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5)),
@@ -204,8 +207,6 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
   """``cfg`` as keyword arguments of
   :func:`monosem_jax.analysis.pipeline.analyze_sweep`, the dataset's
   :func:`defaults_for` filling the fields left unset."""
-  from monosem_jax.analysis import use_cases  # pylint: disable=import-outside-toplevel
-  from monosem_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   defaults = defaults_for(dataset_name)
   raw_cases = cfg.use_cases if cfg.use_cases is not None else (
       defaults['use_cases'])
