@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monosem_jax.analysis import baselines, concepts, neurons, pipeline, workdirs
+from monosem_jax.analysis import (baselines, interventions, neurons, pipeline,
+                                  workdirs)
 from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
@@ -134,13 +135,13 @@ def test_random_sae_baseline_is_an_untrained_sae_of_each_configs_architecture(
   params = pipeline.random_sae(view, seed=5)
   got = np.asarray(pipeline.random_codes(view, emb, [0, 1, 2, 3], params))
   for c in range(4):
-    _, hp = view.config(c)
-    cfg = concepts.sae_config_of(hp)
-    want = concepts.activations(model.init(jax.random.PRNGKey(5), cfg), cfg,
-                                emb, hp['k'] or None)
-    np.testing.assert_allclose(got[c][:, :hp['dict_size']], want, rtol=1e-6,
+    codec = interventions.Codec.of(*view.config(c))
+    untrained = codec.replace(params=model.init(jax.random.PRNGKey(5),
+                                                codec.cfg))
+    want = untrained.encode(emb)[0]
+    np.testing.assert_allclose(got[c][:, :codec.cfg.dict_size], want, rtol=1e-6,
                                atol=1e-6)
-    assert (got[c][:, hp['dict_size']:] == 0).all()
+    assert (got[c][:, codec.cfg.dict_size:] == 0).all()
 
 
 def test_analysis_reports_observed_vs_chance(sweep_dir, tmp_path):

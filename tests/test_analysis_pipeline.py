@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from experiments.configs import sweep as sweep_configs
-from monosem_jax.analysis import (concepts, figures, interventions, pipeline,
-                                  planted, use_cases, workdirs)
+from monosem_jax.analysis import (figures, interventions, pipeline, planted,
+                                  use_cases, workdirs)
 from monosem_jax.data import synthetic
 from monosem_jax.data.protocol import make_split
 from monosem_jax.errors import ConfigError
@@ -153,8 +153,7 @@ def test_config_activations_match_each_trimmed_config(sweep_dir):
   acts = pipeline.config_activations(view, item_emb, range(view.num_configs))
   for i in range(view.num_configs):
     sae, hp = view.config(i)
-    one = concepts.activations(sae, concepts.sae_config_of(hp), item_emb,
-                               hp['k'] or None)
+    one = interventions.Codec.of(sae, hp).encode(item_emb)[0]
     m = hp['dict_size']
     np.testing.assert_allclose(acts[i][:, :m], one, rtol=1e-5, atol=1e-6)
     assert not acts[i][:, m:].any()        # beyond the dictionary: exactly 0
