@@ -138,6 +138,15 @@ def test_no_project_imports_inside_functions_of_experiments():
   assert not stale, f'listed but no longer imported lazily: {stale}'
 
 
+def test_unknown_keys_are_refused_by_one_helper():
+  # Issue 18: "unknown key(s) ...; known: ..." is built by
+  # errors.refuse_unknown alone, so every mapping check reads the same.
+  pattern = re.compile(r'unknown (key|option)\(s\)')
+  bad = [str(path.relative_to(ROOT)) for path in PACKAGE.rglob('*.py')
+         if path.name != 'errors.py' and pattern.search(path.read_text())]
+  assert not bad, f'an unknown-keys message built outside errors.py: {bad}'
+
+
 def test_every_sweep_module_is_placed_in_the_order():
   modules = {p.stem for p in (PACKAGE / 'sweep').glob('*.py')} - {'__init__'}
   assert modules == set(SWEEP)

@@ -22,15 +22,13 @@ from typing import Any, Callable
 
 from monosem_jax.data import atomic, lastfm, movielens, synthetic
 from monosem_jax.data.dataset import DataError, Dataset
+from monosem_jax.errors import refuse_unknown
 
 
 def _load_synthetic(data_dir: str | None = None, **options) -> Dataset:
   del data_dir
-  fields = set(synthetic.WorldConfig.__dataclass_fields__)
-  unknown = sorted(set(options) - fields)
-  if unknown:
-    raise DataError(f"load_dataset('synthetic'): unknown option(s) "
-                    f"{', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+  refuse_unknown(options, sorted(synthetic.WorldConfig.__dataclass_fields__),
+                 "load_dataset('synthetic')", what='option', error=DataError)
   return synthetic.make_world(synthetic.WorldConfig(**options))
 
 
@@ -109,11 +107,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
   if name == 'synthetic':
     return loader(**options)
   params = inspect.signature(loader).parameters
-  unknown = sorted(k for k in options if k not in params or k == 'data_dir')
-  if unknown:
-    known = [k for k in params if k != 'data_dir']
-    raise DataError(f'load_dataset({name!r}): unknown option(s) '
-                    f'{", ".join(unknown)}; known: {", ".join(known)}')
+  refuse_unknown(options, [k for k in params if k != 'data_dir'],
+                 f'load_dataset({name!r})', what='option', error=DataError)
   ds = loader(resolve_data_dir(name, data_dir), **options)
   if ds.n_interactions == 0:
     raise DataError(f'load_dataset({name!r}): the dataset is empty')

@@ -52,7 +52,7 @@ import numpy as np
 from monosem_jax import files
 from monosem_jax.data import protocol
 from monosem_jax.data.dataset import DataError
-from monosem_jax.errors import ConfigError
+from monosem_jax.errors import ConfigError, refuse_unknown
 from monosem_jax.recommenders import MODELS
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import train
@@ -182,12 +182,9 @@ def read_embeddings(path: str, kind: str) -> Embeddings:
   except (OSError, zipfile.BadZipFile, EOFError) as e:
     raise DataError(f'{path}: not a readable .npz ({e})') from None
   mlp_keys = {k for k in arrays if k.startswith('mlp/')}
-  known = set(EMBEDDING_KEYS + BIAS_KEYS)
-  unknown = sorted(set(arrays) - known - mlp_keys)
-  if unknown:
-    raise DataError(f'{path}: unknown key(s) {", ".join(unknown)}; known: '
-                    f'{", ".join(EMBEDDING_KEYS + BIAS_KEYS)}, mlp/J/w, '
-                    'mlp/J/b')
+  refuse_unknown(set(arrays) - mlp_keys,
+                 EMBEDDING_KEYS + BIAS_KEYS + ('mlp/J/w', 'mlp/J/b'), path,
+                 error=DataError)
   missing = [k for k in EMBEDDING_KEYS if k not in arrays]
   if missing:
     raise DataError(f'{path}: missing key(s) {", ".join(missing)}')

@@ -24,7 +24,7 @@ import numpy as np
 from monosem_jax import checkpoints, files
 from monosem_jax.progress import Progress
 from monosem_jax.data import loaders, protocol
-from monosem_jax.errors import ConfigError, WorkdirError
+from monosem_jax.errors import ConfigError, WorkdirError, refuse_unknown
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import metrics as metrics_lib
 from monosem_jax.recommenders.config import TrainConfig
@@ -40,9 +40,7 @@ def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
   """The dataset of a ``dataset`` config section as its loader returns it
   (before :func:`select_dataset`); refuses unknown keys."""
   d = dict(dataset_cfg)
-  unknown = sorted(set(d) - set(DATASET_KEYS))
-  if unknown:
-    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
+  refuse_unknown(d, DATASET_KEYS, 'dataset config')
   options = dict(d.get('options') or {})
   return loaders.load_dataset(d['name'], d.get('data_dir') or None, **options)
 
