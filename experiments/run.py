@@ -78,8 +78,7 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  workdir = files.prepare_workdir(_WORKDIR.value)
-  with files.WorkdirLock(workdir, 'main job'):
+  with files.locked_workdir(_WORKDIR.value, 'main job', log) as workdir:
     run_main_job(_CONFIG.value, workdir)
 
 

@@ -147,6 +147,16 @@ def test_unknown_keys_are_refused_by_one_helper():
   assert not bad, f'an unknown-keys message built outside errors.py: {bad}'
 
 
+def test_a_run_locks_its_workdir_through_one_helper():
+  # Issue 18: prepare, lock and report a taken-over lock once
+  # (files.locked_workdir), not in each stage.
+  bad = [str(path.relative_to(ROOT))
+         for path in list(PACKAGE.rglob('*.py')) + list(
+             (ROOT / 'experiments').rglob('*.py'))
+         if path.name != 'files.py' and '.stale_pid' in path.read_text()]
+  assert not bad, f'lock boilerplate outside files.locked_workdir: {bad}'
+
+
 def test_every_sweep_module_is_placed_in_the_order():
   modules = {p.stem for p in (PACKAGE / 'sweep').glob('*.py')} - {'__init__'}
   assert modules == set(SWEEP)

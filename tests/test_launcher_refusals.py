@@ -364,6 +364,27 @@ def test_a_read_only_folder_is_refused_in_one_line(tmp_path, monkeypatch):
     files.WorkdirLock(str(tmp_path), 'analysis').acquire()
 
 
+def test_locked_workdir_creates_holds_and_reports_a_taken_over_lock(
+    tmp_path):
+  run = tmp_path / 'runs' / 'x'
+  run.mkdir(parents=True)
+  (run / files.LOCK_FILE).write_text('4194399 sweep\n')   # a holder gone
+  logs = []
+  with files.locked_workdir(str(run), 'sweep', logs.append) as path:
+    assert path == str(run)
+    with pytest.raises(WorkdirError, match=rf'in use by process {os.getpid()}'):
+      files.WorkdirLock(path, 'analysis').acquire()
+  assert logs == [f'{run}: taking over the lock of process 4194399, which '
+                  'is gone']
+  with files.locked_workdir(str(tmp_path / 'new' / 'y'), 'sweep',
+                            logs.append) as path:
+    assert os.path.isdir(path) and len(logs) == 1
+  (tmp_path / 'f').write_text('')
+  with pytest.raises(WorkdirError, match='is a file, not a folder'):
+    with files.locked_workdir(str(tmp_path / 'f' / 'z'), 'sweep', print):
+      pass
+
+
 def test_stale_lock_of_a_killed_process_is_taken_over(recs, tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c', textwrap.dedent(f'''

@@ -316,11 +316,7 @@ def import_embeddings(config, npz_path: str, workdir: str, *,
     raise ConfigError(f'config.model.kind={kind!r}: expected one of '
                       f'{", ".join(MODELS)}')
   emb = read_embeddings(npz_path, kind)
-  workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender import') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
+  with files.locked_workdir(workdir, 'recommender import', log) as workdir:
     return _import_locked(config, kind, emb, workdir, drop_missing_users, log)
 
 

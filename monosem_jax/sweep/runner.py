@@ -262,13 +262,10 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print,
   artifact = load_artifact(config.recommender_workdir)
   # every setting is checked before a file is written
   plan = plan_sweep(config, artifact)
-  workdir = files.prepare_workdir(workdir)
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
-    return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
-  with files.WorkdirLock(workdir, 'sweep') as lock:
-    if lock.stale_pid:
-      log(f'{workdir}: taking over the lock of process {lock.stale_pid}, '
-          'which is gone')
+    return _run_sweep(config, files.prepare_workdir(workdir), log, on_epoch,
+                      artifact, plan)
+  with files.locked_workdir(workdir, 'sweep', log) as workdir:
     return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
 
 
