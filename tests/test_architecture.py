@@ -157,6 +157,15 @@ def test_a_run_locks_its_workdir_through_one_helper():
   assert not bad, f'lock boilerplate outside files.locked_workdir: {bad}'
 
 
+def test_the_sae_package_docstring_names_each_module():
+  # Issue 18: the package docstring had gone stale (two of four modules).
+  doc = ast.get_docstring(ast.parse((PACKAGE / 'sae' / '__init__.py')
+                                    .read_text()))
+  modules = {p.stem for p in (PACKAGE / 'sae').glob('*.py')} - {'__init__'}
+  missing = sorted(m for m in modules if f'``{m}``' not in doc)
+  assert not missing, f'sae/__init__.py does not describe {missing}'
+
+
 def test_every_sweep_module_is_placed_in_the_order():
   modules = {p.stem for p in (PACKAGE / 'sweep').glob('*.py')} - {'__init__'}
   assert modules == set(SWEEP)
