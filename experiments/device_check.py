@@ -122,7 +122,6 @@ _T_IMPORT = time.perf_counter()  # the budget's clock starts in main()
 # pylint: disable=wrong-import-position
 import argparse
 import datetime
-import inspect
 import json
 import math
 import os
@@ -539,22 +538,13 @@ def stage_sweep(rec: dict, ctx: dict) -> None:
              config_steps_per_s=steps / rec['seconds_end_to_end'])
 
 
-def analysis_kwargs(dataset_name: str, partial: bool = False) -> dict:
-  """``analyze_sweep``'s keywords as ``experiments.analyze`` resolves the
-  default config (the dataset's use cases, concept sets and pop_top).
-
-  ``partial``: the sweep was stopped by the budget; where the analysis has
-  an ``allow_partial`` option (config field or ``analyze_sweep`` keyword)
-  it is set, so that the last checkpoint is analysed.
-  """
-  cfg = analyze_config.get_config()
-  if partial and 'allow_partial' in cfg:
-    cfg.allow_partial = True
-  kwargs = analyze_config.analyze_kwargs(cfg, dataset_name)
-  if partial and 'allow_partial' in inspect.signature(
-      pipeline.analyze_sweep).parameters:
-    kwargs['allow_partial'] = True
-  return kwargs
+def analysis_options(dataset_name: str) -> pipeline.AnalysisOptions:
+  """``analyze_sweep``'s options as ``experiments.analyze`` resolves the
+  default config (the dataset's use cases, concept sets and pop_top). A
+  sweep stopped by the budget is opened with ``allow_partial``
+  (:func:`stage_analysis`), so that its last checkpoint is analysed."""
+  return analyze_config.analysis_options(analyze_config.get_config(),
+                                         dataset_name)
 
 
 def stage_analysis(rec: dict, ctx: dict) -> None:
@@ -575,7 +565,7 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
                    'complete'),
                seconds_open=time.perf_counter() - t)
     result = pipeline.analyze_sweep(view, dataset,
-                                    **analysis_kwargs(dataset.name), log=log)
+                                    analysis_options(dataset.name), log=log)
   rec['seconds_end_to_end'] = time.perf_counter() - t
   fid = result.fidelity
   rec.update(seconds_analyze=result.seconds, report=result.report_path,

@@ -147,8 +147,10 @@ def test_random_sae_baseline_is_an_untrained_sae_of_each_configs_architecture(
 def test_analysis_reports_observed_vs_chance(sweep_dir, tmp_path):
   view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
   dataset = workdirs.open_dataset(view.artifact)
-  result = pipeline.analyze_sweep(view, dataset, k=10, permutations=5,
-                                  out=str(tmp_path), log=lambda _: None)
+  result = pipeline.analyze_sweep(
+      view, dataset, pipeline.AnalysisOptions(k=10, permutations=5,
+                                              out=str(tmp_path)),
+      log=lambda _: None)
   out = tmp_path / 'analysis'
   ct = pd.read_csv(out / 'concepts.csv')
   for col in ('purity@10_null', 'p_perm@10', 'purity@10_random_sae',
@@ -177,5 +179,6 @@ def test_bad_permutation_counts_are_refused(sweep_dir, bad):
   view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
   dataset = workdirs.open_dataset(view.artifact)
   with pytest.raises(ConfigError, match='permutations='):
-    pipeline.analyze_sweep(view, dataset, permutations=bad,
+    pipeline.analyze_sweep(view, dataset,
+                           pipeline.AnalysisOptions(permutations=bad),
                            log=lambda _: None)
