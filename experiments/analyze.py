@@ -85,7 +85,7 @@ def analyze(workdir: str, cfg, log: Callable[[str], None] = print
     dataset = workdirs.open_dataset(view.artifact)
     refuse_without_concepts(dataset)
     return pipeline.analyze_sweep(
-        view, dataset, **analyze_config.analyze_kwargs(cfg, dataset.name),
+        view, dataset, analyze_config.analysis_options(cfg, dataset.name),
         log=log)
 
 

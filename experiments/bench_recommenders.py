@@ -20,6 +20,12 @@ import sys
 import time
 
 from absl import app, flags
+import jax
+
+from experiments.configs import recommender as rc
+from monosem_jax.data.loaders import load_data
+from monosem_jax.recommenders import loop, metrics
+from monosem_jax.recommenders.config import TrainConfig
 
 _DATASET = flags.DEFINE_string(
     'dataset', 'ml-1m', 'ml-1m, lastfm-2k, ml-100k or synthetic.')
@@ -31,13 +37,6 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None,
 
 def main(argv):
   del argv
-  import jax  # pylint: disable=import-outside-toplevel
-
-  from experiments.configs import recommender as rc  # pylint: disable=import-outside-toplevel
-  from monosem_jax.data.loaders import load_data  # pylint: disable=import-outside-toplevel
-  from monosem_jax.recommenders import loop, metrics  # pylint: disable=import-outside-toplevel
-  from monosem_jax.recommenders.config import TrainConfig  # pylint: disable=import-outside-toplevel
-
   name = _DATASET.value
   data_dir = _DATA_DIR.value or os.environ.get('MONOSEM_DATA_DIR')
   note = None

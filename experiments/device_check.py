@@ -122,7 +122,6 @@ _T_IMPORT = time.perf_counter()  # the budget's clock starts in main()
 # pylint: disable=wrong-import-position
 import argparse
 import datetime
-import inspect
 import math
 import os
 import platform
@@ -145,7 +144,13 @@ from experiments.configs import analyze as analyze_config
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax import compilation, files
-from monosem_jax.recommenders import loop
+from monosem_jax.analysis import pipeline, workdirs
+from monosem_jax.data.movielens import ML1M_RATINGS_FILES
+from monosem_jax.recommenders import loop, train
+from monosem_jax.recommenders.artifact import RecommenderArtifact
+from monosem_jax.recommenders.config import TrainConfig
+from monosem_jax.sweep import checkpoint
+from monosem_jax.sweep.runner import run_sweep
 
 #: The issues' targets per device kind (matched in the device kind's name):
 #: config-steps/s of the bench at C = 1,024 (MF required and goal, NCF
@@ -288,7 +293,6 @@ def refusal(args, backend: str, environ=os.environ) -> str | None:
   folder = os.path.join(data, 'ml-1m')
   if not os.path.isdir(folder):
     folder = data
-  from monosem_jax.data.movielens import ML1M_RATINGS_FILES  # pylint: disable=import-outside-toplevel
   if not any(os.path.isfile(os.path.join(folder, f))
              for f in ML1M_RATINGS_FILES):
     return (f'device_check: MONOSEM_DATA_DIR={data} holds no ml-1m ratings '
@@ -406,7 +410,6 @@ def stage_recommender(rec: dict, ctx: dict) -> None:
   """Trains and freezes the NCF recommender; its test metrics. Stopped by
   the time limit (its typed hook, :class:`StageBudget`), it is frozen at
   that epoch, which is checkpointed."""
-  from monosem_jax.recommenders import train  # pylint: disable=import-outside-toplevel
   cfg = recommender_config(ctx['args'].small)
   workdir = os.path.join(ctx['workdir'], 'recommender')
   log = StageLog('recommender')
@@ -459,8 +462,6 @@ def stage_determinism(rec: dict, ctx: dict) -> None:
   NCF and MF recommenders of :func:`recommender_config` on its split."""
   if not ctx.get('rec_dir'):
     raise Skip('needs the recommender (its stage did not finish)')
-  from monosem_jax.recommenders.artifact import RecommenderArtifact  # pylint: disable=import-outside-toplevel
-  from monosem_jax.recommenders.config import TrainConfig  # pylint: disable=import-outside-toplevel
   split = RecommenderArtifact.load(os.path.join(ctx['rec_dir'], 'frozen')).split
   rec.update(option='xla_gpu_deterministic_ops (loop.training_compiler_'
              'options)', n_train=int(split.n_train))
@@ -526,7 +527,6 @@ def stage_sweep(rec: dict, ctx: dict) -> None:
   (from its typed result and its hooks, no log line is parsed)."""
   if not ctx.get('rec_dir'):
     raise Skip('needs the recommender (its stage did not finish)')
-  from monosem_jax.sweep.runner import run_sweep  # pylint: disable=import-outside-toplevel
   cfg, n = sweep_config(ctx['args'].small, ctx['rec_dir'])
   workdir = os.path.join(ctx['workdir'], 'sweep')
   ctx['sweep_dir'] = workdir
@@ -556,33 +556,21 @@ def stage_sweep(rec: dict, ctx: dict) -> None:
              config_steps_per_s=steps / rec['seconds_end_to_end'])
 
 
-def analysis_kwargs(dataset_name: str, partial: bool = False) -> dict:
-  """``analyze_sweep``'s keywords as ``experiments.analyze`` resolves the
-  default config (the dataset's use cases, concept sets and pop_top).
-
-  ``partial``: the sweep was stopped by the budget; where the analysis has
-  an ``allow_partial`` option (config field or ``analyze_sweep`` keyword)
-  it is set, so that the last checkpoint is analysed.
-  """
-  from monosem_jax.analysis import pipeline  # pylint: disable=import-outside-toplevel
-  cfg = analyze_config.get_config()
-  if partial and 'allow_partial' in cfg:
-    cfg.allow_partial = True
-  kwargs = analyze_config.analyze_kwargs(cfg, dataset_name)
-  if partial and 'allow_partial' in inspect.signature(
-      pipeline.analyze_sweep).parameters:
-    kwargs['allow_partial'] = True
-  return kwargs
+def analysis_options(dataset_name: str) -> pipeline.AnalysisOptions:
+  """``analyze_sweep``'s options as ``experiments.analyze`` resolves the
+  default config (the dataset's use cases, concept sets and pop_top). A
+  sweep stopped by the budget is opened with ``allow_partial``
+  (:func:`stage_analysis`), so that its last checkpoint is analysed."""
+  return analyze_config.analysis_options(analyze_config.get_config(),
+                                         dataset_name)
 
 
 def stage_analysis(rec: dict, ctx: dict) -> None:
   """``analyze_sweep`` on the sweep's last checkpoint, as
   ``experiments.analyze`` (under the sweep's lock)."""
   sweep_dir = ctx.get('sweep_dir')
-  from monosem_jax.sweep import checkpoint  # pylint: disable=import-outside-toplevel
   if not sweep_dir or not checkpoint.saved_epochs(sweep_dir):
     raise Skip('needs a sweep with at least one checkpointed epoch')
-  from monosem_jax.analysis import pipeline, workdirs  # pylint: disable=import-outside-toplevel
   log = StageLog('analysis', ctx['stage_deadline'])
   t = time.perf_counter()
   with files.WorkdirLock(sweep_dir, 'analysis'):   # before reading it
@@ -595,7 +583,7 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
                    'complete'),
                seconds_open=time.perf_counter() - t)
     result = pipeline.analyze_sweep(view, dataset,
-                                    **analysis_kwargs(dataset.name), log=log)
+                                    analysis_options(dataset.name), log=log)
   rec['seconds_end_to_end'] = time.perf_counter() - t
   fid = result.fidelity
   rec.update(seconds_analyze=result.seconds, report=result.report_path,

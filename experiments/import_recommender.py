@@ -20,6 +20,7 @@ from absl import flags, logging
 
 from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line)
+from monosem_jax.recommenders import imported
 
 _CONFIG = define_config_file(
     'config', 'experiments/configs/recommender.py:ml-1m,mf',
@@ -40,8 +41,6 @@ _DROP = flags.DEFINE_bool(
 @refusals_in_one_line
 def main(argv):
   del argv
-  from monosem_jax.recommenders import imported  # pylint: disable=import-outside-toplevel
-
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
 

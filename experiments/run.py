@@ -53,7 +53,7 @@ from experiments.configs import analyze as analyze_config
 from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line, refuse_without_concepts)
 from monosem_jax import files
-from monosem_jax.analysis import pipeline, use_cases, workdirs
+from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
@@ -80,8 +80,7 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  workdir = files.prepare_workdir(_WORKDIR.value)
-  with files.WorkdirLock(workdir, 'main job'):
+  with files.locked_workdir(_WORKDIR.value, 'main job', log) as workdir:
     run_main_job(_CONFIG.value, workdir)
 
 
@@ -219,16 +218,14 @@ def _run_model(cfg, model: str, dataset, out: str) -> pipeline.Analysis:
   sweep_dir = os.path.join(out, 'sweep')
   run_sweep(sweep, sweep_dir, log=log)
   plot_sweep_workdir(sweep_dir)
-  defaults = analyze_config.defaults_for(dataset.name)
-  # Under the sweep folder's lock, as experiments.analyze: never beside
-  # another analysis (or a sweep) of the same folder.
+  # The analysis config's defaults for the dataset, as experiments.analyze;
+  # under the sweep folder's lock, never beside another analysis (or a
+  # sweep) of the same folder.
+  options = analyze_config.analysis_options(analyze_config.get_config(),
+                                            dataset.name)
   with files.WorkdirLock(sweep_dir, 'analysis'):
     view = workdirs.open_sweep(sweep_dir)
-    return pipeline.analyze_sweep(
-        view, dataset, use_cases_=[use_cases.UseCase.from_dict(c)
-                                   for c in defaults['use_cases']],
-        concept_sets=defaults['concept_sets'], pop_top=defaults['pop_top'],
-        log=log)
+    return pipeline.analyze_sweep(view, dataset, options, log=log)
 
 
 def summarize(model: str, result: pipeline.Analysis, log) -> None:

@@ -15,6 +15,7 @@ from absl import flags, logging
 
 from experiments.launch import (console_script, define_config_file,
                                 refusals_in_one_line)
+from monosem_jax.recommenders import train
 
 _CONFIG = define_config_file(
     'config', 'experiments/configs/recommender.py:ml-1m,mf',
@@ -26,8 +27,6 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.',
 @refusals_in_one_line
 def main(argv):
   del argv
-  from monosem_jax.recommenders import train  # pylint: disable=import-outside-toplevel
-
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
 

@@ -21,6 +21,9 @@ the guarantees are the same everywhere:
   (even by SIGKILL), so a stale lock file is taken over silently by the next
   run, which reports the PID it replaced. A folder where the lock file
   cannot be created (missing, read-only) is refused in one line.
+* :func:`locked_workdir` is what a run does with its workdir: create it
+  (:func:`prepare_workdir`) and hold its :class:`WorkdirLock` for the run,
+  saying so when it takes over a stale lock.
 * :func:`remove_workdir` deletes a workdir whole under its lock (e.g. a
   stale sweep the main job starts afresh).
 * :func:`fingerprint` is a SHA-256 over a folder's files, identifying e.g. a
@@ -44,7 +47,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -264,6 +267,26 @@ class WorkdirLock:
 
   def __exit__(self, *exc) -> None:
     self.release()
+
+
+@contextlib.contextmanager
+def locked_workdir(workdir: str, what: str,
+                   log: Callable[[str], None]) -> Iterator[str]:
+  """``workdir`` created (:func:`prepare_workdir`) and held under its
+  :class:`WorkdirLock` for the ``with`` block, which gets its absolute path.
+  Taking over the lock of a process that is gone is said through ``log``.
+
+  Raises (on enter):
+    WorkdirError: as :func:`prepare_workdir` and :class:`WorkdirLock`.
+
+  >>> import tempfile
+  >>> with locked_workdir(tempfile.mkdtemp(), 'example', print) as d:
+  ...   os.path.isabs(d)
+  True
+  """
+  path = prepare_workdir(workdir)
+  with WorkdirLock(path, what, log=log):
+    yield path
 
 
 def remove_workdir(workdir: str, what: str = 'removal') -> bool:

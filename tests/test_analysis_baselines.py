@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monosem_jax.analysis import baselines, concepts, neurons, pipeline, workdirs
+from monosem_jax.analysis import (baselines, interventions, neurons, pipeline,
+                                  workdirs)
 from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
@@ -134,20 +135,22 @@ def test_random_sae_baseline_is_an_untrained_sae_of_each_configs_architecture(
   params = pipeline.random_sae(view, seed=5)
   got = np.asarray(pipeline.random_codes(view, emb, [0, 1, 2, 3], params))
   for c in range(4):
-    _, hp = view.config(c)
-    cfg = concepts.sae_config_of(hp)
-    want = concepts.activations(model.init(jax.random.PRNGKey(5), cfg), cfg,
-                                emb, hp['k'] or None)
-    np.testing.assert_allclose(got[c][:, :hp['dict_size']], want, rtol=1e-6,
+    codec = interventions.Codec.of(*view.config(c))
+    untrained = codec.replace(params=model.init(jax.random.PRNGKey(5),
+                                                codec.cfg))
+    want = untrained.encode(emb)[0]
+    np.testing.assert_allclose(got[c][:, :codec.cfg.dict_size], want, rtol=1e-6,
                                atol=1e-6)
-    assert (got[c][:, hp['dict_size']:] == 0).all()
+    assert (got[c][:, codec.cfg.dict_size:] == 0).all()
 
 
 def test_analysis_reports_observed_vs_chance(sweep_dir, tmp_path):
   view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
   dataset = workdirs.open_dataset(view.artifact)
-  result = pipeline.analyze_sweep(view, dataset, k=10, permutations=5,
-                                  out=str(tmp_path), log=lambda _: None)
+  result = pipeline.analyze_sweep(
+      view, dataset, pipeline.AnalysisOptions(k=10, permutations=5,
+                                              out=str(tmp_path)),
+      log=lambda _: None)
   out = tmp_path / 'analysis'
   ct = pd.read_csv(out / 'concepts.csv')
   for col in ('purity@10_null', 'p_perm@10', 'purity@10_random_sae',
@@ -176,5 +179,6 @@ def test_bad_permutation_counts_are_refused(sweep_dir, bad):
   view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
   dataset = workdirs.open_dataset(view.artifact)
   with pytest.raises(ConfigError, match='permutations='):
-    pipeline.analyze_sweep(view, dataset, permutations=bad,
+    pipeline.analyze_sweep(view, dataset,
+                           pipeline.AnalysisOptions(permutations=bad),
                            log=lambda _: None)

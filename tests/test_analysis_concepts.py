@@ -1,10 +1,11 @@
-"""purity@K against a plain numpy loop, and activations of a loaded SAE."""
+"""purity@K (neurons.concept_scores) against a plain numpy loop, concept
+sets, and the codes of a loaded SAE (interventions.Codec)."""
 
 import jax
 import numpy as np
 import pytest
 
-from monosem_jax.analysis import concepts
+from monosem_jax.analysis import concepts, interventions, neurons
 from monosem_jax.errors import ConfigError
 from monosem_jax.sae import model
 
@@ -24,7 +25,7 @@ def test_purity_matches_reference():
   acts = rng.random((50, 7))
   acts[:, 3] = 0.0  # a dead neuron
   item_concepts = rng.random((50, 4)) < 0.3
-  got = concepts.purity_at_k(acts, item_concepts, k=10)
+  got = neurons.concept_scores(acts, item_concepts, (10,))['purity'][0]
   ref = _purity_reference(acts, item_concepts, 10)
   ref[3] = 0.0
   np.testing.assert_allclose(got, ref, atol=1e-6)
@@ -35,7 +36,7 @@ def test_concept_matches_finds_planted_neuron():
   item_concepts = rng.random((200, 3)) < 0.2
   acts = rng.random((200, 5)) * 0.1
   acts[:, 4] += item_concepts[:, 2]  # neuron 4 fires on concept 2
-  table = concepts.concept_matches(acts, item_concepts, ['a', 'b', 'c'], k=10)
+  table = neurons.concept_table(acts, item_concepts, ['a', 'b', 'c'], (10,))
   row = table[table.concept == 'c'].iloc[0]
   assert row.best_neuron == 4 and row['purity@10'] == 1.0
   assert 0.1 < row.base_rate < 0.3
@@ -57,7 +58,7 @@ def test_concept_sets_are_the_union_of_their_tags():
   np.testing.assert_array_equal(out[:, 6], table[:, 2] | table[:, 0])
   # scored like any concept: purity = share of top items carrying any tag
   acts = rng.random((60, 3))
-  purity = concepts.purity_at_k(acts, out, k=10)
+  purity = neurons.concept_scores(acts, out, (10,))['purity'][0]
   ref = _purity_reference(acts, out, 10)
   np.testing.assert_allclose(purity[:, 5:], ref[:, 5:], atol=1e-6)
 
@@ -77,8 +78,8 @@ def test_unknown_tags_in_a_set_are_refused_with_a_suggestion():
     concepts.concept_sets(table, TAGS, {'x': 'rock'})
 
 
-def test_activations_shape_and_nonnegative():
+def test_codes_shape_and_nonnegative():
   cfg = model.SAEConfig.mf(dim=4, dict_size=6)
-  p = model.init(jax.random.PRNGKey(0), cfg)
-  z = concepts.activations(p, cfg, np.random.default_rng(0).normal(size=(9, 4)))
-  assert z.shape == (9, 6) and (z >= 0).all()
+  codec = interventions.Codec(model.init(jax.random.PRNGKey(0), cfg), cfg)
+  z, _ = codec.encode(np.random.default_rng(0).normal(size=(9, 4)))
+  assert z.shape == (9, 6) and (np.asarray(z) >= 0).all()

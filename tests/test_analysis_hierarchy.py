@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from monosem_jax.analysis import concepts, hierarchy
+from monosem_jax.analysis import hierarchy, interventions
 from monosem_jax.sae import model
 
 N_POPULAR, N_NICHE, N_GENRES = 12, 36, 4
@@ -86,7 +86,7 @@ def test_prefix_sizes_of_a_matryoshka_config():
   assert cfg.prefix_sizes == (3, 7, 12)
   p = model.init(jax.random.PRNGKey(0), cfg)
   emb = np.random.default_rng(1).normal(size=(30, 4))
-  acts = concepts.activations(p, cfg, emb)
+  acts = np.asarray(interventions.Codec(p, cfg).encode(emb)[0])
   t = hierarchy.hierarchy_table(acts, cfg.prefix_sizes, np.arange(30),
                                 np.eye(30, 3, dtype=bool), top=5)
   assert t[['start', 'stop']].values.tolist() == [[0, 3], [3, 7], [7, 12]]

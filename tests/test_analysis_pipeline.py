@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from experiments.configs import sweep as sweep_configs
-from monosem_jax.analysis import (concepts, figures, interventions, pipeline,
-                                  planted, use_cases, workdirs)
+from monosem_jax.analysis import (figures, interventions, pipeline, planted,
+                                  use_cases, workdirs)
 from monosem_jax.data import synthetic
 from monosem_jax.data.protocol import make_split
 from monosem_jax.errors import ConfigError
@@ -153,8 +153,7 @@ def test_config_activations_match_each_trimmed_config(sweep_dir):
   acts = pipeline.config_activations(view, item_emb, range(view.num_configs))
   for i in range(view.num_configs):
     sae, hp = view.config(i)
-    one = concepts.activations(sae, concepts.sae_config_of(hp), item_emb,
-                               hp['k'] or None)
+    one = interventions.Codec.of(sae, hp).encode(item_emb)[0]
     m = hp['dict_size']
     np.testing.assert_allclose(acts[i][:, :m], one, rtol=1e-5, atol=1e-6)
     assert not acts[i][:, m:].any()        # beyond the dictionary: exactly 0
@@ -289,6 +288,12 @@ def test_use_case_names_distinguish_and_repeats_are_refused(sweep_dir):
   case = use_cases.UseCase('suppress', 'action', levels=(0.0,))
   with pytest.raises(ConfigError, match='repeats use case 0'):
     use_cases.run_use_cases(view, 0, dataset, [case, case])
+  # an explicit neuron past the config's own dictionary: one line
+  m = view.sae(0).cfg.dict_size
+  far = use_cases.UseCase('suppress', 'action', neuron=m, levels=(0.0,))
+  with pytest.raises(ConfigError,
+                     match=rf'neuron={m} is outside the dictionary \(0\.\.{m - 1}\)'):
+    use_cases.run_use_cases(view, 0, dataset, [far])
 
 
 def test_bad_settings_are_refused_before_any_work(sweep_dir):
@@ -296,12 +301,15 @@ def test_bad_settings_are_refused_before_any_work(sweep_dir):
   dataset = workdirs.open_dataset(view.artifact)
   logs = []
   with pytest.raises(ConfigError, match=r'chosen=99: the sweep has 4'):
-    pipeline.analyze_sweep(view, dataset, chosen=99, log=logs.append)
+    pipeline.analyze_sweep(view, dataset, pipeline.AnalysisOptions(chosen=99),
+                           log=logs.append)
   with pytest.raises(ConfigError, match="unknown concept 'Horor'"):
-    pipeline.analyze_sweep(view, dataset, log=logs.append, use_cases_=[
-        use_cases.UseCase('suppress', 'Horor')])
+    pipeline.analyze_sweep(view, dataset, pipeline.AnalysisOptions(
+        use_cases=[use_cases.UseCase('suppress', 'Horor')]), log=logs.append)
   with pytest.raises(ConfigError, match='modes='):
-    pipeline.analyze_sweep(view, dataset, modes=('add',), log=logs.append)
+    pipeline.analyze_sweep(view, dataset,
+                           pipeline.AnalysisOptions(modes=('add',)),
+                           log=logs.append)
   with pytest.raises(ConfigError, match='scale='):
     use_cases.UseCase.from_dict({'kind': 'nudge', 'concept': 'x',
                                  'scale': 'percent'})
@@ -340,7 +348,8 @@ def diverged_sweep(sweep_dir):
   view = workdirs.open_sweep(str(out))
   dataset = workdirs.open_dataset(view.artifact)
   case = [use_cases.UseCase('suppress', 'action', levels=(None, -1.0))]
-  return pipeline.analyze_sweep(view, dataset, use_cases_=case,
+  return pipeline.analyze_sweep(view, dataset,
+                                pipeline.AnalysisOptions(use_cases=case),
                                 log=lambda _: None)
 
 
@@ -420,7 +429,8 @@ def test_analysis_refuses_a_dataset_without_concepts(sweep_dir, tmp_path):
   bare = dataclasses.replace(ds, concept_names=(),
                              item_concepts=np.zeros((ds.n_items, 0), bool))
   with pytest.raises(ConfigError, match='no concept labels'):
-    pipeline.analyze_sweep(view, bare, out=str(tmp_path), log=lambda _: None)
+    pipeline.analyze_sweep(view, bare, pipeline.AnalysisOptions(
+        out=str(tmp_path)), log=lambda _: None)
   assert not os.listdir(tmp_path)
 
 
@@ -443,8 +453,8 @@ def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
   stale.write_text('# Analysis of another time')
   view = workdirs.open_sweep(str(sweep))
   dataset = workdirs.open_dataset(view.artifact)
-  quick = dict(k=10, max_users=50, threads=1, log=lambda _: None)
-  first = pipeline.analyze_sweep(view, dataset, **quick)
+  quick = pipeline.AnalysisOptions(k=10, max_users=50, threads=1)
+  first = pipeline.analyze_sweep(view, dataset, quick, log=lambda _: None)
   assert not orphan_file.exists() and not orphan_dir.exists()
   assert not stale.exists() or os.path.dirname(first.report_path) == str(
       sweep) and 'another time' not in stale.read_text()
@@ -459,7 +469,9 @@ def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
   monkeypatch.setattr(pipeline.figures, 'to_png', full_disk)
   other = (first.chosen + 1) % view.num_configs
   with pytest.raises(OSError, match='No space left'):
-    pipeline.analyze_sweep(view, dataset, chosen=other, **quick)
+    pipeline.analyze_sweep(view, dataset,
+                           dataclasses.replace(quick, chosen=other),
+                           log=lambda _: None)
   assert _outputs(out) == before          # the previous set, untouched
   left = [n for n in os.listdir(sweep) + os.listdir(out)
           if '.tmp-' in n or '.old-' in n]

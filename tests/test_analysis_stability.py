@@ -165,9 +165,9 @@ def seeded(sweep_dir):
   case = use_cases.UseCase.from_dict(dict(kind='suppress', concept='action',
                                           levels=(None, 0.0, -1.0)))
   out = sweep_dir / 'seeded'
-  result = pipeline.analyze_sweep(view, dataset, use_cases_=[case], k=10,
-                                  modes=('delta',), permutations=3,
-                                  out=str(out), log=lambda _: None)
+  result = pipeline.analyze_sweep(view, dataset, pipeline.AnalysisOptions(
+      use_cases=[case], k=10, modes=('delta',), permutations=3, out=str(out)),
+      log=lambda _: None)
   return view, result, out / 'analysis'
 
 

@@ -186,9 +186,10 @@ def test_an_unfinished_sweep_is_refused_or_marked_in_every_output(
   view = workdirs.open_sweep(str(work), allow_partial=True)
   assert view.partial and (view.epoch, view.epochs) == (3, 4)
   logs = []
-  result = pipeline.analyze_sweep(view, workdirs.open_dataset(view.artifact),
-                                  k=10, max_users=50, threads=1,
-                                  log=logs.append)
+  result = pipeline.analyze_sweep(
+      view, workdirs.open_dataset(view.artifact),
+      pipeline.AnalysisOptions(k=10, max_users=50, threads=1),
+      log=logs.append)
   out = os.path.dirname(result.report_path)
   head = open(result.report_path).read().split('\n## ')[0]
   assert '**Note: analysed at epoch 3 of 4: the sweep is unfinished.**' in head

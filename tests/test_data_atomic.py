@@ -2,7 +2,6 @@
 fixture world, every refusal in one line, the configs and the main job."""
 
 import os
-import shutil
 
 import numpy as np
 import pandas as pd

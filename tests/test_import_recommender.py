@@ -20,7 +20,7 @@ from monosem_jax.analysis import export as sweep_export
 from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.data import DataError, load_data
 from monosem_jax.errors import ConfigError, WorkdirError
-from monosem_jax.recommenders import ncf, train
+from monosem_jax.recommenders import ncf
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.recommenders.imported import import_embeddings
 from monosem_jax.sweep.runner import run_sweep

@@ -5,6 +5,8 @@ another recommender, a config for another model, grid flags, empty axes,
 non-positive epochs, unclear workdir failures, concurrent runs, file modes.
 """
 
+import dataclasses
+import inspect
 import os
 import shutil
 import signal
@@ -18,7 +20,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import launch
+from experiments import device_check, launch
 from experiments.configs import analyze as analyze_configs
 from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
@@ -325,7 +327,7 @@ def test_the_main_job_analyses_under_the_sweep_lock(tmp_path):
       from monosem_jax.errors import WorkdirError
       out = {str(tmp_path)!r}
 
-      def analyze_sweep(view, dataset, **kwargs):
+      def analyze_sweep(view, dataset, options, log):
         try:
           files.WorkdirLock(os.path.join(out, 'sweep'), 'probe').acquire()
           print('unlocked')
@@ -361,6 +363,27 @@ def test_a_read_only_folder_is_refused_in_one_line(tmp_path, monkeypatch):
                      r'lock file .*\.lock: Permission denied; the analysis '
                      'needs a folder it can write'):
     files.WorkdirLock(str(tmp_path), 'analysis').acquire()
+
+
+def test_locked_workdir_creates_holds_and_reports_a_taken_over_lock(
+    tmp_path):
+  run = tmp_path / 'runs' / 'x'
+  run.mkdir(parents=True)
+  (run / files.LOCK_FILE).write_text('4194399 sweep\n')   # a holder gone
+  logs = []
+  with files.locked_workdir(str(run), 'sweep', logs.append) as path:
+    assert path == str(run)
+    with pytest.raises(WorkdirError, match=rf'in use by process {os.getpid()}'):
+      files.WorkdirLock(path, 'analysis').acquire()
+  assert logs == [f'{run}: taking over the lock of process 4194399, which '
+                  'is gone']
+  with files.locked_workdir(str(tmp_path / 'new' / 'y'), 'sweep',
+                            logs.append) as path:
+    assert os.path.isdir(path) and len(logs) == 1
+  (tmp_path / 'f').write_text('')
+  with pytest.raises(WorkdirError, match='is a file, not a folder'):
+    with files.locked_workdir(str(tmp_path / 'f' / 'z'), 'sweep', print):
+      pass
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(recs, tmp_path):
@@ -459,18 +482,37 @@ def _fake_view(n_items=120, configs=4):
 ])
 def test_analysis_settings_are_refused_before_any_work(setting, needle):
   with pytest.raises(ConfigError, match=needle):
-    pipeline.analyze_sweep(_fake_view(), None, **setting)
+    pipeline.analyze_sweep(_fake_view(), None,
+                           pipeline.AnalysisOptions(**setting))
+
+
+def test_the_launchers_analyse_with_options_built_in_one_place():
+  # Issue 18: analyze_sweep takes one frozen AnalysisOptions (not 16
+  # keywords), which the analysis config builds for every launcher.
+  options = analyze_configs.analysis_options(analyze_configs.get_config(),
+                                             'lastfm-2k')
+  assert isinstance(options, pipeline.AnalysisOptions)
+  assert options == device_check.analysis_options('lastfm-2k')
+  assert options.pop_top == 50 and 'metal (any)' in options.concept_sets
+  assert list(inspect.signature(pipeline.analyze_sweep).parameters) == [
+      'view', 'dataset', 'options', 'log']
+  small = pipeline.AnalysisOptions().resolved(15)
+  assert (small.k, small.ks) == (15, (10,))   # defaults fit the catalogue
+  given = pipeline.AnalysisOptions(k=40, ks=[10, 99]).resolved(15)
+  assert (given.k, given.ks) == (40, (10, 99))   # checked later, never cut
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    options.k = 3
 
 
 def test_analysis_config_keeps_an_explicit_zero_and_checks_use_cases():
   cfg = analyze_configs.get_config()
   cfg.pop_top = 0                 # was silently replaced by the default
-  assert analyze_configs.analyze_kwargs(cfg, 'synthetic')['pop_top'] == 0
+  assert analyze_configs.analysis_options(cfg, 'synthetic').pop_top == 0
   cfg.pop_top = None
   cfg.use_cases = ('suppress Horror',)
   with pytest.raises(ConfigError, match=r"config.use_cases\[0\]='suppress "
                      r"Horror': each use case is a dict, e.g."):
-    analyze_configs.analyze_kwargs(cfg, 'synthetic')
+    analyze_configs.analysis_options(cfg, 'synthetic')
 
 
 def test_dicts_on_the_command_line_are_python_literals():
@@ -485,15 +527,15 @@ def test_dicts_on_the_command_line_are_python_literals():
     fv(argv)
     return config.value
 
-  kw = analyze_configs.analyze_kwargs(parse(
+  options = analyze_configs.analysis_options(parse(
       "--config.concept_sets=dict(loud=('rock', 'metal'))",
       "--config.use_cases=(dict(kind='suppress', concept='action', "
       "levels=(None, -1.0)), {'kind': 'nudge', 'concept': 'romance'})"),
-                                      'synthetic')
-  assert kw['concept_sets'] == {'loud': ('rock', 'metal')}
-  assert [(c.kind, c.concept) for c in kw['use_cases_']] == [
+                                           'synthetic')
+  assert options.concept_sets == {'loud': ('rock', 'metal')}
+  assert [(c.kind, c.concept) for c in options.use_cases] == [
       ('suppress', 'action'), ('nudge', 'romance')]
-  assert kw['use_cases_'][0].levels == (None, -1.0)
+  assert options.use_cases[0].levels == (None, -1.0)
   with pytest.raises(flags.IllegalFlagValueError,
                      match=r"expected a dict as a Python literal, e.g. "
                      r"\{'name': \('tag', 'tag2'\)\} or dict\(name="):

@@ -22,8 +22,7 @@ import pytest
 
 from conftest import assert_exact_products, matrix_products, not_exact
 from monosem_jax import load_sae
-from monosem_jax.analysis import (concepts, fidelity, interventions,
-                                  neuron_stats)
+from monosem_jax.analysis import fidelity, interventions, neuron_stats
 from monosem_jax.recommenders import metrics, mf, ncf
 from monosem_jax.recommenders.scorers import make_scorer
 from monosem_jax.sae import model
@@ -121,7 +120,6 @@ def test_codes_and_exported_sae_products_are_exact(tiny, tmp_path):
     codec.decode(z, stats)
     for mode in interventions.MODES:
       interventions.edit(codec, x, 1, 2.0, mode=mode)
-    concepts.activations(codec.params, codec.cfg, x, k=2)
     sae.decode(sae.encode(x), x)
 
   assert_exact_products(run, tmp_path / 'ir')

@@ -11,6 +11,7 @@ import pytest
 from experiments.configs import recommender as rc
 from monosem_jax import checkpoints
 from monosem_jax.data import load_data, protocol, samplers, synthetic
+from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.recommenders.config import TrainConfig
 from monosem_jax.recommenders.artifact import RecommenderArtifact
@@ -276,3 +277,10 @@ def test_a_corrupted_checkpoint_refuses_the_resume_in_one_line(tmp_path):
   with pytest.raises(WorkdirError, match=r'checkpoints/1/state: cannot be '
                      r'read \(.*\); the checkpoint is truncated or corrupt'):
     train.run(_small_config(2), str(tmp_path), log=lambda s: None)
+
+
+def test_a_dataset_config_with_an_unknown_key_is_refused_naming_the_known():
+  with pytest.raises(ConfigError, match=(
+      r'^dataset config: unknown key\(s\) nmae; known: name, data_dir, '
+      r'options, ')):
+    train.load_raw_dataset({'name': 'synthetic', 'nmae': 'x'})

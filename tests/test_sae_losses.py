@@ -127,12 +127,6 @@ def test_kl_sparsity_clamp_count_and_mask():
   assert not np.any(np.asarray(g)[:, 2])
 
 
-def test_total_loss_weighted_sum():
-  terms = {'emb': 2.0, 'pred': 3.0, 'l1': 5.0, 'kl': 7.0}
-  w = {'emb': 0.1, 'pred': 1.0, 'l1': 0.0, 'kl': 0.01}
-  assert float(losses.total_loss(terms, w)) == pytest.approx(0.2 + 3.0 + 0.07)
-
-
 def test_no_gradient_reaches_recommender_quantities(mlp):
   U, I = _r(10, 4), _r(10, 4)
   Uh, Ih = U + 0.1, I - 0.1

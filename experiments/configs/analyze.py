@@ -48,7 +48,7 @@ Fields:
   allow_partial: analyse a sweep stopped before the epochs it was asked for
     (its latest checkpoint); every output then says "analysed at epoch 5 of
     12". False (default): such a sweep is refused in one line. Read by the
-    launcher (``open_sweep``), not one of :func:`analyze_kwargs`.
+    launcher (``open_sweep``), not one of :func:`analysis_options`.
   inputs: a recommender workdir of the same data, split, kind and width
     whose embeddings the SAEs code and whose scorer ranks them
     (``workdirs.with_inputs``; e.g. SAEs trained on min-max scaled
@@ -63,13 +63,17 @@ Each field once: a field given twice is refused. Ranges (checked before any
 work): 1 <= k, ks <= the catalogue size, 0 < p < 1, max_users >= 1 or None,
 pop_top, era_top, hierarchy_top >= 1.
 
-:func:`analyze_kwargs` turns a config into ``analyze_sweep``'s keywords.
+:func:`analysis_options` turns a config into ``analyze_sweep``'s
+:class:`~monosem_jax.analysis.pipeline.AnalysisOptions`.
 """
 
 from __future__ import annotations
 
 import ml_collections
 from ml_collections import config_dict
+
+from monosem_jax.analysis import pipeline, use_cases
+from monosem_jax.errors import ConfigError
 
 _ML = (
     dict(kind='suppress', concept='Horror',
@@ -200,12 +204,12 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-def analyze_kwargs(cfg, dataset_name: str) -> dict:
-  """``cfg`` as keyword arguments of
-  :func:`monosem_jax.analysis.pipeline.analyze_sweep`, the dataset's
-  :func:`defaults_for` filling the fields left unset."""
-  from monosem_jax.analysis import use_cases  # pylint: disable=import-outside-toplevel
-  from monosem_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+def analysis_options(cfg, dataset_name: str) -> pipeline.AnalysisOptions:
+  """``cfg`` as the :class:`~monosem_jax.analysis.pipeline.AnalysisOptions`
+  of :func:`~monosem_jax.analysis.pipeline.analyze_sweep`, the dataset's
+  :func:`defaults_for` filling the fields left unset (the one place an
+  analysis config becomes options: the analyze launcher, the main job, the
+  device check and the notebooks)."""
   defaults = defaults_for(dataset_name)
   raw_cases = cfg.use_cases if cfg.use_cases is not None else (
       defaults['use_cases'])
@@ -220,11 +224,11 @@ def analyze_kwargs(cfg, dataset_name: str) -> dict:
   sets = cfg.concept_sets if cfg.concept_sets is not None else (
       defaults['concept_sets'])
   ks = None if cfg.ks is None else tuple(cfg.ks)
-  return dict(use_cases_=cases, concept_sets=dict(sets), k=cfg.k, p=cfg.p,
-              ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
-              modes=tuple(cfg.modes), era_top=cfg.era_top,
-              hierarchy_top=cfg.hierarchy_top, threads=cfg.threads,
-              out=cfg.out, permutations=cfg.permutations,
-              null_seed=cfg.null_seed,
-              pop_top=(cfg.pop_top if cfg.pop_top is not None
-                       else defaults['pop_top']))
+  return pipeline.AnalysisOptions(
+      use_cases=tuple(cases), concept_sets=dict(sets), k=cfg.k, p=cfg.p,
+      ks=ks, max_users=cfg.max_users, chosen=cfg.chosen,
+      modes=tuple(cfg.modes), era_top=cfg.era_top,
+      hierarchy_top=cfg.hierarchy_top, threads=cfg.threads, out=cfg.out,
+      permutations=cfg.permutations, null_seed=cfg.null_seed,
+      pop_top=(cfg.pop_top if cfg.pop_top is not None
+               else defaults['pop_top']))

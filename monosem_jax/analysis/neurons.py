@@ -1,7 +1,7 @@
 """What each SAE neuron means: concepts, popularity, monosemanticity.
 
 All functions take one config's item activations ``acts`` ``(n_items, M)``
-(see :func:`monosem_jax.analysis.concepts.activations`) and work on every
+(:meth:`monosem_jax.analysis.interventions.Codec.encode`) and work on every
 neuron and concept at once (docs/method.md#concepts):
 
 * :func:`concept_scores`: for every (neuron, concept) and each K, purity@K

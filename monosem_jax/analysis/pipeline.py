@@ -55,7 +55,7 @@ Example::
 
   view = workdirs.open_sweep('runs/ml1m_mf_sweep')
   dataset = workdirs.open_dataset(view.artifact)
-  result = analyze_sweep(view, dataset, use_cases=[...])
+  result = analyze_sweep(view, dataset, AnalysisOptions(use_cases=[...]))
   result.fidelity.sort_values('rbo_norm').tail()
 """
 
@@ -116,6 +116,75 @@ class Analysis:
   notes: tuple[str, ...] = ()
   chance: pd.DataFrame | None = None
   seeds: pd.DataFrame | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+  """The settings of :func:`analyze_sweep` (``experiments/configs/analyze.py``
+  builds them from the analysis config: ``analysis_options``).
+
+  Attributes:
+    use_cases: the intervention use cases (run on the chosen config).
+    concept_sets: ``{name: tags}`` scored as extra concepts.
+    k, p: fidelity list length (None: 30, or the catalogue size when it
+      is smaller), RBO persistence.
+    ks: purity K values, the first 10 for the pure-concept count (None:
+      those of :data:`DEFAULT_KS` that the catalogue holds). Values given
+      explicitly are checked, never cut.
+    max_users: fidelity on the first N SAE-test users only (None: all).
+    chosen: config for the heat map, interventions and hierarchy (-1: auto,
+      :func:`choose_config`).
+    modes: intervention modes.
+    pop_top, era_top, hierarchy_top: top items per neuron for the
+      popularity neuron, the era mix and the Matryoshka hierarchy.
+    out: the folder that receives the ``analysis/`` folder (None: the
+      sweep folder).
+    threads: accepted for compatibility and ignored (the neuron tables are
+      one device program per block of configs).
+    permutations, null_seed: label permutations of the null baseline and
+      the seed of the baselines (docs/method.md#null-baselines).
+  """
+  use_cases: Sequence[use_cases.UseCase] = ()
+  concept_sets: Mapping[str, Sequence[str]] | None = None
+  k: int | None = None
+  p: float = 0.9
+  ks: Sequence[int] | None = None
+  max_users: int | None = None
+  chosen: int = -1
+  modes: Sequence[str] = ('replace', 'delta')
+  pop_top: int = 500
+  era_top: int = 200
+  hierarchy_top: int = 50
+  out: str | None = None
+  threads: int | None = None
+  permutations: int = baselines.DEFAULT_PERMUTATIONS
+  null_seed: int = baselines.NULL_SEED
+
+  def resolved(self, n_items: int) -> 'AnalysisOptions':
+    """``k`` and ``ks`` left None filled in for a catalogue of ``n_items``
+    items (the rest as given, unchecked: :func:`analyze_sweep` checks)."""
+    k = min(DEFAULT_K, n_items) if self.k is None else self.k
+    ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
+          if self.ks is None else tuple(self.ks))
+    return dataclasses.replace(self, k=k, ks=ks)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportContext:
+  """What ``report.md`` is written from besides the tables of
+  :class:`Analysis`: the sweep, its dataset, the (resolved) options, how the
+  config was chosen, its item codes ``(n_items, dict_size)`` and concept
+  rows, the figures' files, the folder of the report and the use cases'
+  changes over seeds."""
+  view: workdirs.SweepView
+  dataset: object
+  options: AnalysisOptions
+  choice: 'Choice'
+  acts: np.ndarray
+  chosen_concepts: pd.DataFrame
+  figs: Mapping[str, str]
+  folder: str
+  seed_changes: pd.DataFrame | None = None
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -358,11 +427,10 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
           pd.concat(per_config, ignore_index=True))
 
 
-def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
-                    hierarchy_top, permutations=1, null_seed=0) -> None:
-  """Refuses a setting the analysis cannot use, in one line naming the field
-  and its valid range (``k=0`` once divided by zero, ``max_users=0`` gave
-  NaN RBO, ``p=1.5`` was accepted)."""
+def _check_settings(n_items: int, o: AnalysisOptions) -> None:
+  """Refuses a setting of ``o`` (resolved) the analysis cannot use, in one
+  line naming the field and its valid range (``k=0`` once divided by zero,
+  ``max_users=0`` gave NaN RBO, ``p=1.5`` was accepted)."""
 
   def integer(name, value, lo, hi=None, what=''):
     if (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -371,57 +439,35 @@ def _check_settings(n_items: int, *, k, p, ks, max_users, pop_top, era_top,
     span = f'in [{lo}, {hi}]' if hi is not None else f'>= {lo}'
     raise ConfigError(f'{name}={value!r}: must be an integer {span}{what}')
 
-  integer('k', k, 1, n_items, ' (fidelity list length; the catalogue has '
+  integer('k', o.k, 1, n_items, ' (fidelity list length; the catalogue has '
           f'{n_items} items)')
-  fidelity.check_persistence(p)
-  for i, kk in enumerate(ks):
+  fidelity.check_persistence(o.p)
+  for i, kk in enumerate(o.ks):
     integer(f'ks[{i}]', kk, 1, n_items, ' (purity list length; the '
             f'catalogue has {n_items} items)')
-  if max_users is not None:
-    integer('max_users', max_users, 1, what=' (SAE-test users in the '
+  if o.max_users is not None:
+    integer('max_users', o.max_users, 1, what=' (SAE-test users in the '
             'fidelity), or None for all')
-  for name, value in (('pop_top', pop_top), ('era_top', era_top),
-                      ('hierarchy_top', hierarchy_top)):
-    integer(name, value, 1, what=' (top items per neuron)')
-  integer('permutations', permutations, 1, what=' (label permutations of '
+  for name in ('pop_top', 'era_top', 'hierarchy_top'):
+    integer(name, getattr(o, name), 1, what=' (top items per neuron)')
+  integer('permutations', o.permutations, 1, what=' (label permutations of '
           'the null baseline, docs/method.md#null-baselines)')
-  integer('null_seed', null_seed, 0, what=' (seed of the null baselines)')
+  integer('null_seed', o.null_seed, 0, what=' (seed of the null baselines)')
 
 
-def analyze_sweep(view: workdirs.SweepView, dataset, *,
-                  use_cases_: Sequence[use_cases.UseCase] = (),
-                  concept_sets: Mapping[str, Sequence[str]] | None = None,
-                  k: int | None = None, p: float = 0.9,
-                  ks: Sequence[int] | None = None,
-                  max_users: int | None = None, chosen: int = -1,
-                  modes: Sequence[str] = ('replace', 'delta'),
-                  pop_top: int = 500, era_top: int = 200,
-                  hierarchy_top: int = 50, out: str | None = None,
-                  threads: int | None = None,
-                  permutations: int = baselines.DEFAULT_PERMUTATIONS,
-                  null_seed: int = baselines.NULL_SEED,
+def analyze_sweep(view: workdirs.SweepView, dataset,
+                  options: AnalysisOptions = AnalysisOptions(), *,
                   log: Callable[[str], None] = print) -> Analysis:
   """Analyses every config of a sweep and writes the report (module doc).
 
   Args:
     view, dataset: from ``workdirs.open_sweep`` / ``open_dataset``.
-    use_cases_: the intervention use cases (run on the chosen config).
-    concept_sets: ``{name: tags}`` scored as extra concepts.
-    k, p: fidelity list length (None: 30, or the catalogue size when it
-      is smaller), RBO persistence; ks: purity K values, the first 10 for
-      the pure-concept count (None: those of :data:`DEFAULT_KS` that the
-      catalogue holds). Values given explicitly are checked, never cut.
-    max_users: fidelity on the first N SAE-test users only.
-    chosen: config for the heat map, interventions and hierarchy (-1: auto,
-      :func:`choose_config`).
-    out: the folder that receives the ``analysis/`` folder (default: the
-      sweep folder).
-    threads: accepted for compatibility and ignored (the neuron tables are
-      one device program per block of configs).
-    permutations, null_seed: label permutations of the null baseline and
-      the seed of the baselines (docs/method.md#null-baselines).
+    options: the settings (:class:`AnalysisOptions`; every one is checked
+      before any work).
+    log: progress sink.
   """
   t_start = time.perf_counter()
+  out = options.out
   encoder = getattr(view, 'encoder', None)   # workdirs.with_encoder
   if encoder is not None and os.path.abspath(out or view.workdir) == (
       view.workdir):
@@ -436,40 +482,36 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
                       f'elsewhere; pass out=, a folder other than '
                       f'{view.workdir}')
   out = os.path.abspath(out or view.workdir)
-  n_items = view.artifact.n_items
-  k = min(DEFAULT_K, n_items) if k is None else k
-  ks = (tuple(K for K in DEFAULT_KS if K <= n_items) or DEFAULT_KS[:1]
-        if ks is None else tuple(ks))
+  o = options.resolved(view.artifact.n_items)
+  k, p, ks, modes, cases = o.k, o.p, o.ks, o.modes, o.use_cases
   # Every setting is checked before the expensive stages.
-  _check_settings(view.artifact.n_items, k=k, p=p, ks=ks, max_users=max_users,
-                  pop_top=pop_top, era_top=era_top,
-                  hierarchy_top=hierarchy_top, permutations=permutations,
-                  null_seed=null_seed)
+  _check_settings(view.artifact.n_items, o)
   if not ks or ks[0] != 10 or min(ks) < 1:
     raise ConfigError(f'ks={ks}: positive list lengths, the first one 10 '
                       '(the pure-concept count is at purity@10)')
-  if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-    raise ConfigError(f'threads={threads}: at least 1 (None: one per CPU '
+  if o.threads is not None and (isinstance(o.threads, bool)
+                                or int(o.threads) < 1):
+    raise ConfigError(f'threads={o.threads}: at least 1 (None: one per CPU '
                       'core)')
-  if not -1 <= int(chosen) < view.num_configs:
-    raise ConfigError(f'chosen={chosen}: the sweep has {view.num_configs} '
+  if not -1 <= int(o.chosen) < view.num_configs:
+    raise ConfigError(f'chosen={o.chosen}: the sweep has {view.num_configs} '
                       'configs (0..{}; -1 picks one)'.format(
                           view.num_configs - 1))
   concepts.require_concepts(dataset)
-  resolved = use_cases.resolve(list(use_cases_), dataset, view.artifact.split,
+  resolved = use_cases.resolve(list(cases), dataset, view.artifact.split,
                                modes)
-  cfg = dict(ks=ks, pop_top=pop_top, era_top=era_top)
+  cfg = dict(ks=ks, pop_top=o.pop_top, era_top=o.era_top)
   item_concepts, names = dataset.item_concepts, dataset.concept_names
-  if concept_sets:
+  if o.concept_sets:
     item_concepts, names = concepts.concept_sets(item_concepts, names,
-                                                 concept_sets)
+                                                 o.concept_sets)
   art = view.artifact
   log(f'analysis of {view.num_configs} configs ({art.kind} on '
       f'{dataset.name}, {len(art.split.sae_test_users)} SAE-test users)')
   notes = list(view.notes)
 
   t = time.perf_counter()
-  fid = workdirs.sweep_fidelity(view, k=k, p=p, max_users=max_users)
+  fid = workdirs.sweep_fidelity(view, k=k, p=p, max_users=o.max_users)
   extra, note = (None, None) if encoder is not None else (
       _sweep_results(view))   # the trained encoders' figures
   if note:
@@ -482,9 +524,9 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   log(f'  fidelity: {time.perf_counter() - t:.1f}s')
 
   t = time.perf_counter()
-  chance = baselines.Chance(item_concepts, art.item_emb, ks[0], permutations,
-                            null_seed)
-  untrained = random_sae(view, null_seed)
+  chance = baselines.Chance(item_concepts, art.item_emb, ks[0],
+                            o.permutations, o.null_seed)
+  untrained = random_sae(view, o.null_seed)
   null_seconds = [time.perf_counter() - t]
 
   def score_chance(codes, pad, n):   # the block's codes are on the device
@@ -494,7 +536,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     null_seconds.append(time.perf_counter() - t0)
 
   neuron_rows, concept_rows, per_config = _neuron_tables(
-      view, dataset, item_concepts, names, cfg, log, threads,
+      view, dataset, item_concepts, names, cfg, log, o.threads,
       per_block=score_chance)
   concept_rows = concept_rows.assign(**chance.concept_columns())
   per_config = per_config.assign(**chance.config_columns())
@@ -508,7 +550,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   log(f'  neurons and concepts: {time.perf_counter() - t:.1f}s (of which '
       f'null baselines {sum(null_seconds):.1f}s)')
 
-  choice = choose(fid, int(chosen))
+  choice = choose(fid, int(o.chosen))
   fid['eligible'] = choice.eligible
   chosen = choice.config
   sae = view.sae(chosen)
@@ -519,21 +561,21 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   neuron_rows = with_top_items(neuron_rows, chosen, acts, dataset.item_titles)
 
   t = time.perf_counter()
-  if use_cases_:
-    iv = use_cases.run_use_cases(view, chosen, dataset, use_cases_, k=k, p=p,
+  if cases:
+    iv = use_cases.run_use_cases(view, chosen, dataset, cases, k=k, p=p,
                                  modes=modes, concept_table=chosen_concepts,
                                  resolved=resolved)
   else:
     iv = pd.DataFrame(columns=['case', 'kind', 'concept', 'neuron', 'mode',
                                'level'])
-  log(f'  interventions ({len(use_cases_)} use cases on config {chosen}): '
+  log(f'  interventions ({len(cases)} use cases on config {chosen}): '
       f'{time.perf_counter() - t:.1f}s')
   seeds = seed_changes = None
   if stability.has_seeds(fid):
     t = time.perf_counter()
 
     def run_cases(config, table):   # the use cases on another seed
-      return use_cases.run_use_cases(view, config, dataset, use_cases_, k=k,
+      return use_cases.run_use_cases(view, config, dataset, cases, k=k,
                                      p=p, modes=modes, concept_table=table,
                                      resolved=resolved)
 
@@ -545,7 +587,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
   chance_table = chance.summary(chosen, m)
   hier = hierarchy.hierarchy_table(
       acts, sae.cfg.prefix_sizes or (m,), dataset.item_popularity,
-      item_concepts, top=hierarchy_top, item_emb=art.item_emb)
+      item_concepts, top=o.hierarchy_top, item_emb=art.item_emb)
   truth = dataset.extras.get('concept_truth') if dataset.extras else None
   plant = None
   if truth is not None:
@@ -569,17 +611,17 @@ def analyze_sweep(view: workdirs.SweepView, dataset, *,
     figs = _figures(stage, fid, acts, item_concepts, names, iv, hier, chosen,
                     ks)
     seconds = time.perf_counter() - t_start
-    text = _report(view, dataset, fid, neuron_rows, chosen_concepts, acts,
-                   names, iv, hier, plant, choice, figs, seconds, pop_top, k,
-                   folder, chance=chance_table, seeds=seeds,
-                   seed_changes=seed_changes)
+    result = Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
+                      os.path.join(folder, REPORT_MD), seconds, tuple(notes),
+                      chance_table, seeds)
+    text = _report(result, ReportContext(
+        view, dataset, o, choice, acts, chosen_concepts, figs, folder,
+        seed_changes))
     _write_text(os.path.join(stage, REPORT_MD), _with_notes(text, notes))
   if out == view.workdir:
     _remove_old_layout(out, log)
-  path = os.path.join(folder, REPORT_MD)
-  log(f'wrote {path} and {len(tables)} CSVs in {seconds:.1f}s')
-  return Analysis(fid, neuron_rows, concept_rows, iv, hier, plant, chosen,
-                  path, seconds, tuple(notes), chance_table, seeds)
+  log(f'wrote {result.report_path} and {len(tables)} CSVs in {seconds:.1f}s')
+  return result
 
 
 def _over_seeds(view, fid, neuron_rows, concept_rows, chosen, iv, run_cases
@@ -1004,11 +1046,15 @@ def _chance_section(chance: pd.DataFrame, chosen: int) -> report.Section:
   return s
 
 
-def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
-            iv, hier, plant, choice: Choice, figs, seconds, pop_top, k, out,
-            *, chance: pd.DataFrame | None = None,
-            seeds: pd.DataFrame | None = None,
-            seed_changes: pd.DataFrame | None = None):
+def _report(result: Analysis, ctx: ReportContext) -> str:
+  """The text of ``report.md``."""
+  view, dataset, choice, acts, figs = (ctx.view, ctx.dataset, ctx.choice,
+                                       ctx.acts, ctx.figs)
+  fid, neuron_rows, iv, hier, plant = (result.fidelity, result.neurons,
+                                       result.interventions, result.hierarchy,
+                                       result.planted)
+  chance, seeds, seconds = result.chance, result.seeds, result.seconds
+  pop_top, k, out = ctx.options.pop_top, ctx.options.k, ctx.folder
   art = view.artifact
   chosen = choice.config
   swept = [f for f in ('lambda_pred', 'dict_size', 'rho', 'k', 'lambda_kl',
@@ -1051,7 +1097,7 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
   s.table(choice_order(fid)[show], max_rows=40)
   sections.append(s)
 
-  ct = chosen_concepts.copy()
+  ct = ctx.chosen_concepts.copy()
   ct['top items'] = _top_titles(acts, ct.best_neuron.to_numpy(),
                                 dataset.item_titles)
   ct = ct.sort_values(['purity@10', 'base_rate'], ascending=[False, True])
@@ -1080,7 +1126,7 @@ def _report(view, dataset, fid, neuron_rows, chosen_concepts, acts, names,
   if chance is not None:
     sections.append(_chance_section(chance, chosen))
   if seeds is not None:
-    sections.append(_seeds_section(seeds, seed_changes))
+    sections.append(_seeds_section(seeds, ctx.seed_changes))
 
   nt = neuron_rows[neuron_rows.config == chosen]
   rank_col = f'mean_pop_rank@{pop_top}'

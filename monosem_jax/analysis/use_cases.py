@@ -324,9 +324,9 @@ def run_use_cases(view: workdirs.SweepView, i: int, dataset,
     neuron = case.neuron
     if neuron is None:
       neuron = int(best.loc[c, 'best_neuron'])
-    elif not 0 <= neuron < int(hp['dict_size']):
+    elif not 0 <= neuron < codec.cfg.dict_size:
       raise ConfigError(f'{r.name}: neuron={neuron} is outside the '
-                        f'dictionary (0..{int(hp["dict_size"]) - 1})')
+                        f'dictionary (0..{codec.cfg.dict_size - 1})')
     purity_neuron = neuron
     seen = workdirs.seen_mask(art.split, r.users)
     for mode in modes:

@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from monosem_jax.data import atomic, lastfm, movielens, protocol, synthetic
 from monosem_jax.data.dataset import DataError, Dataset
-from monosem_jax.errors import ConfigError
+from monosem_jax.errors import ConfigError, refuse_unknown
 
 
 def _load_synthetic(data_dir: str | None = None, **options) -> Dataset:
   del data_dir
-  fields = set(synthetic.WorldConfig.__dataclass_fields__)
-  unknown = sorted(set(options) - fields)
-  if unknown:
-    raise DataError(f"load_dataset('synthetic'): unknown option(s) "
-                    f"{', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+  refuse_unknown(options, sorted(synthetic.WorldConfig.__dataclass_fields__),
+                 "load_dataset('synthetic')", what='option', error=DataError)
   return synthetic.make_world(synthetic.WorldConfig(**options))
 
 
@@ -113,11 +110,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
   if name == 'synthetic':
     return loader(**options)
   params = inspect.signature(loader).parameters
-  unknown = sorted(k for k in options if k not in params or k == 'data_dir')
-  if unknown:
-    known = [k for k in params if k != 'data_dir']
-    raise DataError(f'load_dataset({name!r}): unknown option(s) '
-                    f'{", ".join(unknown)}; known: {", ".join(known)}')
+  refuse_unknown(options, [k for k in params if k != 'data_dir'],
+                 f'load_dataset({name!r})', what='option', error=DataError)
   ds = loader(resolve_data_dir(name, data_dir), **options)
   if ds.n_interactions == 0:
     raise DataError(f'load_dataset({name!r}): the dataset is empty')
@@ -136,9 +130,7 @@ def load_raw_dataset(dataset_cfg: Mapping[str, Any]):
   """The dataset of a ``dataset`` config section as its loader returns it
   (before :func:`select_dataset`); refuses unknown keys."""
   d = dict(dataset_cfg)
-  unknown = sorted(set(d) - set(DATASET_KEYS))
-  if unknown:
-    raise ConfigError(f'dataset config: unknown key(s) {", ".join(unknown)}')
+  refuse_unknown(d, DATASET_KEYS, 'dataset config')
   options = dict(d.get('options') or {})
   return load_dataset(d['name'], d.get('data_dir') or None, **options)
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from monosem_jax.errors import ConfigError
+from monosem_jax.errors import ConfigError, refuse_unknown
 from monosem_jax.recommenders import get_model
 
 OPTIMIZERS = ('sgd', 'adam', 'sparse_adam', 'adamw', 'adagrad')
@@ -90,11 +90,8 @@ class TrainConfig:
   def from_mapping(cls, m: Mapping[str, Any]) -> 'TrainConfig':
     """Builds from a dict / ConfigDict; unknown keys are an error."""
     m = dict(m)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(m) - fields)
-    if unknown:
-      raise ConfigError(f'TrainConfig: unknown key(s) {", ".join(unknown)}; '
-                       f'known: {", ".join(sorted(fields))}')
+    refuse_unknown(m, sorted(f.name for f in dataclasses.fields(cls)),
+                   'TrainConfig')
     return cls(**m)
 
   def to_dict(self) -> dict:

@@ -45,14 +45,14 @@ import logging
 import os
 import time
 import zipfile
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from monosem_jax import files
 from monosem_jax.data import loaders, protocol
 from monosem_jax.data.dataset import DataError
-from monosem_jax.errors import ConfigError
+from monosem_jax.errors import ConfigError, refuse_unknown
 from monosem_jax.recommenders import MODELS
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import train
@@ -182,12 +182,9 @@ def read_embeddings(path: str, kind: str) -> Embeddings:
   except (OSError, zipfile.BadZipFile, EOFError) as e:
     raise DataError(f'{path}: not a readable .npz ({e})') from None
   mlp_keys = {k for k in arrays if k.startswith('mlp/')}
-  known = set(EMBEDDING_KEYS + BIAS_KEYS)
-  unknown = sorted(set(arrays) - known - mlp_keys)
-  if unknown:
-    raise DataError(f'{path}: unknown key(s) {", ".join(unknown)}; known: '
-                    f'{", ".join(EMBEDDING_KEYS + BIAS_KEYS)}, mlp/J/w, '
-                    'mlp/J/b')
+  refuse_unknown(set(arrays) - mlp_keys,
+                 EMBEDDING_KEYS + BIAS_KEYS + ('mlp/J/w', 'mlp/J/b'), path,
+                 error=DataError)
   missing = [k for k in EMBEDDING_KEYS if k not in arrays]
   if missing:
     raise DataError(f'{path}: missing key(s) {", ".join(missing)}')
@@ -319,8 +316,7 @@ def import_embeddings(config, npz_path: str, workdir: str, *,
     raise ConfigError(f'config.model.kind={kind!r}: expected one of '
                       f'{", ".join(MODELS)}')
   emb = read_embeddings(npz_path, kind)
-  workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender import', log=log):
+  with files.locked_workdir(workdir, 'recommender import', log) as workdir:
     return _import_locked(config, kind, emb, workdir, drop_missing_users, log)
 
 

@@ -129,15 +129,6 @@ def batch_objective(cfg: TrainConfig, rows: dict, dense: dict,
   return total, (bce_sum, reg_sum)
 
 
-def loss_fn(cfg: TrainConfig, params: dict, users: jax.Array,
-            items: jax.Array, labels: jax.Array,
-            weights: jax.Array) -> jax.Array:
-  """The batch objective as a function of the full params (for tests)."""
-  tables, dense = _split_tables(params)
-  return batch_objective(cfg, _gather(tables, users, items), dense, labels,
-                         weights)[0]
-
-
 def make_step(cfg: TrainConfig, optimizer: optimizers.RecommenderOptimizer):
   """``step((params, opt_state), (users, items, labels, weights))``.
 

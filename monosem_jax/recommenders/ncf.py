@@ -125,11 +125,6 @@ def user_item_logits(params: Params, users: jax.Array) -> jax.Array:
                        params['item_emb'], ub, ib)
 
 
-def embeddings(params: Params) -> tuple[jax.Array, jax.Array]:
-  """The (user, item) embedding tables the SAE explains."""
-  return params['user_emb'], params['item_emb']
-
-
 def rows_logits(dense: Params, rows: Params) -> jax.Array:
   """``(B,)`` logits of gathered rows (used by the sparse training step).
 

@@ -243,8 +243,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None,
   log = log or logging.info
   config = files.jsonable(config)
   cfg = _train_config(config)  # every setting is checked before a write
-  workdir = files.prepare_workdir(workdir)
-  with files.WorkdirLock(workdir, 'recommender training', log=log):
+  with files.locked_workdir(workdir, 'recommender training', log) as workdir:
     return _run_locked(config, cfg, workdir, log, on_epoch)
 
 

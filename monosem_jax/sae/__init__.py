@@ -1,7 +1,15 @@
-"""Sparse autoencoders (docs/method.md#sparse-autoencoder) and their losses (docs/method.md#objective) as pure functions.
+"""Sparse autoencoders as pure functions (docs/method.md#sparse-autoencoder),
+their training objective (docs/method.md#objective) and their export.
 
-``model``: init / encode / decode / activations / Matryoshka prefixes.
-``losses``: embedding MSE, MF and NCF prediction-aware losses, L1, KL.
+``model``: :class:`SAEConfig`, init / encode / decode / forward, per-sample
+  TopK and BatchTopK, pursuit encoders (MP, OMP), Matryoshka prefixes,
+  latent masks and the training precision.
+``losses``: embedding MSE (also per Matryoshka prefix), L1 and KL sparsity.
+``objective``: one config's loss; the prediction-aware term comes from the
+  frozen recommender's scorer, passed as an argument, so this package
+  imports nothing of the recommenders.
+``export``: one trained SAE as ``sae.safetensors`` + ``cfg.json``
+  (docs/method.md#exported-saes) and :func:`~monosem_jax.sae.export.load_sae`.
 """
 
 from monosem_jax.sae import losses, model

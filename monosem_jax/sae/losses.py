@@ -107,11 +107,3 @@ def kl_sparsity(z: jax.Array, rho: jax.Array | float,
     over = over & mask
   return jnp.sum(kl), jnp.sum(over).astype(jnp.int32)
 
-
-def total_loss(terms: dict, weights: dict) -> jax.Array:
-  """``sum_t weights[t] * terms[t]`` over the keys of ``weights``.
-
-  Example: ``total_loss({'emb': e, 'pred': p, 'l1': a, 'kl': k},
-  {'emb': 0.1, 'pred': 1.0, 'l1': 0.0, 'kl': 0.01})``.
-  """
-  return sum(weights[t] * terms[t] for t in weights)

@@ -226,10 +226,11 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print,
   artifact = recommender_at(config.recommender_workdir)
   # every setting is checked before a file is written
   plan = plan_sweep(config, artifact)
-  workdir = SweepWorkdir(files.prepare_workdir(workdir))
   if jax.process_index() != 0:  # multi-host: process 0 holds the lock
-    return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
-  with workdir.lock(log):
+    return _run_sweep(config, SweepWorkdir(files.prepare_workdir(workdir)),
+                      log, on_epoch, artifact, plan)
+  with files.locked_workdir(workdir, 'sweep', log) as path:
+    workdir = SweepWorkdir(path)
     return _run_sweep(config, workdir, log, on_epoch, artifact, plan)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -101,12 +101,6 @@ class SweepWorkdir:
     if not self.exists():
       raise WorkdirError(f'{self.path}: no {SWEEP_JSON}; pass the workdir a '
                          'sweep was trained in')
-
-  def lock(self, log: Callable[[str], None] | None = None
-           ) -> files.WorkdirLock:
-    """The folder's exclusive lock for a sweep run (a context manager;
-    ``log`` hears of a stale lock taken over)."""
-    return files.WorkdirLock(self.path, 'sweep', log=log)
 
   def provenance(self) -> dict:
     """``sweep.json``'s provenance (``{}`` when it records none)."""
