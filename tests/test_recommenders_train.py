@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import recommender as rc
 from monosem_jax import checkpoints
-from monosem_jax.data import load_data, protocol, samplers, synthetic
+from monosem_jax.data import load_data, loaders, protocol, samplers, synthetic
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import loop, metrics, train
 from monosem_jax.recommenders.config import TrainConfig
@@ -283,4 +283,4 @@ def test_a_dataset_config_with_an_unknown_key_is_refused_naming_the_known():
   with pytest.raises(ConfigError, match=(
       r'^dataset config: unknown key\(s\) nmae; known: name, data_dir, '
       r'options, ')):
-    train.load_raw_dataset({'name': 'synthetic', 'nmae': 'x'})
+    loaders.load_raw_dataset({'name': 'synthetic', 'nmae': 'x'})
