@@ -78,7 +78,7 @@ def test_unknown_tags_in_a_set_are_refused_with_a_suggestion():
 
 
 def test_activations_shape_and_nonnegative():
-  cfg = model.SAEConfig.mf(dim=4, dict_size=6)
+  cfg = model.SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
   p = model.init(jax.random.PRNGKey(0), cfg)
   z = concepts.activations(p, cfg, np.random.default_rng(0).normal(size=(9, 4)))
   assert z.shape == (9, 6) and (z >= 0).all()

@@ -12,7 +12,7 @@ and orbax as pytrees.
 Example:
   >>> import jax
   >>> from monosem_jax.sweep.spec import SweepHparams, SweepSpec
-  >>> spec = SweepSpec(kind='mf', dim=4, max_dict_size=6)
+  >>> spec = SweepSpec(dim=4, max_dict_size=6)
   >>> state = init_sweep(spec, SweepHparams.grid(spec, dict_size=[3, 6]))
   >>> state.num_configs, state.sae['W'].shape
   (2, (2, 6, 4))
