@@ -71,7 +71,7 @@ import jax
 import numpy as np
 
 from monosem_jax.recommenders import ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae.model import PRECISIONS
 from monosem_jax.sweep.batches import epoch_indices
 from monosem_jax.sweep.memory import state_bytes_per_config
@@ -175,10 +175,20 @@ def shared_batch_bytes(spec: SweepSpec, scorer) -> int:
   """Bytes every step must read once for all configs: the batch's rows
   (float32 embedding and int32 index each) and the frozen scorer's matrices
   (its 2-D leaves: NCF's MLP weights; MF has none)."""
-  rows = (2 * spec.batch_pairs if scorer.paired
-          else spec.batch_users + spec.batch_items)
+  rows = spec.batching.users + spec.batching.items
   mats = [x for x in jax.tree.leaves(scorer) if np.ndim(x) == 2]
   return rows * (4 * spec.dim + 4) + _nbytes(mats)
+
+
+def batch_description(spec: SweepSpec) -> str:
+  """What one step holds, in words.
+
+  >>> batch_description(SweepSpec(kind='ncf'))
+  '256 positive pairs'
+  """
+  b = spec.batching
+  return (f'{b.users} {b.pairs} pairs' if b.paired
+          else f'{b.users} users x {b.items} items')
 
 
 def min_bytes_per_config_step(spec: SweepSpec, scorer, configs: int) -> float:
@@ -186,7 +196,7 @@ def min_bytes_per_config_step(spec: SweepSpec, scorer, configs: int) -> float:
   weights and Adam state read and written once, the shared batch once per
   step over ``configs``.
 
-  >>> from monosem_jax.recommenders.scorers import make_scorer
+  >>> from monosem_jax.recommenders.kinds import make_scorer
   >>> spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)
   >>> min_bytes_per_config_step(spec, make_scorer('mf', {}), 1024)
   32796.0
@@ -225,29 +235,46 @@ def add_roofs(row: dict, roof: dict | None, precision: str) -> None:
   row['fraction_of_peak_bandwidth'] = row['fraction_of_byte_roof_xla']
 
 
+_N_ITEMS = 3706
+
+
+def _mf_workload(steps: int, d: int, mf_pred_impl: str, precision: str):
+  rng = np.random.default_rng(0)
+  n_users = 256 * steps
+  options = dict(batch_users=256, batch_items=256, mf_pred_impl=mf_pred_impl)
+  spec = SweepSpec(kind='mf', dim=d, max_dict_size=64, steps_per_epoch=steps,
+                   precision=precision, scorer_options=options)
+  data = SweepInputs.create(rng.normal(size=(n_users, d)) / d,
+                            rng.normal(size=(_N_ITEMS, d)) / d,
+                            np.arange(n_users))
+  return spec, data, make_scorer('mf', {}, **options)
+
+
+def _ncf_workload(steps: int, d: int, mf_pred_impl: str, precision: str):
+  del mf_pred_impl  # MF's option
+  rng = np.random.default_rng(0)
+  n_users = 256 * steps
+  spec = SweepSpec(kind='ncf', dim=d, max_dict_size=22, steps_per_epoch=steps,
+                   precision=precision, scorer_options=dict(batch_pairs=256))
+  p = ncf.init(jax.random.PRNGKey(0), n_users, _N_ITEMS, d)
+  n_pos = 256 * steps
+  data = SweepInputs.create(p['user_emb'], p['item_emb'], np.arange(n_users),
+                            rng.integers(0, n_users, n_pos),
+                            rng.integers(0, _N_ITEMS, n_pos))
+  return spec, data, make_scorer('ncf', p)
+
+
+#: The workload of each kind: ``(steps, d, mf_pred_impl, precision) ->
+#: (spec, inputs, scorer)``.
+WORKLOADS = {'mf': _mf_workload, 'ncf': _ncf_workload}
+
+
 def _workload(model: str, steps: int, d: int, mf_pred_impl: str,
               precision: str = 'float32'):
-  rng = np.random.default_rng(0)
-  n_items = 3706
-  n_users = 256 * steps
-  if model == 'mf':
-    spec = SweepSpec(kind='mf', dim=d, max_dict_size=64, batch_users=256,
-                     batch_items=256, steps_per_epoch=steps,
-                     mf_pred_impl=mf_pred_impl, precision=precision)
-    data = SweepInputs.create(rng.normal(size=(n_users, d)) / d,
-                              rng.normal(size=(n_items, d)) / d,
-                              np.arange(n_users))
-    scorer = make_scorer('mf', {}, mf_impl=mf_pred_impl)
-  else:
-    spec = SweepSpec(kind='ncf', dim=d, max_dict_size=22, batch_pairs=256,
-                     steps_per_epoch=steps, precision=precision)
-    p = ncf.init(jax.random.PRNGKey(0), n_users, n_items, d)
-    n_pos = 256 * steps
-    data = SweepInputs.create(p['user_emb'], p['item_emb'], np.arange(n_users),
-                              rng.integers(0, n_users, n_pos),
-                              rng.integers(0, n_items, n_pos))
-    scorer = make_scorer('ncf', p)
-  return spec, data, scorer
+  if model not in WORKLOADS:
+    raise ValueError(f'--models: {model!r} is not one of '
+                     f'{", ".join(WORKLOADS)}')
+  return WORKLOADS[model](steps, d, mf_pred_impl, precision)
 
 
 def _params(spec: SweepSpec, c: int) -> SweepHparams:
@@ -330,9 +357,8 @@ def bench(model, configs, steps, repeats, seq_configs, d=20,
       r['speedup_vs_sequential'] = r['config_steps_per_s'] / seq
   return dict(model=model, precision=precision, d=d,
               max_dict_size=spec.max_dict_size,
-              batch=('256 users x 256 items' if model == 'mf'
-                     else '256 positive pairs'),
-              mf_pred_impl=mf_pred_impl if model == 'mf' else None,
+              batch=batch_description(spec),
+              mf_pred_impl=dict(spec.scorer_options).get('mf_pred_impl'),
               steps_per_epoch=steps, repeats=repeats,
               shared_batch_bytes_per_step=shared_batch_bytes(spec, scorer),
               state_bytes_per_config=state_bytes_per_config(spec),

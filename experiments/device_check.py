@@ -487,7 +487,7 @@ def sweep_config(small: bool, rec_dir: str):
   if small:
     cfg = sweep_configs.get_config('synthetic,ncf')
     cfg.epochs = 2
-    cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
+    cfg.spec.batch_pairs = 64
     cfg.spec.steps_per_epoch = 3
     grid = SMALL_GRID
   else:

@@ -57,7 +57,7 @@ from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
-from monosem_jax.recommenders import train
+from monosem_jax.recommenders import kinds, train
 from monosem_jax.sweep import runner
 from monosem_jax.sweep.runner import run_sweep
 from monosem_jax.sweep.workdir import SweepWorkdir, recommender_at
@@ -89,9 +89,10 @@ def run_main_job(cfg, workdir: str) -> dict:
   ``{model: pipeline.Analysis}``."""
   t0 = time.perf_counter()
   models = tuple(cfg.models)
-  unknown = [m for m in models if m not in ('mf', 'ncf')]
+  unknown = [m for m in models if m not in kinds.NAMES]
   if unknown or not models:
-    raise ConfigError(f'config.models={models}: choose from mf, ncf')
+    raise ConfigError(f'config.models={models}: choose from '
+                      f'{", ".join(kinds.NAMES)}')
   _restart_stale(cfg, workdir, check_stages(cfg, workdir, models))
   n = len(models) + 2
   log(f'== 1/{n} data: {cfg.dataset.name}')

@@ -79,7 +79,7 @@ def test_unknown_tags_in_a_set_are_refused_with_a_suggestion():
 
 
 def test_codes_shape_and_nonnegative():
-  cfg = model.SAEConfig.mf(dim=4, dict_size=6)
+  cfg = model.SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
   codec = interventions.Codec(model.init(jax.random.PRNGKey(0), cfg), cfg)
   z, _ = codec.encode(np.random.default_rng(0).normal(size=(9, 4)))
   assert z.shape == (9, 6) and (np.asarray(z) >= 0).all()

@@ -11,7 +11,7 @@ from monosem_jax.analysis import interventions as iv
 from monosem_jax.analysis import neurons, use_cases, workdirs
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import mf, ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import model
 
 D, N_LAT, N_USERS, N_ITEMS = 6, 9, 30, 50

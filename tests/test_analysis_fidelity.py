@@ -8,7 +8,7 @@ from scipy import stats
 
 from monosem_jax.analysis import fidelity
 from monosem_jax.recommenders import mf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 
 
 def _rbo_reference(a, b, p):

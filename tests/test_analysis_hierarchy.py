@@ -82,7 +82,8 @@ def test_without_prefixes_one_group_of_every_alive_latent():
 
 
 def test_prefix_sizes_of_a_matryoshka_config():
-  cfg = model.SAEConfig.mf(dim=4, dict_size=12, prefixes=(3, 7))
+  cfg = model.SAEConfig(dim=4, dict_size=12, prefixes=(3, 7), normalize=True,
+                        pre_bias=True)
   assert cfg.prefix_sizes == (3, 7, 12)
   p = model.init(jax.random.PRNGKey(0), cfg)
   emb = np.random.default_rng(1).normal(size=(30, 4))

@@ -9,7 +9,7 @@ from monosem_jax.analysis import fidelity
 from monosem_jax.analysis import interventions as iv
 from monosem_jax.data import protocol, synthetic
 from monosem_jax.recommenders import mf, ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import model
 
 D, N_LAT = 8, 12

@@ -7,7 +7,10 @@ analysis, the sweep package is itself layered, there are no import cycles
 and no imports of the package inside functions, neither in the package nor
 in the launchers (experiments/). Every declared dependency is imported
 somewhere. The analysis reads finished work and imports no orchestrator
-(the runs that write it).
+(the runs that write it). The recommender kinds are named in one registry
+(monosem_jax/recommenders/kinds.py): no module of the package outside
+recommenders/ names a kind, and no code of the package or the launchers
+branches on a kind's name.
 """
 
 import ast
@@ -15,8 +18,11 @@ import pathlib
 import re
 import tomllib
 
+from monosem_jax.recommenders import kinds
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'monosem_jax'
+EXPERIMENTS = ROOT / 'experiments'
 
 #: Rank of each top-level part; a module may import parts of lower or equal rank.
 LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0,
@@ -177,6 +183,53 @@ def test_the_sae_package_docstring_names_each_module():
   modules = {p.stem for p in (PACKAGE / 'sae').glob('*.py')} - {'__init__'}
   missing = sorted(m for m in modules if f'``{m}``' not in doc)
   assert not missing, f'sae/__init__.py does not describe {missing}'
+
+
+def _python_files():
+  return list(PACKAGE.rglob('*.py')) + list(EXPERIMENTS.rglob('*.py'))
+
+
+def _kind_names(node) -> list[str]:
+  """The kind names a node is, or holds as a tuple / list / set literal."""
+  items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [
+      node]
+  return [n.value for n in items
+          if isinstance(n, ast.Constant) and n.value in kinds.NAMES]
+
+
+def test_kind_names_appear_only_in_recommenders():
+  """Outside recommenders/ the package names no kind, in code nor in
+  docstrings (``'mf'`` / ``"ncf"`` quoted): it asks the registry, or takes
+  the kind from a spec, an artifact or a config."""
+  quoted = re.compile('|'.join(f"'{n}'|\"{n}\"" for n in kinds.NAMES))
+  bad = []
+  for path in PACKAGE.rglob('*.py'):
+    if path.is_relative_to(PACKAGE / 'recommenders'):
+      continue
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+      if quoted.search(line):
+        bad.append(f'{path.relative_to(ROOT)}:{i} names a kind: '
+                   f'{line.strip()}')
+  assert not bad, '\n'.join(bad)
+
+
+def test_no_code_branches_on_a_kind_name():
+  """No ``kind == 'mf'``, ``model in ('mf', 'ncf')`` or ``case 'ncf':`` in
+  the package or the launchers: the kind is chosen once, by the registry
+  (monosem_jax/recommenders/kinds.py), and the rest calls its interface."""
+  bad = []
+  for path in _python_files():
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = []
+      if isinstance(node, ast.Compare):
+        names = [n for x in [node.left, *node.comparators]
+                 for n in _kind_names(x)]
+      elif isinstance(node, ast.MatchValue):
+        names = _kind_names(node.value)
+      if names:
+        bad.append(f'{path.relative_to(ROOT)}:{node.lineno} compares with '
+                   f'the kind name(s) {names}')
+  assert not bad, '\n'.join(bad)
 
 
 def test_every_sweep_module_is_placed_in_the_order():

@@ -10,7 +10,7 @@ import pytest
 
 from monosem_jax.data import protocol, synthetic
 from monosem_jax.recommenders import artifact as art_lib
-from monosem_jax.recommenders import get_model
+from monosem_jax.recommenders import kinds
 
 
 @pytest.fixture(scope='module')
@@ -20,7 +20,7 @@ def split():
 
 
 def _artifact(kind, split, use_bias=False):
-  m = get_model(kind)
+  m = kinds.get(kind).model
   kw = {'use_bias': use_bias} if kind == 'ncf' else {}
   p = m.init(jax.random.PRNGKey(0), split.n_users, split.n_items, 4, **kw)
   if 'user_bias' in p:
@@ -79,7 +79,7 @@ def test_meta_format_checked(tmp_path, split):
                                        ('ncf', True)])
 def test_frozen_scorers_match_model(split, kind, bias):
   a = _artifact(kind, split, bias)
-  m = get_model(kind)
+  m = kinds.get(kind).model
   params = jax.tree.map(jnp.asarray, a.params)
   users = jnp.array([0, 5, 7])
   items = jnp.arange(split.n_items)

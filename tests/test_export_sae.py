@@ -104,10 +104,10 @@ def test_every_architecture_round_trips(tmp_path, activation, mf):
   """write_sae -> load_sae on hand-made SAEs: the analysis's Codec codes and
   model.reconstruct, MF-SAE (normalised, pre-bias, untied) and NCF-SAE (raw,
   tied), each with Matryoshka prefixes."""
-  make = model.SAEConfig.mf if mf else model.SAEConfig.ncf
   topk = activation != 'relu'
-  cfg = make(dim=6, dict_size=10, activation=activation,
-             k_max=4 if topk else 0, prefixes=(3, 10), tied=not mf)
+  cfg = model.SAEConfig(dim=6, dict_size=10, activation=activation,
+                        k_max=4 if topk else 0, prefixes=(3, 10), tied=not mf,
+                        normalize=mf, pre_bias=mf)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   params = model.init(keys[0], cfg)
   params['b_lat'] = 0.1 * jax.random.normal(keys[1], (10,))

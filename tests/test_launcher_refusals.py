@@ -56,7 +56,8 @@ def _sweep_config(rec_dir, arg='synthetic,mf', epochs=1, **grid):
   cfg = sweep_configs.get_config(arg)
   cfg.recommender_workdir = rec_dir
   cfg.epochs = epochs
-  cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
+  cfg.spec.update({k: 64 for k in ('batch_users', 'batch_items',
+                                    'batch_pairs') if k in cfg.spec})
   cfg.spec.steps_per_epoch = 2
   cfg.grid = sweep_configs.grid_config(**(grid or {'lambda_pred': (0.0, 1.0)}))
   return cfg

@@ -33,7 +33,7 @@ def _config(rec_epochs: int = 1, lambda_pred=(0.0, 10.0)):
   s = cfg.mf.sweep
   s.epochs = 2
   s.spec.steps_per_epoch = 2
-  s.spec.batch_users = s.spec.batch_items = s.spec.batch_pairs = 64
+  s.spec.batch_users = s.spec.batch_items = 64
   s.grid = sweep_configs.grid_config(lambda_pred=lambda_pred, dict_size=(8,))
   return cfg
 

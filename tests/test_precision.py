@@ -24,7 +24,7 @@ from conftest import assert_exact_products, matrix_products, not_exact
 from monosem_jax import load_sae
 from monosem_jax.analysis import fidelity, interventions, neuron_stats
 from monosem_jax.recommenders import metrics, mf, ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import model
 from monosem_jax.sae.export import write_sae
 from monosem_jax.sweep import step
@@ -35,8 +35,8 @@ from monosem_jax.sweep.state import SweepInputs, init_sweep
 D, N_USERS, N_ITEMS = 4, 12, 10
 MODELS = {'mf': mf, 'ncf': ncf}
 #: An SAE config trained in bfloat16: its products must not follow it here.
-BF16 = model.SAEConfig.mf(dim=D, dict_size=8, activation='topk', k_max=2,
-                          precision='bfloat16')
+BF16 = model.SAEConfig(dim=D, dict_size=8, activation='topk', k_max=2,
+                       precision='bfloat16', normalize=True, pre_bias=True)
 
 
 @pytest.fixture(scope='module')
@@ -143,9 +143,10 @@ def _epoch_program(kind, precision) -> str:
   inputs = SweepInputs.create(rng.normal(size=(64, D)),
                               rng.normal(size=(48, D)), np.arange(48))
   params = MODELS[kind].init(jax.random.PRNGKey(0), 64, 48, D)
-  spec = SweepSpec(kind=kind, dim=D, max_dict_size=8, batch_users=16,
-                   batch_items=16, batch_pairs=16, ncf_pairs='random',
-                   steps_per_epoch=2, precision=precision)
+  options = {'mf': dict(batch_users=16, batch_items=16),
+             'ncf': dict(batch_pairs=16, ncf_pairs='random')}[kind]
+  spec = SweepSpec(kind=kind, dim=D, max_dict_size=8, steps_per_epoch=2,
+                   precision=precision, scorer_options=options)
   hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0])
   state = init_sweep(spec, hparams, jax.random.PRNGKey(0))
   scorer = make_scorer(kind, params)

@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from monosem_jax.recommenders import (ITEM_TABLES, USER_TABLES, get_model,
-                                     loop, mf, ncf, optimizers, probabilities)
+from monosem_jax.recommenders import (ITEM_TABLES, USER_TABLES, kinds, loop,
+                                     mf, ncf, optimizers, probabilities)
 from monosem_jax.recommenders.config import TrainConfig
 
 NU, NI = 7, 9
@@ -17,7 +17,7 @@ NU, NI = 7, 9
 @pytest.mark.parametrize('kind,kw', [('mf', {}), ('ncf', {}),
                                      ('ncf', {'use_bias': True})])
 def test_pair_matrix_and_block_logits_agree(kind, kw):
-  m = get_model(kind)
+  m = kinds.get(kind).model
   p = m.init(jax.random.PRNGKey(0), NU, NI, 4, **kw)
   if 'user_bias' in p:  # non-zero biases so that they are exercised
     p['user_bias'] = jnp.arange(NU, dtype=jnp.float32) / 10
@@ -153,7 +153,7 @@ def test_sparse_adam_first_step_equals_dense_adam(kind):
 
 def test_unknown_kind_and_bad_options():
   with pytest.raises(ValueError, match='unknown recommender kind'):
-    get_model('gmf')
+    kinds.get('gmf')
   with pytest.raises(ValueError, match='optimizer'):
     TrainConfig(optimizer='lbfgs')
   with pytest.raises(ValueError, match='unknown key'):

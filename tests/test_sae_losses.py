@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from monosem_jax.recommenders import mf, ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import losses, model, objective
 
 RNG = np.random.default_rng(0)
@@ -149,7 +149,7 @@ class ObjectiveVariantsTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_objective_terms(self):
-    cfg = model.SAEConfig.mf(dim=4, dict_size=6)
+    cfg = model.SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
     sae = model.init(jax.random.PRNGKey(0), cfg)
     U, I = jnp.asarray(_r(5, 4)), jnp.asarray(_r(7, 4))
     scorer = make_scorer('mf', {})

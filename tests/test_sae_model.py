@@ -26,15 +26,16 @@ def _trained_like(cfg, seed=0):
 
 
 def test_init_shapes_bounds_and_prefix_stability():
-  cfg = SAEConfig.mf(dim=9, dict_size=40)
+  cfg = SAEConfig(dim=9, dict_size=40, normalize=True, pre_bias=True)
   p = model.init(jax.random.PRNGKey(3), cfg)
   assert p['W'].shape == (40, 9) and p['b_lat'].shape == (40,)
   assert p['b_pre'].shape == (9,)
   assert np.all(np.abs(p['W']) <= 1 / 3) and np.std(p['W']) > 0.1
   assert not np.any(p['b_lat']) and not np.any(p['b_pre'])
-  small = model.init(jax.random.PRNGKey(3), SAEConfig.mf(dim=9, dict_size=13))
+  small = model.init(jax.random.PRNGKey(3), SAEConfig(
+      dim=9, dict_size=13, normalize=True, pre_bias=True))
   np.testing.assert_array_equal(small['W'], p['W'][:13])
-  ncf = model.init(jax.random.PRNGKey(3), SAEConfig.ncf(dim=9, dict_size=4))
+  ncf = model.init(jax.random.PRNGKey(3), SAEConfig(dim=9, dict_size=4))
   assert set(ncf) == {'W', 'b_lat'}
   untied = model.init(jax.random.PRNGKey(3), SAEConfig(dim=9, dict_size=4,
                                                        tied=False))
@@ -51,7 +52,7 @@ def test_normalize_matches_numpy():
 
 
 def test_mf_sae_forward_matches_numpy():
-  cfg = SAEConfig.mf(dim=5, dict_size=8)
+  cfg = SAEConfig(dim=5, dict_size=8, normalize=True, pre_bias=True)
   p = _trained_like(cfg)
   x = _x()
   z, xh = model.forward(p, jnp.asarray(x), cfg)
@@ -68,7 +69,7 @@ def test_mf_sae_forward_matches_numpy():
 
 def test_ncf_sae_and_untied_forward_match_numpy():
   x = _x()
-  cfg = SAEConfig.ncf(dim=5, dict_size=8)
+  cfg = SAEConfig(dim=5, dict_size=8)
   p = _trained_like(cfg)
   W, bl = np.asarray(p['W'], np.float64), np.asarray(p['b_lat'], np.float64)
   z_ref = np.maximum(x @ W.T + bl, 0)
@@ -83,7 +84,7 @@ def test_ncf_sae_and_untied_forward_match_numpy():
 
 
 def test_topk_keeps_k_largest_then_relu():
-  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='topk', k_max=4)
+  cfg = SAEConfig(dim=5, dict_size=8, activation='topk', k_max=4)
   h = jnp.asarray(np.random.default_rng(0).normal(size=(6, 8)), jnp.float32)
   for k in (1, 2, 4):
     z = np.asarray(model.activate(h, cfg, k=k))
@@ -98,7 +99,7 @@ def test_topk_keeps_k_largest_then_relu():
 
 
 def test_topk_never_selects_masked_latents():
-  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='topk', k_max=3)
+  cfg = SAEConfig(dim=5, dict_size=8, activation='topk', k_max=3)
   h = jnp.arange(8.0)[None].repeat(2, 0)      # the largest are the last ones
   mask = model.latent_mask(5, 8)
   z = np.asarray(model.activate(h, cfg, k=3, mask=mask))
@@ -106,7 +107,7 @@ def test_topk_never_selects_masked_latents():
 
 
 def test_batchtopk_keeps_k_times_batch_over_the_batch():
-  cfg = SAEConfig.ncf(dim=5, dict_size=8, activation='batchtopk', k_max=3)
+  cfg = SAEConfig(dim=5, dict_size=8, activation='batchtopk', k_max=3)
   hn = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32) + 1.0
   z = np.asarray(model.activate(jnp.asarray(hn), cfg, k=2))
   thr = np.sort(hn.ravel())[-8]
@@ -115,7 +116,7 @@ def test_batchtopk_keeps_k_times_batch_over_the_batch():
 
 
 def test_masked_latents_zero_activation_and_zero_gradient():
-  cfg = SAEConfig.mf(dim=5, dict_size=8)
+  cfg = SAEConfig(dim=5, dict_size=8, normalize=True, pre_bias=True)
   p = _trained_like(cfg)
   x = jnp.asarray(_x())
   mask = model.latent_mask(3, 8)
@@ -133,7 +134,8 @@ def test_masked_latents_zero_activation_and_zero_gradient():
 
 
 def test_matryoshka_prefixes_decode_with_units_zeroed():
-  cfg = SAEConfig.mf(dim=5, dict_size=8, prefixes=(2, 5, 8))
+  cfg = SAEConfig(dim=5, dict_size=8, prefixes=(2, 5, 8), normalize=True,
+                  pre_bias=True)
   p = _trained_like(cfg)
   x = jnp.asarray(_x())
   z, xh = model.forward(p, x, cfg)
@@ -144,7 +146,8 @@ def test_matryoshka_prefixes_decode_with_units_zeroed():
     np.testing.assert_allclose(xh[j], model.decode(p, zm, cfg, stats),
                                rtol=1e-5, atol=1e-5)
   # a prefix list without the full size gets it appended
-  assert SAEConfig.mf(dim=5, dict_size=8, prefixes=(2, 5)).prefix_sizes == (2, 5, 8)
+  assert SAEConfig(dim=5, dict_size=8, prefixes=(2, 5), normalize=True,
+                   pre_bias=True).prefix_sizes == (2, 5, 8)
 
 
 def test_config_rejects_bad_static_fields():

@@ -14,7 +14,7 @@ from experiments.configs import sweep as sweep_configs
 from monosem_jax import load_sae
 from monosem_jax.analysis import interventions, neurons, pipeline
 from monosem_jax.recommenders import ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import export, model
 from monosem_jax.sae import objective as objective_lib
 from monosem_jax.sweep import checkpoint, step
@@ -87,8 +87,9 @@ def _x(n=9, d=6, seed=1):
 @pytest.mark.parametrize('method,signed', VARIANTS)
 @pytest.mark.parametrize('k,n,seed', [(1, 12, 0), (3, 30, 1), (5, 12, 2)])
 def test_pursuit_matches_the_numpy_reference(method, signed, k, n, seed):
-  cfg = model.SAEConfig.mf(dim=6, dict_size=n, tied=False,
-                           activation=method, k_max=k, mp_signed=signed)
+  cfg = model.SAEConfig(dim=6, dict_size=n, tied=False, activation=method,
+                        k_max=k, mp_signed=signed, normalize=True,
+                        pre_bias=True)
   p = _params(cfg, seed)
   x = _x(seed=seed + 5)
   x_in = np.asarray(model.prepare(jnp.asarray(x), cfg)[0])
@@ -105,8 +106,8 @@ def test_pursuit_matches_the_numpy_reference(method, signed, k, n, seed):
 
 @pytest.mark.parametrize('method,signed', VARIANTS)
 def test_masked_latents_are_never_chosen(method, signed):
-  cfg = model.SAEConfig.ncf(dim=6, dict_size=16, activation=method, k_max=4,
-                            mp_signed=signed)
+  cfg = model.SAEConfig(dim=6, dict_size=16, activation=method, k_max=4,
+                        mp_signed=signed)
   p = _params(cfg, 2)
   x = _x(seed=3)
   z = np.asarray(model.encode(p, jnp.asarray(x), cfg, 4,
@@ -119,8 +120,8 @@ def test_masked_latents_are_never_chosen(method, signed):
 def test_inference_time_pursuit_of_a_topk_dictionary():
   """pursuit_encode codes with the decoder of any SAE; decode gives the
   pursuit's reconstruction, and OMP beats the SAE's own TopK encoder."""
-  cfg = model.SAEConfig.mf(dim=6, dict_size=20, tied=False,
-                           activation='topk', k_max=3)
+  cfg = model.SAEConfig(dim=6, dict_size=20, tied=False, activation='topk',
+                        k_max=3, normalize=True, pre_bias=True)
   p = _params(cfg, 4)
   x = jnp.asarray(_x(40, seed=6))
   x_in, stats = model.prepare(x, cfg)
@@ -140,8 +141,9 @@ def test_gradients_match_central_differences(method, signed):
   gradient of a loss through the pursuit (coefficients, residuals, atoms,
   pre-bias) equals central differences, in float64."""
   with jax.enable_x64(True):
-    cfg = model.SAEConfig.mf(dim=6, dict_size=10, tied=False,
-                             activation=method, k_max=3, mp_signed=signed)
+    cfg = model.SAEConfig(dim=6, dict_size=10, tied=False, activation=method,
+                          k_max=3, mp_signed=signed, normalize=True,
+                          pre_bias=True)
     p = _params(cfg, 7, jnp.float64)
     x = jnp.asarray(_x(8, seed=8), jnp.float64)
     y = jnp.asarray(_x(8, seed=9), jnp.float64)
@@ -173,8 +175,8 @@ def test_gradients_match_central_differences(method, signed):
 def test_vmapped_over_configs_equals_separate_calls(method, signed):
   """Per-config params, k and dictionary size under vmap: bitwise the
   separate calls; and a k < k_max run equals a run with k_max = k."""
-  cfg = model.SAEConfig.mf(dim=6, dict_size=16, activation=method, k_max=5,
-                           mp_signed=signed)
+  cfg = model.SAEConfig(dim=6, dict_size=16, activation=method, k_max=5,
+                        mp_signed=signed, normalize=True, pre_bias=True)
   ps = [_params(cfg, s) for s in range(2)]
   ks, sizes = jnp.array([5, 2]), jnp.array([16, 9])
   x = jnp.asarray(_x(11, seed=2))
@@ -196,8 +198,8 @@ def test_vmapped_over_configs_equals_separate_calls(method, signed):
 
 
 def test_matryoshka_prefixes_decode_the_chosen_atoms_below_m():
-  cfg = model.SAEConfig.mf(dim=6, dict_size=12, activation='omp', k_max=4,
-                           prefixes=(3, 7, 12))
+  cfg = model.SAEConfig(dim=6, dict_size=12, activation='omp', k_max=4,
+                        prefixes=(3, 7, 12), normalize=True, pre_bias=True)
   p = _params(cfg, 3)
   x = jnp.asarray(_x(seed=4))
   z, x_hats = model.forward(p, x, cfg)
@@ -211,8 +213,8 @@ def test_matryoshka_prefixes_decode_the_chosen_atoms_below_m():
 def test_l0_counts_negative_coefficients():
   """A signed code's negative coefficients are active latents (the
   objective's, the sweep metrics' and the analysis's L0)."""
-  cfg = model.SAEConfig.ncf(dim=6, dict_size=12, activation='mp', k_max=4,
-                            mp_signed=True)
+  cfg = model.SAEConfig(dim=6, dict_size=12, activation='mp', k_max=4,
+                        mp_signed=True)
   p = _params(cfg, 1)
   u, i = jnp.asarray(_x(10, seed=1)), jnp.asarray(_x(10, seed=2))
   z = np.asarray(model.encode(p, u, cfg))
@@ -251,10 +253,11 @@ def _ncf_data():
 #: MF: non-negative MP, per-config k and dictionary size; NCF: signed OMP with
 #: Matryoshka prefixes (every config then uses all 12 latents).
 SWEEPS = {
-    'mf': (dict(activation='mp', batch_users=16, batch_items=16),
+    'mf': (dict(activation='mp', scorer_options=dict(batch_users=16,
+                                                     batch_items=16)),
            dict(k=[2, 4], dict_size=[8, 12])),
     'ncf': (dict(activation='omp', mp_signed=True, prefixes=(4, 12),
-                 batch_pairs=32), dict(k=[2, 4])),
+                 scorer_options=dict(batch_pairs=32)), dict(k=[2, 4])),
 }
 
 
@@ -350,12 +353,14 @@ def test_exported_pursuit_sae_gives_the_sweeps_codes(trained, kind, index,
 
 
 def test_describe_names_the_pursuit():
-  cfg = model.SAEConfig.mf(dim=6, dict_size=8, activation='mp', k_max=3)
+  cfg = model.SAEConfig(dim=6, dict_size=8, activation='mp', k_max=3,
+                        normalize=True, pre_bias=True)
   d = export.describe(cfg, 2)
   assert (d['architecture'], d['activation_fn_kwargs'], d['mp_signed']) == (
       'mp', {'k': 2, 'signed': False}, False)
   assert export.sae_config(d) == dataclasses.replace(cfg, k_max=2)
-  old = dict(export.describe(model.SAEConfig.mf(dim=6, dict_size=8), None))
+  old = dict(export.describe(model.SAEConfig(
+      dim=6, dict_size=8, normalize=True, pre_bias=True), None))
   del old['mp_signed']          # written before pursuit encoders existed
   assert not export.sae_config(old).mp_signed
 
@@ -364,9 +369,11 @@ def test_sparse_faithful_config_is_a_valid_pursuit_sweep():
   # pylint: disable=import-outside-toplevel
   from experiments.configs import sparse_faithful
   from monosem_jax.errors import ConfigError
-  from monosem_jax.sweep.runner import build_hparams, grid_axes
+  from monosem_jax.sweep.runner import (PlannedRecommender, build_hparams,
+                                        build_spec, grid_axes)
   c = sparse_faithful.get_config('ml-1m')
-  spec = SweepSpec(kind='mf', dim=20, max_dict_size=1024, **c.spec.to_dict())
+  spec = build_spec(PlannedRecommender(kind=c.kind, dim=20),
+                    dict(c.spec.to_dict(), max_dict_size=1024), {})
   hp = build_hparams(spec, c.defaults.to_dict(), grid_axes(c.grid))
   validate(spec, hp)
   assert (spec.activation, spec.k_max, hp.num_configs) == ('omp', 8, 6)

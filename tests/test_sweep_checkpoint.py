@@ -1,5 +1,6 @@
 """Checkpoints: resume is bitwise identical; load_config; sweep.json safety."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,13 +11,14 @@ import pytest
 
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint as ckpt
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.sweep import spec as spec_lib
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sweep.driver import Checkpointing, make_sweep, train_sweep
 from monosem_jax.sweep.state import SweepInputs
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
 
-SPEC = SweepSpec(kind='mf', dim=5, max_dict_size=8, batch_users=12,
-                 batch_items=12, epochs=4)
+SPEC = SweepSpec(kind='mf', dim=5, max_dict_size=8, epochs=4,
+                 scorer_options=dict(batch_users=12, batch_items=12))
 
 
 @pytest.fixture(scope='module')
@@ -183,6 +185,69 @@ def test_workdirs_of_an_older_format_are_refused_in_one_line(tmp_path, data,
   m.close()
 
 
+#: SPEC as the version before the kind registry wrote it into sweep.json
+#: (format 2): one field per option of every kind, the other kind's unused.
+FORMAT2_SPEC = {
+    'kind': 'mf', 'dim': 5, 'max_dict_size': 8, 'activation': 'relu',
+    'k_max': 0, 'prefixes': [], 'tied': True, 'normalize': True,
+    'pre_bias': True, 'pred_loss': 'mse', 'ncf_pairs': 'positive',
+    'batch_users': 12, 'batch_items': 12, 'batch_pairs': 256,
+    'steps_per_epoch': 0, 'epochs': 4, 'mf_pred_impl': 'gram',
+    'precision': 'float32', 'mp_signed': False}
+
+
+def _format2(spec: dict, hparams: SweepHparams) -> str:
+  return json.dumps({'format': 2, 'spec': spec,
+                     'hparams': hparams.to_json_dict()})
+
+
+def test_a_format2_spec_loads_with_its_options(params):
+  spec, hparams, _ = spec_lib.loads(_format2(FORMAT2_SPEC, params))
+  assert spec == SPEC and hparams.configs() == params.configs()
+  ncf = dict(FORMAT2_SPEC, kind='ncf', normalize=False, pre_bias=False,
+             pred_loss='bce', ncf_pairs='mixed', batch_pairs=32)
+  assert spec_lib.loads(_format2(ncf, params))[0] == SweepSpec(
+      kind='ncf', dim=5, max_dict_size=8, epochs=4,
+      scorer_options=dict(batch_pairs=32, ncf_pairs='mixed'))
+  with pytest.raises(spec_lib.SweepConfigError,
+                     match=r"ncf_pairs='all': expected one of positive"):
+    spec_lib.loads(_format2(dict(ncf, ncf_pairs='all'), params))
+
+
+def test_a_sweep_of_the_previous_format_opens_and_resumes(tmp_path, data,
+                                                          params):
+  """A format-2 sweep.json and the checkpoints that recorded its digest (as
+  the version before the kind registry wrote them): read verified, resumed
+  bitwise, and kept in its format."""
+  work = str(tmp_path / 'old')
+  _train(SPEC, params, data, epochs=1, workdir=work)
+  path = os.path.join(work, ckpt.SWEEP_JSON)
+  with open(path) as f:
+    doc = json.load(f)
+  doc.update(format=2, spec=FORMAT2_SPEC)
+  with open(path, 'w') as f:
+    json.dump(doc, f, indent=1)
+  digest = hashlib.sha256(json.dumps(
+      {'spec': doc['spec'], 'hparams': doc['hparams']},
+      sort_keys=True).encode()).hexdigest()
+  meta_path = os.path.join(work, ckpt.CKPT_DIR, '1', 'meta', 'metadata')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  assert meta['sweep_sha256'] != digest
+  meta['sweep_sha256'] = digest            # what that version recorded
+  with open(meta_path, 'w') as f:
+    json.dump(meta, f)
+  read = ckpt.read_sweep(work)
+  assert read.spec == SPEC and read.verified
+  state, _ = _train(SPEC, params, data, epochs=2, workdir=work)
+  fresh, _ = _train(SPEC, params, data, epochs=2,
+                    workdir=str(tmp_path / 'fresh'))
+  _assert_same(state, fresh)
+  with open(path) as f:
+    assert json.load(f)['format'] == 2
+  assert ckpt.read_sweep(work).verified
+
+
 def test_the_checkpoint_benchmark_times_both_kinds_of_save(tmp_path):
   from experiments import bench_checkpoint
   out = bench_checkpoint.main(['--configs=3', '--saves=2', '--work_s=0'])
@@ -198,8 +263,8 @@ def test_the_checkpoint_benchmark_times_both_kinds_of_save(tmp_path):
 
 #: Leaves large enough for orbax to store them in plain data files (small
 #: ones sit inside its CRC-checked b-tree nodes).
-BIG = SweepSpec(kind='mf', dim=5, max_dict_size=64, batch_users=12,
-                batch_items=12, epochs=4)
+BIG = SweepSpec(kind='mf', dim=5, max_dict_size=64, epochs=4,
+                scorer_options=dict(batch_users=12, batch_items=12))
 DENSE = SweepHparams.from_list([dict(seed=1), dict(lambda_pred=5.0, seed=2)],
                                BIG)
 REFUSED = (r'checkpoints/{step}/state(: leaf \d+ \(.*\) does not match the '

@@ -11,7 +11,7 @@ import pytest
 import optax
 
 from monosem_jax.recommenders import ncf
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sae import model
 from monosem_jax.sae import objective as objective_lib
 from monosem_jax.sweep import batches, step
@@ -42,10 +42,10 @@ def ncf_data():
                              pi), make_scorer('ncf', p))
 
 
-MF_SPEC = SweepSpec(kind='mf', dim=D, max_dict_size=10, batch_users=16,
-                    batch_items=16)
-NCF_SPEC = SweepSpec(kind='ncf', dim=D, max_dict_size=10, batch_pairs=32,
-                     steps_per_epoch=4)
+MF_SPEC = SweepSpec(kind='mf', dim=D, max_dict_size=10,
+                    scorer_options=dict(batch_users=16, batch_items=16))
+NCF_SPEC = SweepSpec(kind='ncf', dim=D, max_dict_size=10, steps_per_epoch=4,
+                     scorer_options=dict(batch_pairs=32))
 
 
 def _train(spec, params, data, epochs=2, key=0):
@@ -216,8 +216,9 @@ def test_invalid_topk_and_spec_messages():
   assert '2 problem(s)' in str(e.value)
   with pytest.raises(SweepConfigError, match='SweepSpec.k_max=0'):
     SweepSpec(activation='topk')
-  with pytest.raises(SweepConfigError, match='SweepSpec.pred_loss'):
-    SweepSpec(kind='mf', pred_loss='bce')
+  with pytest.raises(SweepConfigError,
+                     match=r'scorer_options.pred_loss: an option of ncf'):
+    SweepSpec(kind='mf', scorer_options={'pred_loss': 'bce'})
   with pytest.raises(SweepConfigError, match='SweepSpec.kind'):
     SweepSpec(kind='gmf')
   with pytest.raises(SweepConfigError, match='unknown hyper-parameter'):
@@ -255,13 +256,13 @@ def test_batches_follow_the_paper(mf_data, ncf_data):
             np.asarray(ixn.items).ravel().tolist())
   assert all(p in pairs for p in got)
   with pytest.raises(SweepConfigError, match='do not fill one batch'):
-    batches.steps_per_epoch(dataclasses.replace(MF_SPEC, batch_users=64),
-                            mf_data, False)
+    batches.steps_per_epoch(MF_SPEC.with_options(batch_users=64), mf_data,
+                            False)
 
 
 def test_mixed_ncf_pairs_half_positive_half_random_items(ncf_data):
   inputs = ncf_data[0]
-  spec = dataclasses.replace(NCF_SPEC, ncf_pairs='mixed')
+  spec = NCF_SPEC.with_options(ncf_pairs='mixed')
   ix = batches.epoch_indices(spec, inputs, jax.random.PRNGKey(3), True)
   u, i = np.asarray(ix.users), np.asarray(ix.items)
   assert u.shape == i.shape == (4, 32)
@@ -272,7 +273,7 @@ def test_mixed_ncf_pairs_half_positive_half_random_items(ncf_data):
   np.testing.assert_array_equal(u[:, 16:], u[:, :16])  # same users
   assert i[:, 16:].max() < 40 and len(set(i[:, 16:].ravel())) > 16
   with pytest.raises(SweepConfigError, match='ncf_pairs'):
-    SweepSpec(kind='ncf', ncf_pairs='all')
+    SweepSpec(kind='ncf', scorer_options={'ncf_pairs': 'all'})
 
 
 def test_topk_matryoshka_sweep_runs(mf_data):

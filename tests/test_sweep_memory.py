@@ -9,7 +9,7 @@ import pytest
 
 from experiments import bench_sweep
 from monosem_jax.errors import ConfigError
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sweep import driver, memory, step
 from monosem_jax.sweep.sharding import Placement
 from monosem_jax.sweep.spec import SweepHparams, SweepSpec
@@ -72,8 +72,8 @@ def _chunk_case():
   rng = np.random.default_rng(0)
   inputs = SweepInputs.create(rng.normal(size=(40, 4)),
                               rng.normal(size=(30, 4)), np.arange(32))
-  spec = SweepSpec(kind='mf', dim=4, max_dict_size=6, batch_users=8,
-                   batch_items=8)
+  spec = SweepSpec(kind='mf', dim=4, max_dict_size=6,
+                   scorer_options=dict(batch_users=8, batch_items=8))
   hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0, 2.0, 1e30, 4.0],
                               dict_size=[3, 6])          # C = 10, one diverges
   return spec, hparams, inputs, make_scorer('mf', {})

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from monosem_jax.recommenders.scorers import make_scorer
+from monosem_jax.recommenders.kinds import make_scorer
 from monosem_jax.sweep import step
 from monosem_jax.sweep.metrics import evaluate_configs
 from monosem_jax.sweep.spec import SweepConfigError, SweepHparams, SweepSpec
@@ -17,8 +17,8 @@ def _case(precision):
   rng = np.random.default_rng(0)
   inputs = SweepInputs.create(rng.normal(size=(64, 8)),
                               rng.normal(size=(48, 8)), np.arange(48))
-  spec = SweepSpec(kind='mf', dim=8, max_dict_size=16, batch_users=16,
-                   batch_items=16, precision=precision)
+  spec = SweepSpec(kind='mf', dim=8, max_dict_size=16, precision=precision,
+                   scorer_options=dict(batch_users=16, batch_items=16))
   hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0, 10.0])
   return spec, hparams, inputs, make_scorer('mf', {})
 

@@ -27,7 +27,8 @@ def _sweep_config(rec_dir, model, **grid):
   cfg = sweep_configs.get_config(f'synthetic,{model}')
   cfg.recommender_workdir = rec_dir
   cfg.epochs = 2
-  cfg.spec.batch_users = cfg.spec.batch_items = cfg.spec.batch_pairs = 64
+  cfg.spec.update({k: 64 for k in ('batch_users', 'batch_items',
+                                    'batch_pairs') if k in cfg.spec})
   cfg.spec.steps_per_epoch = 3
   cfg.grid = grid
   return cfg

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent('''
     import tempfile
     import jax, numpy as np
     from monosem_jax.recommenders import ncf
-    from monosem_jax.recommenders.scorers import make_scorer
+    from monosem_jax.recommenders.kinds import make_scorer
     from monosem_jax.sweep import checkpoint, driver, sharding
     from monosem_jax.sweep.driver import Checkpointing, make_sweep
     from monosem_jax.sweep.sharding import Placement
@@ -33,12 +33,13 @@ SCRIPT = textwrap.dedent('''
     pu, pi = positive_pairs_of(rng.integers(0, 60, 500),
                                rng.integers(0, 40, 500), np.arange(48))
     cases = {
-        'mf': (SweepSpec(kind='mf', dim=6, max_dict_size=10, batch_users=16,
-                         batch_items=16),
+        'mf': (SweepSpec(kind='mf', dim=6, max_dict_size=10,
+                         scorer_options=dict(batch_users=16, batch_items=16)),
                SweepInputs.create(p['user_emb'], p['item_emb'], np.arange(48)),
                make_scorer('mf', {})),
-        'ncf': (SweepSpec(kind='ncf', dim=6, max_dict_size=10, batch_pairs=32,
-                          steps_per_epoch=3),
+        'ncf': (SweepSpec(kind='ncf', dim=6, max_dict_size=10,
+                          steps_per_epoch=3,
+                          scorer_options=dict(batch_pairs=32)),
                 SweepInputs.create(p['user_emb'], p['item_emb'],
                                    np.arange(48), pu, pi),
                 make_scorer('ncf', p)),

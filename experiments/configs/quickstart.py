@@ -59,9 +59,15 @@ synthetic world. Select models with ``--config.models="('mf',)"``.
 import ml_collections
 
 from experiments.configs import recommender, sweep
+from monosem_jax.recommenders import kinds
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
-MODELS = ('mf', 'ncf')
+MODELS = kinds.NAMES
+#: Sweep settings of each kind on the synthetic world (beside the grid).
+SYNTHETIC_SPEC = {'mf': dict(batch_users=64), 'ncf': dict(steps_per_epoch=20)}
+#: Sweep settings of each kind on real data: a CPU cap on the NCF epochs of
+#: positive pairs (0 = full passes).
+REAL_SPEC = {'ncf': dict(steps_per_epoch=200)}
 #: One line per field, listed with its default by ``--help``
 #: (experiments/launch.py config_fields_help): each model's recommender and
 #: sweep fields as in their configs; one dataset for both models.
@@ -86,24 +92,19 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.sweep = sweep.get_config(f'{dataset},{model}')
   if dataset == 'synthetic':
     c.sweep.epochs = 18
-    c.sweep.spec.batch_users = 64
-    c.sweep.spec.batch_items = 256
-    c.sweep.spec.batch_pairs = 256
+    c.sweep.spec.update(SYNTHETIC_SPEC.get(model, {}))
     # three seeds of every setting (docs/method.md#seeds-and-stability);
     # rho fixed at the value the report chose when it was an axis
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 10.0),
                                      dict_size=(16, 32), rho=(0.2,),
                                      seed=sweep.SEEDS)
-    if model == 'ncf':
-      c.sweep.spec.steps_per_epoch = 20
   else:
     # the paper's lambda_pred sweep at its dictionary size and our largest,
     # three seeds each (docs/method.md#seeds-and-stability)
     dicts = (70, 200) if dataset == 'lastfm-2k' else (22, 64)
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
                                      dict_size=dicts, seed=sweep.SEEDS)
-    if model == 'ncf':
-      c.sweep.spec.steps_per_epoch = 200   # CPU cap; 0 = full passes
+    c.sweep.spec.update(REAL_SPEC.get(model, {}))
   return c
 
 
@@ -112,8 +113,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   unknown = sorted(set(args) - set(DATASETS) - set(MODELS) - {'ml1m'})
   if unknown:
     raise ValueError(f'quickstart config: unknown arg(s) {unknown}; use a '
-                     f'dataset ({", ".join(DATASETS)}), a model (mf, ncf) '
-                     "and/or 'ml1m' (comma-separated)")
+                     f'dataset ({", ".join(DATASETS)}), a model '
+                     f"({', '.join(MODELS)}) and/or 'ml1m' (comma-separated)")
   datasets = [a for a in args if a in DATASETS] or ['synthetic']
   if len(datasets) > 1:
     raise ValueError(f'quickstart config: one dataset, got {datasets}')
@@ -126,7 +127,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   for model in MODELS:   # both present, so that either can be overridden
     c[model] = _model_config(dataset, model)
   # One dataset config shared by the models' recommenders.
-  c.dataset = c.mf.recommender.dataset
+  c.dataset = c[MODELS[0]].recommender.dataset
   if dataset == 'synthetic':
     c.dataset.options.n_users, c.dataset.options.n_items = 1000, 600
     c.dataset.options.seed = 0

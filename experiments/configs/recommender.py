@@ -45,6 +45,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments.configs import parse_dataset_model
+from monosem_jax.recommenders import kinds
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 #: The options of the 'atomic' loader (monosem_jax/data/atomic.py), each
@@ -52,7 +53,7 @@ DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 ATOMIC_OPTIONS = {'atomic_name': str, 'concept_field': str, 'title_field': str,
                   'year_field': str, 'min_rating': float, 'user_field': str,
                   'item_field': str, 'rating_field': str}
-MODELS = ('mf', 'ncf')
+MODELS = kinds.NAMES
 _ATOMIC = 'atomic (monosem_jax/data/atomic.py):'
 #: One line per field, listed with its default by the launchers' ``--help``
 #: (experiments/launch.py config_fields_help).
@@ -97,7 +98,7 @@ FIELD_HELP = {
     'split.seed': 'seed of the split',
     'split.too_few': 'users with too few positives for a hold-out: '
                      'train_only | drop | error',
-    'model.kind': 'mf | ncf (the config argument chooses it)',
+    'model.kind': f'{" | ".join(MODELS)} (the config argument chooses it)',
     'model.dim': 'embedding width (K for MF, d for NCF)',
     'model.hidden': 'NCF: MLP widths',
     'model.use_bias': 'NCF: user and item biases inside the logit',
@@ -170,22 +171,10 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.train.batch_size = 256
   c.train.shuffle = 'feistel'
   c.train.unique_negatives = True  # docs/method.md#protocol: without replacement per user
-  if model == 'mf':
-    c.train.optimizer = 'sgd'
-    c.train.learning_rate = 0.05
-    c.train.reg = 0.01
-    c.train.reduction = 'sum'
-    c.train.epochs = 30 if lastfm else 10
-  else:
-    # docs/method.md#recommenders: Adam, 30 epochs; lr 0.05 (ML-1M) / 1e-3 (Last.FM). Dense
-    # Adam at 0.05 collapses on ML-1M (NDCG@10 ~0.01), so ML-1M uses 5e-3.
-    # Sparse ("lazy") Adam updates only the embedding rows in the batch, as
-    # PyTorch's SparseAdam; optimizer='adam' is dense Adam (slower on CPU).
-    c.train.optimizer = 'sparse_adam'
-    c.train.learning_rate = 1e-3 if lastfm else 5e-3
-    c.train.reg = 0.0
-    c.train.reduction = 'mean'
-    c.train.epochs = 30
+  # optimizer, learning_rate, reg, reduction, epochs: the paper's for this
+  # kind and dataset (monosem_jax/recommenders/kinds.py, Kind.training).
+  kind = kinds.get(model)
+  c.train.update(kind.paper_training(dataset))
   if dataset == 'synthetic':
     # 30 epochs: at 5 the model was under-trained and barely beat popularity
     # (NDCG@10 0.160 vs 0.140); at 30, 0.293 (MF) / 0.308 (NCF), 2.1-2.2x.
@@ -196,7 +185,7 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.eval.ks = (10, 20, 50)
   c.eval.ties = 'index'
   c.eval.every = 1
-  c.eval.block_size = 256 if model == 'mf' else 64
+  c.eval.block_size = kind.eval_block_size
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1

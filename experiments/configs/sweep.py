@@ -1,7 +1,8 @@
 """SAE sweep configs: ``get_config('DATASET,MODEL[,seeds]')``.
 
 DATASET: synthetic | ml-1m | ml-100k | lastfm-2k | atomic (your own RecBole
-atomic files: the ML-1M defaults); MODEL: mf | ncf. First train the
+atomic files: the ML-1M defaults); MODEL: a kind of
+monosem_jax/recommenders/kinds.py (mf | ncf). First train the
 recommender, then sweep SAEs on its frozen embeddings::
 
   python -m experiments.train_recommender \\
@@ -26,7 +27,10 @@ and ``--config.grid.rho=None`` takes an axis out. Fields not in the grid take
 
 DATASET,MODEL must match the recommender in ``recommender_workdir`` (its
 kind always; its dataset unless ``--config.allow_other_dataset=True``): the
-defaults above are chosen by them.
+defaults above are chosen by them. ``config.spec`` holds the SweepSpec
+fields and the options of the kind (kinds.py ``Kind.schema``; MF:
+``batch_users``, ``batch_items``, ``mf_pred_impl``; NCF: ``batch_pairs``,
+``ncf_pairs``, ``pred_loss``), with the paper's values for the dataset.
 
 Expected runtime on a 2-core CPU (80 configs, 18 epochs): synthetic MF ~30 s,
 ML-1M MF ~1 min. NCF sweeps on ML-1M's positive pairs (~3,000 steps per
@@ -40,10 +44,11 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments.configs import parse_dataset_model
+from monosem_jax.recommenders import kinds
 from monosem_jax.sweep.spec import FIELDS, paper_defaults
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
-MODELS = ('mf', 'ncf')
+MODELS = kinds.NAMES
 #: The seeds of the ``seeds`` grids and of the main job's
 #: (docs/method.md#seeds-and-stability): 42, the default seed, and two more.
 SEEDS = (42, 43, 44)
@@ -66,7 +71,7 @@ HPARAM_HELP = {
 #: (experiments/launch.py config_fields_help).
 FIELD_HELP = {
     'dataset': "the recommender's dataset (checked; chooses the defaults)",
-    'kind': "the recommender's kind, mf | ncf (checked)",
+    'kind': f"the recommender's kind, {' | '.join(MODELS)} (checked)",
     'allow_other_dataset': "True: sweep a recommender of another dataset "
                            'with these settings',
     'recommender_workdir': 'the trained (or imported) recommender',
@@ -85,16 +90,14 @@ FIELD_HELP = {
                       'non-negative)',
     'spec.tied': 'tied decoder (W_dec = W); False: untied',
     'spec.prefixes': 'Matryoshka prefix sizes, increasing (): none',
-    'spec.batch_users': 'MF: SAE-train users per batch',
-    'spec.batch_items': 'MF: items per batch',
-    'spec.batch_pairs': 'NCF: (user, item) pairs per batch',
     'spec.steps_per_epoch': '0: one pass over the SAE-train users (MF) or '
                             'pairs (NCF); N: N steps',
     'spec.precision': 'training matmuls: float32 | tf32 | bfloat16 '
                       '(docs/method.md#sweeps-at-scale)',
-    'spec.pred_loss': 'NCF prediction loss: bce | mse',
-    'spec.ncf_pairs': 'NCF batches: positive | random | mixed pairs '
-                      '(docs/method.md#sae-batches)',
+    # The options of each kind (monosem_jax/recommenders/kinds.py).
+    **{f'spec.{name}': f'{kind.name.upper()}: {option.help}'
+       for kind in kinds.KINDS.values()
+       for name, option in kind.schema.items()},
     **{f'defaults.{f}': f'{text}, where {f} is not a grid axis'
        for f, text in HPARAM_HELP.items()},
     **{f'grid.{f}': f'a tuple of {f} values to sweep (None: not an axis)'
@@ -155,17 +158,14 @@ def get_config(arg: str = 'ml-1m,mf') -> ml_collections.ConfigDict:
   c.spec.mp_signed = False     # mp / omp: coefficients of either sign
   c.spec.tied = True           # tied decoder (W_dec = W); False: untied
   c.spec.prefixes = ()
-  c.spec.batch_users = 256
-  c.spec.batch_items = 256
-  c.spec.batch_pairs = 256
   c.spec.steps_per_epoch = 0   # 0: one pass over the SAE-train users / pairs
   # Matmul precision of training: float32 (exact; resumes and shards stay
   # bitwise) | tf32 | bfloat16 (bf16 operands, f32 accumulation); evaluation
   # and analysis are float32 either way. docs/method.md#sweeps-at-scale.
   c.spec.precision = 'float32'
-  if model == 'ncf':
-    c.spec.pred_loss = 'mse' if lastfm else 'bce'
-    c.spec.ncf_pairs = 'random' if lastfm else 'positive'
+  # The kind's options (batch sizes, pairs, prediction loss): the paper's
+  # for this dataset (monosem_jax/recommenders/kinds.py).
+  c.spec.update(kinds.get(model).options_for(dataset))
 
   # Per-config values not swept: the paper's for this dataset and kind.
   c.defaults = ml_collections.ConfigDict(paper_defaults(model, dataset))

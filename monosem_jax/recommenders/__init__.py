@@ -3,6 +3,7 @@
 Modules:
   mf, ncf     init / logits / prediction-loss terms as pure functions.
   scorers     the frozen-scorer interface the SAE stage uses (one per kind).
+  kinds       the registry of kinds: model, scorer, SAE settings, options.
   config      TrainConfig.
   optimizers  sparse SGD / lazy Adam as optax transformations on row updates.
   loop        one jitted epoch (on-device negatives, shuffle, lax.scan); fit.
@@ -15,7 +16,8 @@ others by name.
 
 Example:
   >>> import jax
-  >>> m = get_model('mf')
+  >>> from monosem_jax.recommenders import kinds
+  >>> m = kinds.get('mf').model
   >>> p = m.init(jax.random.PRNGKey(0), n_users=3, n_items=4, dim=2)
   >>> probabilities(m.user_item_logits(p, jax.numpy.array([0]))).shape
   (1, 4)
@@ -23,26 +25,13 @@ Example:
 
 from __future__ import annotations
 
-import types
-
 import jax
 
 from monosem_jax.recommenders import metrics, mf, ncf
 
-MODELS: dict[str, types.ModuleType] = {'mf': mf, 'ncf': ncf}
-
 #: Params entries indexed by user / by item (the rest is dense).
 USER_TABLES = ('user_emb', 'user_bias')
 ITEM_TABLES = ('item_emb', 'item_bias')
-
-
-def get_model(kind: str) -> types.ModuleType:
-  """The model module (``mf`` or ``ncf``) of a kind name."""
-  try:
-    return MODELS[kind]
-  except KeyError:
-    raise ValueError(f'unknown recommender kind {kind!r}; known: '
-                     f'{", ".join(MODELS)}') from None
 
 
 def probabilities(logits: jax.Array) -> jax.Array:
@@ -50,5 +39,5 @@ def probabilities(logits: jax.Array) -> jax.Array:
   return jax.nn.sigmoid(logits)
 
 
-__all__ = ['ITEM_TABLES', 'MODELS', 'USER_TABLES', 'get_model', 'metrics',
-           'mf', 'ncf', 'probabilities']
+__all__ = ['ITEM_TABLES', 'USER_TABLES', 'metrics', 'mf', 'ncf',
+           'probabilities']

@@ -49,7 +49,7 @@ import numpy as np
 from monosem_jax import files
 from monosem_jax.data.protocol import Split
 from monosem_jax.errors import MonosemError
-from monosem_jax.recommenders import get_model, scorers
+from monosem_jax.recommenders import kinds
 
 FORMAT = 1
 #: The artifact's folder inside a recommender workdir.
@@ -161,7 +161,7 @@ class RecommenderArtifact:
     return self.meta.get('dataset')
 
   def __post_init__(self):
-    get_model(self.kind)
+    kinds.get(self.kind)
 
   @property
   def user_emb(self) -> np.ndarray:
@@ -184,14 +184,13 @@ class RecommenderArtifact:
     return self.user_emb.shape[1]
 
   def scorer(self, **options):
-    """The frozen scorer of this recommender
-    (:func:`~monosem_jax.recommenders.scorers.make_scorer`; options:
-    ``mf_impl``, ``pred_loss``, ``eval_chunk``)."""
-    return scorers.make_scorer(self.kind, self.params, **options)
+    """The frozen scorer of this recommender with its kind's ``options``
+    (:func:`~monosem_jax.recommenders.kinds.make_scorer`)."""
+    return kinds.make_scorer(self.kind, self.params, **options)
 
   def user_item_logits(self, users) -> jax.Array:
     """``(B, n_items)`` logits of user indices (the trained model itself)."""
-    return get_model(self.kind).user_item_logits(
+    return kinds.get(self.kind).model.user_item_logits(
         jax.tree.map(jnp.asarray, self.params), jnp.asarray(users))
 
   def save(self, directory: str) -> str:

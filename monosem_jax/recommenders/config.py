@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from monosem_jax.errors import ConfigError, refuse_unknown
-from monosem_jax.recommenders import get_model
+from monosem_jax.recommenders import kinds
 
 OPTIMIZERS = ('sgd', 'adam', 'sparse_adam', 'adamw', 'adagrad')
 REDUCTIONS = ('sum', 'mean')
@@ -50,7 +50,7 @@ class TrainConfig:
       independent draws per positive (faster; repeats possible).
   """
 
-  kind: str = 'mf'
+  kind: str = kinds.DEFAULT
   dim: int = 20
   hidden: tuple[int, ...] = (64, 32, 16)
   use_bias: bool = False
@@ -65,7 +65,7 @@ class TrainConfig:
   unique_negatives: bool = True
 
   def __post_init__(self):
-    get_model(self.kind)
+    kinds.get(self.kind)
     if self.shuffle not in SHUFFLES:
       raise ConfigError(f'shuffle={self.shuffle!r}; expected one of {SHUFFLES}')
     if self.optimizer not in OPTIMIZERS:

@@ -53,7 +53,7 @@ from monosem_jax import files
 from monosem_jax.data import loaders, protocol
 from monosem_jax.data.dataset import DataError
 from monosem_jax.errors import ConfigError, refuse_unknown
-from monosem_jax.recommenders import MODELS
+from monosem_jax.recommenders import kinds
 from monosem_jax.recommenders import artifact as artifact_lib
 from monosem_jax.recommenders import train
 
@@ -188,12 +188,17 @@ def read_embeddings(path: str, kind: str) -> Embeddings:
   missing = [k for k in EMBEDDING_KEYS if k not in arrays]
   if missing:
     raise DataError(f'{path}: missing key(s) {", ".join(missing)}')
-  if kind == 'mf' and mlp_keys:
-    raise DataError(f'{path}: holds NCF layers ({_examples(sorted(mlp_keys))})'
-                    " but config.model.kind='mf'; use the DATASET,ncf config")
-  if kind == 'ncf' and not mlp_keys:
-    raise DataError(f'{path}: no mlp/J/w, mlp/J/b layers, which an NCF '
-                    "needs; for dot-product scores use the DATASET,mf config")
+  model = kinds.get(kind).model
+  with_mlp = [k for k in kinds.NAMES if kinds.get(k).model.MLP]
+  if mlp_keys and not model.MLP:
+    raise DataError(f'{path}: holds {"/".join(with_mlp).upper()} layers '
+                    f'({_examples(sorted(mlp_keys))}) but config.model.kind='
+                    f'{kind!r}; use the DATASET,{with_mlp[0]} config')
+  if model.MLP and not mlp_keys:
+    plain = [k for k in kinds.NAMES if k not in with_mlp]
+    raise DataError(f'{path}: no mlp/J/w, mlp/J/b layers, which an '
+                    f'{kind.upper()} needs; for dot-product scores use the '
+                    f'DATASET,{plain[0]} config')
   user_emb = arrays['user_emb']
   if user_emb.ndim != 2 or user_emb.shape[1] < 1:
     raise DataError(f'{path}: user_emb has shape {user_emb.shape}, expected '
@@ -209,12 +214,10 @@ def read_embeddings(path: str, kind: str) -> Embeddings:
   for key, ids in zip(BIAS_KEYS, (user_ids, item_ids)):
     if key in arrays:
       params[key] = _floats(path, key, arrays[key], (len(ids),), ids)
-  if kind == 'mf':
-    for key, ids in zip(BIAS_KEYS, (user_ids, item_ids)):
-      params.setdefault(key, np.zeros(len(ids), np.float32))
-  else:
+  if model.MLP:
     params['mlp'] = _mlp(path, {k: arrays[k] for k in mlp_keys}, d)
-  return Embeddings(path, _sha256(path), user_ids, item_ids, params)
+  return Embeddings(path, _sha256(path), user_ids, item_ids,
+                    model.complete_params(params))
 
 
 def _refuse_unmatched(what: str, ids: np.ndarray, where: str,
@@ -312,9 +315,9 @@ def import_embeddings(config, npz_path: str, workdir: str, *,
   log = log or logging.info
   config = files.jsonable(config)
   kind = config.get('model', {}).get('kind')
-  if kind not in MODELS:
+  if kind not in kinds.NAMES:
     raise ConfigError(f'config.model.kind={kind!r}: expected one of '
-                      f'{", ".join(MODELS)}')
+                      f'{", ".join(kinds.NAMES)}')
   emb = read_embeddings(npz_path, kind)
   with files.locked_workdir(workdir, 'recommender import', log) as workdir:
     return _import_locked(config, kind, emb, workdir, drop_missing_users, log)
@@ -324,10 +327,8 @@ def _recorded_config(config: dict, kind: str, emb: Embeddings, ds_cfg: dict,
                      drop_missing_users: bool) -> dict:
   """``config.json`` of an import: the width and layers of the file, the
   dataset selection, and the file's hash."""
-  model = dict(config['model'], dim=emb.dim)
-  if kind == 'ncf':
-    model['hidden'] = [int(l['w'].shape[1]) for l in emb.params['mlp'][:-1]]
-    model['use_bias'] = 'user_bias' in emb.params
+  model = dict(config['model'], dim=emb.dim,
+               **kinds.get(kind).model.config_of(emb.params))
   return dict(config, dataset=ds_cfg, model=model, imported={
       'embeddings': emb.path, 'sha256': emb.sha256,
       'drop_missing_users': bool(drop_missing_users)})

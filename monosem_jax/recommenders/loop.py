@@ -55,7 +55,7 @@ import optax
 
 from monosem_jax.data import samplers
 from monosem_jax.errors import ConfigError, DivergedError
-from monosem_jax.recommenders import ITEM_TABLES, USER_TABLES, get_model
+from monosem_jax.recommenders import ITEM_TABLES, USER_TABLES, kinds
 from monosem_jax.recommenders import optimizers
 from monosem_jax.recommenders.config import TrainConfig
 
@@ -76,7 +76,7 @@ class TrainState(NamedTuple):
 def init_params(cfg: TrainConfig, key: jax.Array, n_users: int,
                 n_items: int) -> dict:
   """Initial params of ``cfg.kind`` (each model reads the options it has)."""
-  return get_model(cfg.kind).init_from_config(key, n_users, n_items, cfg)
+  return kinds.get(cfg.kind).model.init_from_config(key, n_users, n_items, cfg)
 
 
 def init_state(cfg: TrainConfig, n_users: int, n_items: int) -> TrainState:
@@ -115,7 +115,7 @@ def batch_objective(cfg: TrainConfig, rows: dict, dense: dict,
 
   ``bce`` and ``reg`` are weighted sums over the batch.
   """
-  model = get_model(cfg.kind)
+  model = kinds.get(cfg.kind).model
   logits = model.rows_logits(dense, rows)
   bce = optax.sigmoid_binary_cross_entropy(logits, labels)
   reg = sum(jnp.sum(jnp.reshape(v, (v.shape[0], -1)) ** 2, -1)
@@ -268,7 +268,7 @@ def make_epoch_fn(cfg: TrainConfig,
 
 def score_fn(kind: str) -> Callable:
   """``(params, users) -> (B, n_items)`` logits of a kind (stable object)."""
-  return get_model(kind).user_item_logits
+  return kinds.get(kind).model.user_item_logits
 
 
 def fit(cfg: TrainConfig, split, state: TrainState | None = None,

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from monosem_jax.precision import EXACT, Precision, dot
 
 Params = dict
+#: Whether the model has dense layers beyond its tables (``params['mlp']``).
+MLP = False
 
 
 def init(key: jax.Array, n_users: int, n_items: int, dim: int,
@@ -46,6 +49,21 @@ def init(key: jax.Array, n_users: int, n_items: int, dim: int,
 def init_from_config(key: jax.Array, n_users: int, n_items: int, cfg) -> Params:
   """:func:`init` with the width of a ``TrainConfig`` (``cfg.dim``)."""
   return init(key, n_users, n_items, cfg.dim)
+
+
+def complete_params(params: Params) -> Params:
+  """Imported params (numpy) made whole: the biases, zeros where the file
+  gave none (every MF logit has them)."""
+  out = dict(params)
+  for bias, table in (('user_bias', 'user_emb'), ('item_bias', 'item_emb')):
+    out.setdefault(bias, np.zeros(len(params[table]), np.float32))
+  return out
+
+
+def config_of(params: Params) -> dict:
+  """The ``TrainConfig`` fields that params imply beyond ``dim``: none."""
+  del params
+  return {}
 
 
 def embedding_logits(user_vecs: jax.Array, item_vecs: jax.Array,

@@ -34,6 +34,8 @@ from monosem_jax.precision import EXACT, Precision, dot
 
 Params = dict
 DEFAULT_HIDDEN = (64, 32, 16)
+#: Whether the model has dense layers beyond its tables (``params['mlp']``).
+MLP = True
 
 
 def init(key: jax.Array, n_users: int, n_items: int, dim: int,
@@ -67,6 +69,18 @@ def init_from_config(key: jax.Array, n_users: int, n_items: int, cfg) -> Params:
   """:func:`init` with a ``TrainConfig``'s ``dim``, ``hidden``, ``use_bias``."""
   return init(key, n_users, n_items, cfg.dim, hidden=cfg.hidden,
               use_bias=cfg.use_bias)
+
+
+def complete_params(params: Params) -> Params:
+  """Imported params made whole: as given (the biases are optional)."""
+  return dict(params)
+
+
+def config_of(params: Params) -> dict:
+  """The ``TrainConfig`` fields that params imply beyond ``dim``: the MLP's
+  hidden widths and whether the logit has biases."""
+  return {'hidden': [int(l['w'].shape[1]) for l in params['mlp'][:-1]],
+          'use_bias': 'user_bias' in params}
 
 
 def mlp_logits(mlp: Sequence[dict], user_vecs: jax.Array,

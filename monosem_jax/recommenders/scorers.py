@@ -1,13 +1,17 @@
 """Frozen scorers: everything the SAE stage needs from a recommender kind.
 
-The kind is chosen once (:func:`make_scorer`, or
-:meth:`~monosem_jax.recommenders.artifact.RecommenderArtifact.scorer`); from
-then on the sweep, its evaluation and the analysis call the same small
-interface, and nothing else branches on ``'mf'`` / ``'ncf'``:
+The kind is chosen once (:func:`~monosem_jax.recommenders.kinds.make_scorer`,
+or :meth:`~monosem_jax.recommenders.artifact.RecommenderArtifact.scorer`,
+from the kind's options); from then on the sweep, its evaluation and the
+analysis call the same small interface, and nothing else branches on the
+kind:
 
 ``paired`` (static)
   False: a batch is a user batch x an item batch (every user against every
   item, MF). True: a batch is (user, item) pairs row by row (NCF).
+``batch_score_matrix`` (static)
+  Whether the prediction loss forms each config's batch score matrix (for
+  the memory bound of monosem_jax/sweep/memory.py).
 ``batch_terms(U, I, users, items, precision=EXACT) -> terms``
   The SAE-independent part of the prediction loss of one batch (original
   embeddings ``U``, ``I`` and their indices), computed once and shared by
@@ -34,6 +38,7 @@ exact).
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from monosem_jax.recommenders import mf
+  >>> from monosem_jax.recommenders.kinds import make_scorer
   >>> p = mf.init(jax.random.PRNGKey(0), n_users=5, n_items=4, dim=3)
   >>> s = make_scorer('mf', p)
   >>> U, I = p['user_emb'], p['item_emb']
@@ -45,7 +50,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import chex
 import flax.struct
@@ -57,7 +62,6 @@ from monosem_jax.recommenders import mf, ncf
 
 sg = jax.lax.stop_gradient
 
-MF_IMPLS = ('gram', 'direct')
 NCF_LOSSES = ('bce', 'mse')
 
 
@@ -88,6 +92,20 @@ class MFScorer:
 
   kind = 'mf'
   paired = False
+
+  @classmethod
+  def create(cls, params: Mapping[str, Any],
+             options: Mapping[str, Any]) -> 'MFScorer':
+    """From trained params and the kind's resolved options
+    (monosem_jax/recommenders/kinds.py: ``mf_pred_impl``)."""
+    return cls(_table(params, 'user_bias'), _table(params, 'item_bias'),
+               impl=options['mf_pred_impl'])
+
+  @property
+  def batch_score_matrix(self) -> bool:
+    """Whether the prediction loss forms each config's ``Bu x Bi`` score
+    matrix of a batch ('direct'; the Gram form does not)."""
+    return self.impl == 'direct'
 
   def batch_terms(self, U, I, users=None, items=None,
                   precision: Precision = EXACT) -> MFTerms:
@@ -160,6 +178,16 @@ class NCFScorer:
 
   kind = 'ncf'
   paired = True
+  batch_score_matrix = False
+
+  @classmethod
+  def create(cls, params: Mapping[str, Any],
+             options: Mapping[str, Any]) -> 'NCFScorer':
+    """From trained params and the kind's resolved options
+    (monosem_jax/recommenders/kinds.py: ``pred_loss``)."""
+    mlp = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params['mlp'])
+    return cls(mlp, _table(params, 'user_bias'), _table(params, 'item_bias'),
+               loss=options['pred_loss'])
 
   def batch_terms(self, U, I, users=None, items=None,
                   precision: Precision = EXACT) -> NCFTerms:
@@ -211,45 +239,6 @@ class NCFScorer:
 Scorer = MFScorer | NCFScorer
 
 
-def _mf(params: Mapping[str, Any], mf_impl: str = 'gram', **_) -> MFScorer:
-  if mf_impl not in MF_IMPLS:
-    raise ValueError(f'mf_impl={mf_impl!r}: expected one of {MF_IMPLS}')
-  return MFScorer(_table(params, 'user_bias'), _table(params, 'item_bias'),
-                  impl=mf_impl)
-
-
-def _ncf(params: Mapping[str, Any], pred_loss: str = 'bce',
-         eval_chunk: int = 128, **_) -> NCFScorer:
-  if pred_loss not in NCF_LOSSES:
-    raise ValueError(f'pred_loss={pred_loss!r}: expected one of {NCF_LOSSES}')
-  mlp = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params['mlp'])
-  return NCFScorer(mlp, _table(params, 'user_bias'),
-                   _table(params, 'item_bias'), loss=pred_loss,
-                   eval_chunk=int(eval_chunk))
-
-
 def _table(params, name):
   return None if params.get(name) is None else jnp.asarray(params[name],
                                                            jnp.float32)
-
-
-SCORERS: dict[str, Callable[..., Scorer]] = {'mf': _mf, 'ncf': _ncf}
-
-
-def make_scorer(kind: str, params: Mapping[str, Any], **options) -> Scorer:
-  """The frozen scorer of a recommender ``kind`` with these ``params``.
-
-  Args:
-    kind: 'mf' | 'ncf'.
-    params: the trained params (numpy or jax); only the frozen parts beyond
-      the embedding tables are kept (the MLP, the biases).
-    **options: ``mf_impl`` ('gram' | 'direct') for MF; ``pred_loss``
-      ('bce' | 'mse') and ``eval_chunk`` for NCF. Options of the other kind
-      are ignored.
-  """
-  try:
-    build = SCORERS[kind]
-  except KeyError:
-    raise ValueError(f'unknown recommender kind {kind!r}; known: '
-                     f'{", ".join(SCORERS)}') from None
-  return build(params, **options)

@@ -7,7 +7,9 @@ their training objective (docs/method.md#objective) and their export.
 ``losses``: embedding MSE (also per Matryoshka prefix), L1 and KL sparsity.
 ``objective``: one config's loss; the prediction-aware term comes from the
   frozen recommender's scorer, passed as an argument, so this package
-  imports nothing of the recommenders.
+  imports nothing of the recommenders (which SAE settings go with which
+  recommender kind is the kind registry's,
+  monosem_jax/recommenders/kinds.py).
 ``export``: one trained SAE as ``sae.safetensors`` + ``cfg.json``
   (docs/method.md#exported-saes) and :func:`~monosem_jax.sae.export.load_sae`.
 """

@@ -38,7 +38,7 @@ one definition of the SAE. :func:`load_sae` depends on this package's
 
 Example:
   >>> import tempfile
-  >>> cfg = model.SAEConfig.mf(dim=4, dict_size=6)
+  >>> cfg = model.SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
   >>> out = os.path.join(tempfile.mkdtemp(), 'sae')
   >>> out = write_sae(out, model.init(jax.random.PRNGKey(0), cfg), cfg)
   >>> sae = load_sae(out)
@@ -98,7 +98,8 @@ def to_tensors(params: model.Params, cfg: model.SAEConfig
 def describe(cfg: model.SAEConfig, k: int | None) -> dict[str, Any]:
   """The architecture fields of ``cfg.json`` for a config and its ``k``.
 
-  >>> d = describe(model.SAEConfig.mf(4, 8, activation='batchtopk', k_max=2), 2)
+  >>> d = describe(model.SAEConfig(4, 8, activation='batchtopk', k_max=2,
+  ...                               normalize=True, pre_bias=True), 2)
   >>> d['encode_activation'], d['architecture'], d['normalize_activations']
   ('topk', 'topk', 'layer_norm')
   """

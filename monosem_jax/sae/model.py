@@ -47,7 +47,7 @@ exactly like a size-m SAE alone.
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> cfg = SAEConfig.mf(dim=4, dict_size=6)
+  >>> cfg = SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
   >>> p = init(jax.random.PRNGKey(0), cfg)
   >>> x = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
   >>> z, x_hats = forward(p, x, cfg)
@@ -95,7 +95,9 @@ class SAEConfig:
     dict_size: number of latents n (in a sweep, the maximum M; a config
       uses its first ``dict_size`` of them by mask).
     tied: decoder is W (True) or a separate ``W_dec``.
-    normalize: per-sample normalise / denormalise (MF-SAE).
+    normalize: per-sample normalise / denormalise (the MF-SAE of
+      docs/method.md#sparse-autoencoder; each kind's settings are in
+      monosem_jax/recommenders/kinds.py).
     pre_bias: learn ``b_pre`` (centring) subtracted before encoding and added
       after decoding.
     activation: 'relu' | 'topk' | 'batchtopk' | 'mp' | 'omp' (the pursuit
@@ -150,16 +152,6 @@ class SAEConfig:
     if self.precision not in PRECISIONS:
       raise ValueError(f'SAEConfig.precision={self.precision!r}: expected one '
                        f'of {tuple(PRECISIONS)}')
-
-  @classmethod
-  def mf(cls, dim: int, dict_size: int, **kw) -> 'SAEConfig':
-    """MF-SAE of docs/method.md#sparse-autoencoder: normalised, pre-bias, tied."""
-    return cls(dim=dim, dict_size=dict_size, normalize=True, pre_bias=True, **kw)
-
-  @classmethod
-  def ncf(cls, dim: int, dict_size: int, **kw) -> 'SAEConfig':
-    """NCF-SAE of docs/method.md#sparse-autoencoder: raw inputs, no pre-bias, tied."""
-    return cls(dim=dim, dict_size=dict_size, normalize=False, pre_bias=False, **kw)
 
   @property
   def prefix_sizes(self) -> tuple[int, ...]:
@@ -535,8 +527,9 @@ def as_pursuit(cfg: SAEConfig, k_max: int, method: str = 'omp',
   """``cfg`` with its encoder replaced by pursuit on its own decoder
   (inference-time pursuit of any trained dictionary, float32).
 
-  >>> c = as_pursuit(SAEConfig.mf(dim=4, dict_size=8, activation='topk',
-  ...                             k_max=2), 3, 'omp', signed=True)
+  >>> c = as_pursuit(SAEConfig(dim=4, dict_size=8, activation='topk',
+  ...                          k_max=2, normalize=True, pre_bias=True),
+  ...                3, 'omp', signed=True)
   >>> c.activation, c.k_max, c.mp_signed
   ('omp', 3, True)
   """

@@ -22,7 +22,7 @@ Example (an MF-like scorer written inline):
   ...     return jnp.matmul(U, I.T, precision=precision)
   ...   def prediction_loss(self, t, U, I, Uh, Ih, precision=None):
   ...     return jnp.mean((jnp.matmul(Uh, Ih.T, precision=precision) - t) ** 2)
-  >>> cfg = model.SAEConfig.mf(dim=4, dict_size=6)
+  >>> cfg = model.SAEConfig(dim=4, dict_size=6, normalize=True, pre_bias=True)
   >>> sae = model.init(jax.random.PRNGKey(0), cfg)
   >>> U, I = jnp.ones((3, 4)), jnp.ones((5, 4))
   >>> batch = prepare_batch(U, I, cfg, Dot())

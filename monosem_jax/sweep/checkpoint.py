@@ -58,9 +58,11 @@ CKPT_DIR = 'checkpoints'
 
 
 def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
-                     provenance: Mapping[str, Any] | None = None) -> None:
+                     provenance: Mapping[str, Any] | None = None) -> str:
   """Writes ``workdir/sweep.json`` atomically, or checks the one there
-  (:func:`check_sweep_json`).
+  (:func:`check_sweep_json`); returns the SHA-256 its checkpoints record
+  (:func:`stored_sha256`: of the file there, in the layout it was written
+  in, else of the one written).
 
   Args:
     workdir: the sweep folder.
@@ -79,10 +81,11 @@ def write_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
       same sweep of another recommender; the message names both.
   """
   if check_sweep_json(workdir, spec, hparams, provenance):
-    return
+    return stored_sha256(workdir)
   if jax.process_index() == 0:  # multi-process: one writer, every one checks
     files.atomic_write_text(os.path.join(workdir, SWEEP_JSON),
                             dumps(spec, hparams, provenance))
+  return hparams_sha256(spec, hparams)
 
 
 def check_sweep_json(workdir: str, spec: SweepSpec, hparams: SweepHparams,
@@ -193,6 +196,22 @@ def hparams_sha256(spec: SweepSpec, hparams: SweepHparams) -> str:
   return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def _stored(workdir: str) -> dict:
+  with open(os.path.join(workdir, SWEEP_JSON)) as f:
+    return json.load(f)
+
+
+def stored_sha256(workdir: str) -> str:
+  """SHA-256 of the spec and configs as ``workdir/sweep.json`` holds them:
+  :func:`hparams_sha256` of a file in this version's layout, and, for one
+  written by an earlier version (an older layout that :func:`loads` still
+  reads), the digest that version recorded in the sweep's checkpoints. Call
+  it after :func:`read_sweep_json` has checked the file."""
+  d = _stored(workdir)
+  doc = {'spec': d['spec'], 'hparams': d['hparams']}
+  return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def requested_epochs(provenance: Mapping[str, Any] | None) -> int | None:
   """The epoch count of the latest run of a sweep (None: not recorded, a
   sweep written before it was)."""
@@ -204,12 +223,15 @@ def record_epochs(workdir: str, epochs: int) -> None:
   """Records ``epochs`` as the count the sweep is now trained to, in
   ``sweep.json``'s provenance (rewritten atomically when it changes; a
   resume may raise it)."""
-  spec, hparams, prov = read_sweep_json(workdir, provenance=True)
+  _, _, prov = read_sweep_json(workdir, provenance=True)
   if requested_epochs(prov) == int(epochs) or jax.process_index() != 0:
     return
-  prov = dict(prov or {}, epochs=int(epochs))
+  # Only the provenance changes: the spec and configs keep the layout the
+  # checkpoints' digest is of (stored_sha256).
+  d = _stored(workdir)
+  d['provenance'] = dict(prov or {}, epochs=int(epochs))
   files.atomic_write_text(os.path.join(workdir, SWEEP_JSON),
-                          dumps(spec, hparams, prov))
+                          json.dumps(d, indent=1))
 
 
 def make_manager(workdir: str, max_to_keep: int | None = 2,
@@ -361,7 +383,7 @@ def read_sweep(workdir: str, step: int | None = None) -> SweepCheckpoint:
   n = hparams.num_configs
   manager = make_manager(workdir, max_to_keep=None)
   try:
-    check_sweep_sha256(manager, hparams_sha256(spec, hparams), step)
+    check_sweep_sha256(manager, stored_sha256(workdir), step)
     saved = saved_num_configs(manager, step) or n
     template = init_sweep(spec, hparams.pad_to(saved))
     state, histories, verified = restore_verified(manager, template, step)

@@ -4,7 +4,7 @@
 Usage, as purejaxrl's ``make_train(config)``: everything static is closed
 over once, the swept values are arrays::
 
-  spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)          # static
+  spec = SweepSpec(kind=artifact.kind, dim=20, max_dict_size=64) # static
   hparams = SweepHparams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
                               dict_size=[22, 64])               # (C,) arrays
   inputs = SweepInputs.create(user_emb, item_emb, sae_train_users)
@@ -25,15 +25,15 @@ order is ``fold_in(data_key, epoch)``).
 
 Example:
   >>> import jax, numpy as np
-  >>> from monosem_jax.recommenders.scorers import make_scorer
+  >>> from monosem_jax.recommenders.kinds import make_scorer
   >>> from monosem_jax.sweep.spec import SweepSpec, SweepHparams
   >>> from monosem_jax.sweep.state import SweepInputs
   >>> rng = np.random.default_rng(0)
   >>> inputs = SweepInputs.create(rng.normal(size=(40, 4)),
   ...                             rng.normal(size=(30, 4)), np.arange(32))
-  >>> spec = SweepSpec(kind='mf', dim=4, max_dict_size=6, batch_users=8,
-  ...                  batch_items=8)
-  >>> sweep = make_sweep(spec, make_scorer('mf', {}), inputs)
+  >>> spec = SweepSpec(dim=4, max_dict_size=6,   # the default kind's options
+  ...                  scorer_options=dict(batch_users=8, batch_items=8))
+  >>> sweep = make_sweep(spec, make_scorer(spec.kind, {}), inputs)
   >>> hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0])
   >>> result = train_sweep(sweep, hparams, epochs=2)
   >>> len(result.histories), result.epoch, result.stopped
@@ -398,9 +398,8 @@ class _Saver:
            epochs: int) -> '_Saver':
     """Writes or checks ``sweep.json``, refuses more saved epochs than
     ``epochs``, and records ``epochs``."""
-    digest = ckpt.hparams_sha256(spec, real)
-    ckpt.write_sweep_json(c.workdir, spec, real,
-                          dict(c.provenance or {}, epochs=epochs))
+    digest = ckpt.write_sweep_json(c.workdir, spec, real,
+                                   dict(c.provenance or {}, epochs=epochs))
     manager = ckpt.make_manager(c.workdir, max_to_keep=c.max_to_keep,
                                 async_saves=True)
     latest = manager.latest_step()

@@ -234,12 +234,13 @@ def upper_bound(spec: SweepSpec, inputs: SweepInputs, scorer: Any,
   the CPU.
   """
   paired = bool(scorer.paired)
-  rows = 2 * spec.batch_pairs if paired else spec.batch_users + spec.batch_items
+  batch = spec.batching
+  rows = batch.users + batch.items
   widths = sum(int(x.shape[1]) for x in jax.tree.leaves(scorer)
                if np.ndim(x) == 2) if paired else 0
-  act = rows * (spec.max_dict_size + spec.dim) + spec.batch_pairs * widths
-  if not paired and spec.mf_pred_impl == 'direct':
-    act += spec.batch_users * spec.batch_items
+  act = rows * (spec.max_dict_size + spec.dim) + batch.users * widths
+  if scorer.batch_score_matrix:
+    act += batch.users * batch.items
   per_config = (STATE_COPIES * state_bytes_per_config(spec)
                 + ACTIVATION_COPIES * 4 * act + TERMS_PER_STEP * 4 * steps)
   shared = (SHARED_COPIES * (_nbytes(inputs) + _nbytes(scorer))

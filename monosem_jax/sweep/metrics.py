@@ -32,14 +32,14 @@ or a dead fraction counted from NaN codes.
 
 Example:
   >>> import jax, numpy as np
-  >>> from monosem_jax.recommenders.scorers import make_scorer
+  >>> from monosem_jax.recommenders.kinds import make_scorer
   >>> from monosem_jax.sweep.spec import SweepSpec, SweepHparams
   >>> from monosem_jax.sweep.state import init_sweep
-  >>> spec = SweepSpec(kind='mf', dim=4, max_dict_size=6)
+  >>> spec = SweepSpec(dim=4, max_dict_size=6)
   >>> hparams = SweepHparams.grid(spec, dict_size=[3, 6])
   >>> state = init_sweep(spec, hparams)
   >>> rng = np.random.default_rng(0)
-  >>> m = evaluate_configs(state, spec, hparams, make_scorer('mf', {}),
+  >>> m = evaluate_configs(state, spec, hparams, make_scorer(spec.kind, {}),
   ...                      rng.normal(size=(10, 4)), rng.normal(size=(12, 4)))
   >>> m['l0_items'].shape, m['dead_frac'].shape
   ((2,), (2,))

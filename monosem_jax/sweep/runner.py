@@ -41,6 +41,7 @@ import pandas as pd
 from monosem_jax import compilation, files
 from monosem_jax.errors import ConfigError
 from monosem_jax.progress import Progress
+from monosem_jax.recommenders import kinds
 from monosem_jax.recommenders.artifact import RecommenderArtifact
 from monosem_jax.sweep import checkpoint, memory, sharding
 from monosem_jax.sweep.batches import steps_per_epoch
@@ -117,14 +118,21 @@ def build_spec(artifact: RecommenderArtifact, spec_cfg: Mapping[str, Any],
                grid: Mapping[str, Any]) -> SweepSpec:
   """Static spec: model and width from the artifact, the rest from config.
 
+  ``config.spec`` holds the spec's fields and, beside them, the options of
+  the artifact's kind (``config.spec.ncf_pairs``, ...), which become
+  ``scorer_options``; an option of another kind is refused in one line.
   ``max_dict_size`` defaults to the largest ``dict_size`` of the grid.
   """
   kw = dict(spec_cfg)
-  known = {f.name for f in dataclasses.fields(SweepSpec)} - {'kind', 'dim'}
-  unknown = sorted(set(kw) - known)
-  if unknown:
-    raise ConfigError(f'config.spec.{unknown[0]}: unknown field; known: '
-                      f'{", ".join(sorted(known))}')
+  known = ({f.name for f in dataclasses.fields(SweepSpec)}
+           - {'kind', 'dim', 'scorer_options'})
+  options = {k: kw.pop(k) for k in list(kw) if k not in known}
+  kind = kinds.get(artifact.kind)
+  stray = [k for k in options if k not in kinds.option_names()]
+  if stray:
+    raise ConfigError(f'config.spec.{stray[0]}: unknown field; known: '
+                      f'{", ".join(sorted(known | set(kind.schema)))}')
+  kw['scorer_options'] = kind.options(options, where='config.spec')
   sizes = list(grid.get('dict_size', ())) or [kw.get('max_dict_size', 22)]
   kw.setdefault('max_dict_size', int(max(sizes)))
   kw['max_dict_size'] = max(int(kw['max_dict_size']), int(max(sizes)))
@@ -144,7 +152,7 @@ def build_inputs(artifact: RecommenderArtifact, spec: SweepSpec, scorer
   """Embedding tables, SAE-train users and (positive pairs) of the artifact."""
   split = artifact.split
   pos_u = pos_i = None
-  if scorer.paired and spec.ncf_pairs in ('positive', 'mixed'):
+  if scorer.paired and spec.batching.positives:
     pos_u, pos_i = positive_pairs_of(split.train_users, split.train_items,
                                      split.sae_train_users)
   return SweepInputs.create(artifact.user_emb, artifact.item_emb,
@@ -199,7 +207,8 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print,
 
   Args:
     config: a ConfigDict with ``recommender_workdir``, ``spec`` (SweepSpec
-      fields except kind/dim), ``defaults`` (per-config values not swept),
+      fields except kind/dim, and the kind's options: :func:`build_spec`),
+      ``defaults`` (per-config values not swept),
       ``grid`` (field -> list of values), ``seed``, ``epochs``,
       ``checkpoint_every``, ``shard`` (bool), ``plan_memory``,
       ``config_chunk``, ``eval_config_chunk``.

@@ -3,13 +3,16 @@
 * :class:`SweepSpec` (frozen, hashable; one compile per value) holds
   everything that changes shapes or code paths: recommender kind, width ``dim``,
   the maximum dictionary size ``max_dict_size`` (M), activation and ``k_max``,
-  Matryoshka prefixes, batch sizes, steps per epoch, epochs.
+  Matryoshka prefixes, steps per epoch, epochs, and the kind's own options
+  (``scorer_options``: batch sizes, how pairs are drawn, the prediction
+  loss), opaque here and checked against the kind's schema in
+  monosem_jax/recommenders/kinds.py.
 * :class:`SweepHparams` is a pytree of ``(C,)`` arrays, one entry per config:
   ``lambda_pred, lambda_emb, lambda_kl, rho, lambda_l1, lr, seed, dict_size,
   k``. They are traced, so every combination trains in one program.
 
 Unspecified hyper-parameters take the paper's defaults
-(:func:`paper_defaults`; ML-1M shown, Last.FM in ``PAPER_HPARAMS``):
+(:func:`paper_defaults`, from the kind registry; ML-1M shown, Last.FM there):
 
   ====== ========== =========== ========= ========= ===== ====== ====
   kind   lambda_emb lambda_pred lambda_l1 lambda_kl rho   lr     seed
@@ -22,7 +25,7 @@ Unspecified hyper-parameters take the paper's defaults
 ``k`` to the spec's ``k_max`` (0, unused, for ReLU).
 
 Example:
-  >>> spec = SweepSpec(kind='mf', dim=20, max_dict_size=64)
+  >>> spec = SweepSpec(dim=20, max_dict_size=64)
   >>> hparams = SweepHparams.grid(spec, lambda_pred=[0, 1, 2, 5, 10],
   ...                           dict_size=[22, 64])
   >>> hparams.num_configs
@@ -30,6 +33,10 @@ Example:
   >>> hparams.config(3)['lambda_pred'], hparams.config(3)['dict_size']
   (1.0, 64)
   >>> validate(spec, hparams)        # raises SweepConfigError when invalid
+  >>> spec.kind == kinds.DEFAULT     # the registry's first kind
+  True
+  >>> SweepSpec(scorer_options={'batch_users': 64}).batching
+  Batching(users=64, items=256, pairs=None)
 """
 
 from __future__ import annotations
@@ -43,17 +50,14 @@ import jax
 import numpy as np
 
 from monosem_jax.errors import ConfigError
+from monosem_jax.recommenders import kinds
 from monosem_jax.sae.model import ACTIVATIONS, PRECISIONS, PURSUITS, SAEConfig
 
-KINDS = ('mf', 'ncf')
-SWEEP_FORMAT = 2  # sweep.json layout: 2 = 'hparams', 'provenance', kind/dim
+#: sweep.json layout: 3 = the kind's options in 'scorer_options'; 2 = one
+#: field per option of every kind (read still, :func:`loads`).
+SWEEP_FORMAT = 3
+READ_FORMATS = (2, 3)
 SWEEP_JSON = 'sweep.json'  # the file in a sweep workdir that holds dumps()
-#: The SAE of each recommender kind (docs/method.md#sparse-autoencoder):
-#: MF-SAE normalised with pre-bias, NCF-SAE on raw embeddings.
-SAE_DEFAULTS = {'mf': dict(normalize=True, pre_bias=True, pred_loss='mse'),
-                'ncf': dict(normalize=False, pre_bias=False, pred_loss='bce')}
-PRED_LOSSES = {'mf': ('mse',), 'ncf': ('bce', 'mse')}
-NCF_PAIRS = ('positive', 'random', 'mixed')
 FLOAT_FIELDS = ('lambda_pred', 'lambda_emb', 'lambda_kl', 'rho', 'lambda_l1',
                 'lr')
 INT_FIELDS = ('seed', 'dict_size', 'k')
@@ -63,30 +67,22 @@ class SweepConfigError(ConfigError):
   """An invalid spec or hyper-parameter; the message names field and config."""
 
 
-#: The paper's SAE hyper-parameters per (dataset, kind) (docs/method.md#defaults);
-#: every other dataset takes ML-1M's. lr and seed are ours (Adam 1e-3, 42).
-PAPER_HPARAMS = {
-    ('ml-1m', 'mf'): dict(lambda_emb=0.1, lambda_pred=1.0, lambda_l1=0.0,
-                          lambda_kl=0.01, rho=0.05, dict_size=22),
-    ('ml-1m', 'ncf'): dict(lambda_emb=2.0, lambda_pred=10.0, lambda_l1=0.0,
-                           lambda_kl=0.07, rho=0.05, dict_size=22),
-    ('lastfm-2k', 'mf'): dict(lambda_emb=8.0, lambda_pred=1.0, lambda_l1=0.3,
-                              lambda_kl=0.003, rho=0.1, dict_size=70),
-    ('lastfm-2k', 'ncf'): dict(lambda_emb=2.6, lambda_pred=1.0,
-                               lambda_l1=1.27e-5, lambda_kl=0.7, rho=0.05,
-                               dict_size=70),
-}
+def _kind(kind: str, field: str) -> kinds.Kind:
+  if kind not in kinds.NAMES:
+    raise SweepConfigError(f'{field}={kind!r}: expected one of {kinds.NAMES}')
+  return kinds.get(kind)
 
 
 def paper_defaults(kind: str, dataset: str = 'ml-1m') -> dict:
-  """Every per-config field's default for a kind on a dataset.
+  """Every per-config field's default for a kind on a dataset: the paper's
+  SAE hyper-parameters of the kind (docs/method.md#defaults; every other
+  dataset takes ML-1M's); lr and seed are ours (Adam 1e-3, 42).
 
-  >>> paper_defaults('ncf')['lambda_pred'], paper_defaults('mf', 'lastfm-2k')['rho']
-  (10.0, 0.1)
+  >>> d = paper_defaults(kinds.DEFAULT, 'lastfm-2k')
+  >>> d['dict_size'], d['rho'], d['lr'], d['seed']
+  (70, 0.1, 0.001, 42)
   """
-  if kind not in KINDS:
-    raise SweepConfigError(f'kind={kind!r}: expected one of {KINDS}')
-  base = PAPER_HPARAMS.get((dataset, kind), PAPER_HPARAMS[('ml-1m', kind)])
+  base = _kind(kind, 'kind').paper_hparams(dataset)
   return dict(base, lr=1e-3, seed=42, k=0)
 
 
@@ -95,8 +91,8 @@ class SweepSpec:
   """Static description of a sweep (closed over by jit; hashable).
 
   Attributes:
-    kind: 'mf' | 'ncf', the recommender kind (its SAE defaults and which
-      scorer options apply).
+    kind: the recommender kind (monosem_jax/recommenders/kinds.py: its SAE
+      settings and the options it takes).
     dim: embedding width.
     max_dict_size: M, the largest dictionary size; latents beyond a config's
       ``dict_size`` are masked.
@@ -107,21 +103,25 @@ class SweepSpec:
     mp_signed: pursuit coefficients of either sign (pursuit only).
     prefixes: Matryoshka prefix sizes (increasing, <= M); () for none.
     tied: tied decoder.
-    normalize: per-sample normalisation; None -> True for mf, False for ncf.
-    pre_bias: learn a pre-bias; None -> True for mf, False for ncf.
-    pred_loss: mf: 'mse' (logit-matrix MSE); ncf: 'bce' | 'mse'; None ->
-      'mse' for mf, 'bce' for ncf.
-    ncf_pairs: 'positive' (observed positive pairs of SAE-train users, ML-1M),
-      'random' (a user batch zipped with an item batch, Last.FM) or 'mixed'
-      (half positive pairs, half the same users with uniformly random items).
-    batch_users, batch_items: MF batch sizes (users x items score matrix).
-    batch_pairs: NCF pairs per step.
-    steps_per_epoch: 0 -> one pass over the SAE-train users (MF; NCF random)
-      or the positive pairs (NCF positive), dropping the last partial batch;
-      otherwise that many steps (the index streams then cycle with fresh
-      permutations).
+    normalize: per-sample normalisation; None -> the kind's
+      (``Kind.sae``: MF-SAE True, NCF-SAE False).
+    pre_bias: learn a pre-bias; None -> the kind's.
+    steps_per_epoch: 0 -> one pass over the data the kind's batches draw
+      from (:attr:`batching`: the SAE-train users, or the positive pairs),
+      dropping the last partial batch; otherwise that many steps (the index
+      streams then cycle with fresh permutations).
     epochs: default epoch count for :func:`~monosem_jax.sweep.driver.train_sweep`.
-    mf_pred_impl: 'gram' (exact d x d Gram form) | 'direct' (Bu x Bi matrix).
+    scorer_options: the kind's options (``Kind.schema``; a mapping or
+      ``(name, value)`` pairs), stored as every option of the kind, the
+      given ones over the defaults, as ``(name, value)`` pairs in schema
+      order. MF: ``batch_users``, ``batch_items`` (a users x items score
+      matrix per step), ``mf_pred_impl`` ('gram': exact d x d Gram form |
+      'direct': the batch matrix). NCF: ``batch_pairs``, ``ncf_pairs``
+      ('positive': observed positive pairs of SAE-train users, ML-1M;
+      'random': a user batch zipped with an item batch, Last.FM; 'mixed':
+      half positive pairs, half the same users with uniformly random
+      items), ``pred_loss`` ('bce' | 'mse'). The sweep passes them to the
+      scorer (``make_scorer``) and reads only their :attr:`batching`.
     precision: matmul precision of training (docs/method.md#precision):
       'float32' (default, exact: resumed and sharded runs stay bitwise),
       'tf32' (TensorFloat-32 on GPUs, 3-pass bfloat16 on TPUs; float32 on a
@@ -129,7 +129,7 @@ class SweepSpec:
       float32 accumulation, the frozen scorer's at the backend's default
       precision). Evaluation and analysis are always exact float32.
   """
-  kind: str = 'mf'
+  kind: str = kinds.DEFAULT
   dim: int = 20
   max_dict_size: int = 22
   activation: str = 'relu'
@@ -138,27 +138,35 @@ class SweepSpec:
   tied: bool = True
   normalize: bool | None = None
   pre_bias: bool | None = None
-  pred_loss: str | None = None
-  ncf_pairs: str = 'positive'
-  batch_users: int = 256
-  batch_items: int = 256
-  batch_pairs: int = 256
   steps_per_epoch: int = 0
   epochs: int = 18
-  mf_pred_impl: str = 'gram'
   precision: str = 'float32'
   mp_signed: bool = False
+  scorer_options: tuple[tuple[str, Any], ...] = ()
 
   def __post_init__(self):
     errors = []
-    if self.kind not in KINDS:
-      errors.append(f'SweepSpec.kind={self.kind!r}: expected one of {KINDS}')
-    for name, default in SAE_DEFAULTS.get(self.kind, {}).items():
-      if getattr(self, name) is None:
-        object.__setattr__(self, name, default)
+    if self.kind not in kinds.NAMES:
+      errors.append(f'SweepSpec.kind={self.kind!r}: expected one of '
+                    f'{kinds.NAMES}')
+    else:
+      kind = kinds.get(self.kind)
+      for name, default in kind.sae.items():
+        if getattr(self, name) is None:
+          object.__setattr__(self, name, default)
+      try:
+        options = dict(self.scorer_options)
+      except (TypeError, ValueError):
+        options = None
+        errors.append(f'SweepSpec.scorer_options={self.scorer_options!r}: '
+                      'expected a mapping or (name, value) pairs')
+      if options is not None:
+        problems = kind.option_problems(options, 'SweepSpec.scorer_options')
+        errors += problems
+        if not problems:
+          object.__setattr__(self, 'scorer_options', kind.options(options))
     object.__setattr__(self, 'prefixes', tuple(int(m) for m in self.prefixes))
-    for name in ('dim', 'max_dict_size', 'batch_users', 'batch_items',
-                 'batch_pairs', 'epochs'):
+    for name in ('dim', 'max_dict_size', 'epochs'):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
         errors.append(f'SweepSpec.{name}={v!r}: must be an integer >= 1')
@@ -187,16 +195,6 @@ class SweepSpec:
               or p[-1] > self.max_dict_size):
       errors.append(f'SweepSpec.prefixes={p}: must be strictly increasing '
                     f'sizes in [1, max_dict_size={self.max_dict_size}]')
-    allowed = PRED_LOSSES.get(self.kind, ())
-    if self.kind in KINDS and self.pred_loss not in allowed:
-      errors.append(f'SweepSpec.pred_loss={self.pred_loss!r}: kind '
-                    f'{self.kind!r} allows {allowed}')
-    if self.ncf_pairs not in NCF_PAIRS:
-      errors.append(f'SweepSpec.ncf_pairs={self.ncf_pairs!r}: expected '
-                    "'positive' | 'random' | 'mixed'")
-    if self.mf_pred_impl not in ('gram', 'direct'):
-      errors.append(f'SweepSpec.mf_pred_impl={self.mf_pred_impl!r}: expected '
-                    "'gram' | 'direct'")
     if self.precision not in PRECISIONS:
       errors.append(f'SweepSpec.precision={self.precision!r}: expected '
                     "'float32' | 'tf32' | 'bfloat16'")
@@ -212,16 +210,45 @@ class SweepSpec:
                      prefixes=self.prefixes, precision=self.precision,
                      mp_signed=self.mp_signed)
 
+  def with_options(self, **options: Any) -> 'SweepSpec':
+    """This spec with ``options`` over its ``scorer_options``.
+
+    >>> SweepSpec().with_options(batch_items=64).batching.items
+    64
+    """
+    return dataclasses.replace(
+        self, scorer_options=dict(self.scorer_options, **options))
+
+  @property
+  def batching(self) -> kinds.Batching:
+    """What one step holds, as the kind reads its options."""
+    return kinds.get(self.kind).batching(self.scorer_options)
+
   def to_json_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d['prefixes'] = list(self.prefixes)
+    d['scorer_options'] = dict(self.scorer_options)
     return d
 
   @classmethod
   def from_json_dict(cls, d: Mapping[str, Any]) -> 'SweepSpec':
     d = dict(d)
     d['prefixes'] = tuple(d.get('prefixes', ()))
+    d['scorer_options'] = tuple(dict(d.get('scorer_options', {})).items())
     return cls(**d)
+
+
+def _format2_spec(d: Mapping[str, Any]) -> dict:
+  """A format-2 spec (one field per option of every kind) in format 3: the
+  kind's options into ``scorer_options``; the other kinds' fields, which the
+  version that wrote the file ignored, dropped (MF's ``pred_loss`` was
+  always 'mse', the only loss the MF scorer has)."""
+  d = dict(d)
+  schema = _kind(d.get('kind'), 'sweep.json spec.kind').schema
+  options = {n: d.pop(n) for n in list(d) if n in schema}
+  for name in kinds.option_names():
+    d.pop(name, None)
+  return dict(d, scorer_options=options)
 
 
 def _defaults(defaults) -> dict:
@@ -231,11 +258,11 @@ def _defaults(defaults) -> dict:
     out['k'] = defaults.k_max if defaults.activation != 'relu' else 0
     return out
   if isinstance(defaults, str):
-    if defaults not in KINDS:
+    if defaults not in kinds.NAMES:
       raise SweepConfigError(f'SweepHparams defaults={defaults!r}: expected '
-                             f'one of {KINDS}, a SweepSpec or a dict')
+                             f'one of {kinds.NAMES}, a SweepSpec or a dict')
     return paper_defaults(defaults)
-  return {**paper_defaults('mf'), **dict(defaults)}
+  return {**paper_defaults(kinds.DEFAULT), **dict(defaults)}
 
 
 def _check_names(names):
@@ -267,13 +294,15 @@ class SweepHparams:
   # ---- construction -------------------------------------------------------
   @classmethod
   def from_list(cls, configs: Sequence[Mapping[str, Any]],
-                defaults: 'str | SweepSpec | Mapping' = 'mf') -> 'SweepHparams':
+                defaults: 'str | SweepSpec | Mapping' = kinds.DEFAULT
+                ) -> 'SweepHparams':
     """One config per mapping; missing fields take ``defaults``.
 
     Args:
       configs: e.g. ``[{'lambda_pred': 1.0}, {'lambda_pred': 5.0, 'seed': 0}]``.
-      defaults: 'mf' | 'ncf' (paper defaults), a SweepSpec (paper defaults of
-        its kind, ``dict_size = max_dict_size``, ``k = k_max``) or a dict.
+      defaults: a kind name (its paper defaults), a SweepSpec (paper
+        defaults of its kind, ``dict_size = max_dict_size``, ``k = k_max``)
+        or a dict (over the default kind's).
     """
     if not configs:
       raise SweepConfigError('SweepHparams.from_list: empty config list')
@@ -284,11 +313,11 @@ class SweepHparams:
     return cls._from_columns(cols)
 
   @classmethod
-  def grid(cls, defaults: 'str | SweepSpec | Mapping' = 'mf',
+  def grid(cls, defaults: 'str | SweepSpec | Mapping' = kinds.DEFAULT,
            **axes: Sequence[Any]) -> 'SweepHparams':
     """Cartesian product of the given axes (last axis fastest).
 
-    Example: ``SweepHparams.grid('ncf', lambda_pred=[0, 10], seed=[0, 1])``
+    Example: ``SweepHparams.grid(spec, lambda_pred=[0, 10], seed=[0, 1])``
     gives 4 configs (0,0), (0,1), (10,0), (10,1).
     """
     _check_names(axes)
@@ -450,10 +479,11 @@ def loads(text: str) -> tuple[SweepSpec, SweepHparams, dict | None]:
     SweepConfigError: the text was written by another format version.
   """
   d = json.loads(text)
-  if d.get('format', 1) != SWEEP_FORMAT:
+  if d.get('format', 1) not in READ_FORMATS:
     raise SweepConfigError(
         f'sweep.json format {d.get("format", 1)}: written by another version '
-        f'of monosem-jax (this one reads {SWEEP_FORMAT}); start again in a '
+        f'of monosem-jax (this one reads {READ_FORMATS}); start again in a '
         'fresh --workdir')
-  return (SweepSpec.from_json_dict(d['spec']),
+  spec = d['spec'] if d['format'] == SWEEP_FORMAT else _format2_spec(d['spec'])
+  return (SweepSpec.from_json_dict(spec),
           SweepHparams.from_json_dict(d['hparams']), d.get('provenance'))

@@ -12,7 +12,7 @@ and orbax as pytrees.
 Example:
   >>> import jax
   >>> from monosem_jax.sweep.spec import SweepHparams, SweepSpec
-  >>> spec = SweepSpec(kind='mf', dim=4, max_dict_size=6)
+  >>> spec = SweepSpec(dim=4, max_dict_size=6)
   >>> state = init_sweep(spec, SweepHparams.grid(spec, dict_size=[3, 6]))
   >>> state.num_configs, state.sae['W'].shape
   (2, (2, 6, 4))
@@ -66,9 +66,10 @@ class SweepInputs:
 def build_scorer(artifact, spec: SweepSpec):
   """The frozen scorer of ``artifact`` (a
   :class:`~monosem_jax.recommenders.artifact.RecommenderArtifact`) with the
-  spec's loss options: what the sweep trains against and its analysis ranks
+  spec's kind options (``spec.scorer_options``, checked against the kind
+  registry's schema): what the sweep trains against and its analysis ranks
   with."""
-  return artifact.scorer(mf_impl=spec.mf_pred_impl, pred_loss=spec.pred_loss)
+  return artifact.scorer(**dict(spec.scorer_options))
 
 
 def positive_pairs_of(users: np.ndarray, items: np.ndarray,

@@ -25,17 +25,17 @@
 
 Example:
   >>> import jax, numpy as np
-  >>> from monosem_jax.recommenders.scorers import make_scorer
+  >>> from monosem_jax.recommenders.kinds import make_scorer
   >>> from monosem_jax.sweep.spec import SweepSpec, SweepHparams
   >>> from monosem_jax.sweep.state import SweepInputs, init_sweep
   >>> rng = np.random.default_rng(0)
   >>> inputs = SweepInputs.create(rng.normal(size=(40, 4)),
   ...                             rng.normal(size=(30, 4)), np.arange(32))
-  >>> spec = SweepSpec(kind='mf', dim=4, max_dict_size=6, batch_users=8,
-  ...                  batch_items=8)
+  >>> spec = SweepSpec(dim=4, max_dict_size=6,   # the default kind's options
+  ...                  scorer_options=dict(batch_users=8, batch_items=8))
   >>> hparams = SweepHparams.grid(spec, lambda_pred=[0.0, 1.0], dict_size=[3, 6])
   >>> state = init_sweep(spec, hparams, jax.random.PRNGKey(0))
-  >>> scorer = make_scorer('mf', {})
+  >>> scorer = make_scorer(spec.kind, {})
   >>> state, hist = run_epoch(spec, hparams, state, inputs, scorer)
   >>> hist['loss'].shape, int(state.step)
   ((4,), 4)
