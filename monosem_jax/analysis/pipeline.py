@@ -477,8 +477,9 @@ def analyze_sweep(view: workdirs.SweepView, dataset,
       returns True stops the analysis there.
 
   Raises:
-    ~monosem_jax.analysis.progress.AnalysisStopped: a hook stopped it (before anything was written: the
-      previous ``analysis/`` folder is left as it was).
+    ~monosem_jax.analysis.progress.AnalysisStopped: a hook stopped it,
+      before anything was written (the previous ``analysis/`` folder is
+      left as it was).
   """
   t_start = time.perf_counter()
   hooks = [AnalysisLog(log), *on_progress]
