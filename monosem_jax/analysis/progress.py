@@ -61,7 +61,8 @@ class AnalysisProgress:
     return self.seconds / max(self.done, 1) * (self.total - self.done)
 
 
-#: A subscriber of the analysis: True asks it to stop (:class:`AnalysisStopped`).
+#: A subscriber of the analysis: True asks it to stop
+#: (:class:`AnalysisStopped`).
 Hook = Callable[[AnalysisProgress], 'bool | None']
 
 
