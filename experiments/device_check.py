@@ -42,14 +42,16 @@ The stages, the most valuable figures first:
    where the analysis has that option and the sweep was stopped by the
    budget); ``report.md`` and CSVs.
 7. ``tests``: the test suite on the device, last, in a subprocess:
-   ``python -m pytest -v -n 8 -p no:cacheprovider
-   --ignore=tests/test_notebooks.py <the tests that failed on the H200
-   first> tests`` with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (8 processes
-   share the GPU), limited to the rest of the budget (at least
-   ``--tests_s``: the stages before it stop in time to leave that much).
-   Passed / failed / errors / skipped counts and the failed test ids, read
-   from the per-test lines, so a run stopped by its limit still reports
-   what it did (``complete: false``).
+   ``python -m pytest -v -n 8 -p no:cacheprovider -p
+   experiments.device_check --ignore=tests/test_notebooks.py <the tests
+   that failed on the H200 first> tests`` with
+   ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (8 processes share the GPU),
+   limited to the rest of the budget (at least ``--tests_s``: the stages
+   before it stop in time to leave that much). Passed / failed / errors /
+   skipped counts and the failed test ids, from the outcomes this module,
+   as that pytest's plugin (:class:`OutcomeRecorder`), records test by test
+   (``outcomes``, a JSON-lines file; no output line is parsed), so a run
+   stopped by its limit still reports what it did (``complete: false``).
 8. ``targets``: the issue's targets (:data:`TARGETS`, per device kind, all
    in the JSON) against the measured figures. H200 (issue 19): MF >=
    2,000,000 config-steps/s at C = 1,024 (required), >= 4,000,000 (goal);
@@ -66,9 +68,11 @@ earlier. Inside the recommender, sweep and analysis stages the limit (and
 ``--max_stage_s`` per stage) is checked after every epoch (a
 :class:`StageBudget` subscribed to ``train.run``'s ``on_epoch`` hooks; for
 the sweep a :class:`SweepBudget` subscribed to ``run_sweep``'s, which also
-records every epoch's rate from its typed ``EpochStats``) or at every
-progress line (the analysis, whose library function has no typed hook yet:
-:class:`StageLog`): past it the stage stops there (``error: budget ...``). A recommender stopped that way is frozen at its
+records every epoch's rate from its typed ``EpochStats``) or after every
+block of the analysis's neuron tables (an :class:`AnalysisBudget` subscribed
+to ``analyze_sweep``'s ``on_progress`` hooks, reading its typed
+``AnalysisProgress``): past it the stage stops there (``error: budget
+...``); no log line is parsed. A recommender stopped that way is frozen at its
 last checkpointed epoch (``truncated: true``) so that the sweep still runs;
 a sweep stopped that way checkpoints its last epoch, which the analysis then
 analyses (``partial_sweep: true``). What runs after the last
@@ -124,8 +128,8 @@ import argparse
 import datetime
 import math
 import os
+import json
 import platform
-import re
 import signal
 import subprocess
 import sys
@@ -145,6 +149,7 @@ from experiments.configs import recommender as rec_configs
 from experiments.configs import sweep as sweep_configs
 from monosem_jax import compilation, files
 from monosem_jax.analysis import pipeline, workdirs
+from monosem_jax.analysis.progress import AnalysisStopped
 from monosem_jax.data.movielens import ML1M_RATINGS_FILES
 from monosem_jax.recommenders import loop, train
 from monosem_jax.recommenders.artifact import RecommenderArtifact
@@ -181,15 +186,12 @@ FULL_GRID = dict(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
 SMALL_GRID = dict(lambda_pred=(0.0, 10.0), dict_size=(8, 16),
                   rho=(0.05, 0.1))
 
-#: A progress line of the analysis (``neurons: I/C``): where that stage may
-#: be stopped (its library function offers no typed hook yet; the
-#: recommender and sweep stages use theirs).
-_PROGRESS = re.compile(r'\s*neurons:\s+(\d+)/(\d+)')
 _MEMORY_KEYS = ('peak_bytes_in_use', 'bytes_limit', 'bytes_in_use')
 
 
 class BudgetExceeded(Exception):
-  """A stage passed its time limit (at one of its progress lines)."""
+  """A stage passed its time limit (its hook stopped it, or between its
+  parts)."""
 
 
 class Skip(Exception):
@@ -250,24 +252,17 @@ def version(package: str) -> str | None:
 
 
 class StageLog:
-  """Progress sink of one stage: prints each line, keeps them, and (given a
-  ``deadline``) stops the stage at a progress line (not its last) once the
-  deadline has passed."""
+  """Log sink of one stage: prints each line and keeps the last ``keep``
+  for the JSON's ``log_tail`` (it reads none of them: the stages are timed
+  and stopped by their typed hooks)."""
 
-  def __init__(self, name: str, deadline: float | None = None,
-               keep: int = 80):
-    self.name, self.deadline, self.keep = name, deadline, keep
+  def __init__(self, name: str, keep: int = 80):
+    self.name, self.keep = name, keep
     self.lines: list[str] = []
 
   def __call__(self, msg: str) -> None:
     self.lines = (self.lines + [msg])[-self.keep:]
     say(f'{self.name}: {msg}')
-    if self.deadline is None:
-      return
-    m = _PROGRESS.match(msg)
-    if m and int(m[1]) < int(m[2]) and time.perf_counter() > self.deadline:
-      raise BudgetExceeded(f'budget: {self.name} stopped at {m[1]}/{m[2]} '
-                           '(time limit passed)')
 
 
 # ----------------------------------------------------------------------------
@@ -399,9 +394,13 @@ class StageBudget:
     self.stopped: str | None = None
 
   def __call__(self, stats) -> bool:
-    if not stats.last and time.perf_counter() > self.deadline:
-      self.stopped = (f'budget: {self.name} stopped at {stats.epoch}/'
-                      f'{stats.epochs} (time limit passed)')
+    return self.check(stats.last, stats.epoch, stats.epochs)
+
+  def check(self, last: bool, done: int, total: int) -> bool:
+    """Whether to stop at ``done`` of ``total`` (never at the ``last``)."""
+    if not last and time.perf_counter() > self.deadline:
+      self.stopped = (f'budget: {self.name} stopped at {done}/{total} (time '
+                      'limit passed)')
       return True
     return False
 
@@ -565,13 +564,36 @@ def analysis_options(dataset_name: str) -> pipeline.AnalysisOptions:
                                          dataset_name)
 
 
+class AnalysisBudget(StageBudget):
+  """The analysis stage's subscriber (an ``on_progress`` hook of
+  ``analyze_sweep``): stops it at a progress event that does not end a
+  stage (after a block of its neuron tables) once ``deadline`` has passed
+  (:class:`StageBudget`), from the typed ``AnalysisProgress``.
+
+  >>> from monosem_jax.analysis.progress import AnalysisProgress as P
+  >>> b = AnalysisBudget(deadline=0.0)          # long passed
+  >>> b(P('neurons', 1024, 1024, 9.0)), b.stopped
+  (False, None)
+  >>> b(P('neurons', 102, 1024, 0.9)), b.stopped
+  (True, 'budget: analysis stopped at 102/1024 (time limit passed)')
+  """
+
+  def __init__(self, deadline: float):
+    super().__init__('analysis', deadline)
+
+  def __call__(self, progress) -> bool:
+    return self.check(progress.last, progress.done, progress.total)
+
+
 def stage_analysis(rec: dict, ctx: dict) -> None:
   """``analyze_sweep`` on the sweep's last checkpoint, as
-  ``experiments.analyze`` (under the sweep's lock)."""
+  ``experiments.analyze`` (under the sweep's lock); stopped by the time
+  limit (its typed hook, :class:`AnalysisBudget`) it writes nothing."""
   sweep_dir = ctx.get('sweep_dir')
   if not sweep_dir or not checkpoint.saved_epochs(sweep_dir):
     raise Skip('needs a sweep with at least one checkpointed epoch')
-  log = StageLog('analysis', ctx['stage_deadline'])
+  log = StageLog('analysis')
+  budget = AnalysisBudget(ctx['stage_deadline'])
   t = time.perf_counter()
   with files.WorkdirLock(sweep_dir, 'analysis'):   # before reading it
     # a sweep cut by the time budget is analysed on purpose (noted in it)
@@ -582,8 +604,13 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
                partial_sweep=not ctx['stages'].get('sweep', {}).get(
                    'complete'),
                seconds_open=time.perf_counter() - t)
-    result = pipeline.analyze_sweep(view, dataset,
-                                    analysis_options(dataset.name), log=log)
+    try:
+      result = pipeline.analyze_sweep(view, dataset,
+                                      analysis_options(dataset.name),
+                                      log=log, on_progress=[budget])
+    except AnalysisStopped as e:
+      rec['log_tail'] = log.lines[-8:]
+      raise BudgetExceeded(budget.stopped) from e
   rec['seconds_end_to_end'] = time.perf_counter() - t
   fid = result.fidelity
   rec.update(seconds_analyze=result.seconds, report=result.report_path,
@@ -594,47 +621,97 @@ def stage_analysis(rec: dict, ctx: dict) -> None:
              log_tail=log.lines[-8:])
 
 
-#: A test's result line: ``[gw3] [ 12%] PASSED tests/x.py::t`` (xdist) or
-#: ``tests/x.py::t PASSED [ 12%]``.
-_TEST_LINE = re.compile(
-    r'(?:\[gw\d+\] \[\s*\d+%\] (?P<a>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)'
-    r' (?P<ida>\S+))|(?:^(?P<idb>\S+::\S+) (?P<b>PASSED|FAILED|ERROR|SKIPPED'
-    r'|XFAIL|XPASS))')
-_SUMMARY = re.compile(r'^=+ (.*\d+ (?:passed|failed|error|errors|skipped|'
-                      r'deselected).*) in [\d.]+s')
+#: Where the tests stage's pytest records each test's outcome (a file named
+#: in its environment; :class:`OutcomeRecorder`).
+OUTCOMES_ENV = 'DEVICE_CHECK_OUTCOMES'
+#: The outcome categories of pytest (``pytest_report_teststatus``) and their
+#: counts' keys in the JSON.
+_COUNTS = dict(passed='passed', failed='failed', error='errors',
+               skipped='skipped', xfailed='xfailed', xpassed='xpassed')
 
 
-def parse_pytest(text: str) -> dict:
-  r"""Counts and failed ids from ``pytest -v`` output (complete or cut).
+def pytest_configure(config) -> None:
+  """pytest hook, this module being the tests stage's plugin (``-p
+  experiments.device_check``): records the outcomes into the file
+  ``$DEVICE_CHECK_OUTCOMES`` names (in the controlling process only: the
+  xdist workers report to it); nothing without it."""
+  path = os.environ.get(OUTCOMES_ENV)
+  if path and not hasattr(config, 'workerinput'):
+    config.pluginmanager.register(OutcomeRecorder(config, path),
+                                  'device_check_outcomes')
 
-  >>> r = parse_pytest('[gw0] [ 50%] PASSED tests/a.py::t1\n'
-  ...                  '[gw1] [100%] FAILED tests/a.py::t2\n'
-  ...                  '===== 1 failed, 1 passed in 3.0s =====\n')
+
+class OutcomeRecorder:
+  """A pytest plugin: appends one JSON object a line to ``path``, a test's
+  outcome (``{"test": id, "outcome": category}``, pytest's own category of
+  the report: what ``pytest -v`` prints) as it is reported, and the exit
+  status at the end (``{"exitstatus": n}``), so that a run stopped by its
+  limit keeps what it counted; :func:`read_outcomes` reads them."""
+
+  def __init__(self, config, path: str):
+    self.config, self.path = config, path
+
+  def _write(self, **row) -> None:
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(row) + '\n')
+
+  def pytest_runtest_logreport(self, report) -> None:
+    category = self.config.hook.pytest_report_teststatus(
+        report=report, config=self.config)[0]
+    if category:
+      self._write(test=report.nodeid, outcome=category)
+
+  def pytest_collectreport(self, report) -> None:
+    if report.failed:
+      self._write(test=report.nodeid, outcome='error')
+
+  def pytest_sessionfinish(self, exitstatus) -> None:
+    self._write(exitstatus=int(exitstatus))
+
+
+def read_outcomes(path: str) -> dict:
+  """Counts, failed ids and a summary from :class:`OutcomeRecorder`'s
+  records (the summary None when the run did not finish; a line cut by a
+  kill is left out).
+
+  >>> import tempfile
+  >>> with tempfile.NamedTemporaryFile('w', suffix='.jsonl') as f:
+  ...   _ = f.write('{"test": "a.py::t1", "outcome": "passed"}\\n'
+  ...               '{"test": "a.py::t2", "outcome": "failed"}\\n'
+  ...               '{"exitstatus": 1}\\n{"test": "a.py::t')
+  ...   f.flush()
+  ...   r = read_outcomes(f.name)
   >>> r['passed'], r['failed'], r['failed_ids'], r['summary']
-  (1, 1, ['tests/a.py::t2'], '1 failed, 1 passed')
+  (1, 1, ['a.py::t2'], '1 failed, 1 passed')
   """
-  counts = dict(passed=0, failed=0, errors=0, skipped=0, xfailed=0,
-                xpassed=0)
-  names = dict(PASSED='passed', FAILED='failed', ERROR='errors',
-               SKIPPED='skipped', XFAIL='xfailed', XPASS='xpassed')
-  failed, summary = [], None
-  for line in text.splitlines():
-    m = _TEST_LINE.search(line)
-    if m:
-      outcome, test = (m['a'], m['ida']) if m['a'] else (m['b'], m['idb'])
-      counts[names[outcome]] += 1
-      if outcome in ('FAILED', 'ERROR') and test not in failed:
-        failed.append(test)
-    m = _SUMMARY.match(line.strip())
-    if m:
-      summary = m[1].strip(' =')
-  return dict(counts, failed_ids=failed, summary=summary)
+  counts = dict.fromkeys(_COUNTS.values(), 0)
+  failed, exitstatus = [], None
+  lines = open(path).read().splitlines() if os.path.isfile(path) else []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if 'exitstatus' in row:
+      exitstatus = row['exitstatus']
+      continue
+    counts[_COUNTS[row['outcome']]] += 1
+    if row['outcome'] in ('failed', 'error') and row['test'] not in failed:
+      failed.append(row['test'])
+  summary = None
+  if exitstatus is not None:
+    summary = ', '.join(f'{counts[k]} {w}' for k, w in (
+        ('failed', 'failed'), ('passed', 'passed'), ('skipped', 'skipped'),
+        ('xfailed', 'xfailed'), ('xpassed', 'xpassed'), ('errors', 'error'))
+                        if counts[k]) or 'no tests ran'
+  return dict(counts, failed_ids=failed, summary=summary,
+              exitstatus=exitstatus)
 
 
 def suite_command(args) -> list[str]:
   """The pytest command line of the tests stage."""
   cmd = [sys.executable, '-m', 'pytest', '-v', '-p', 'no:cacheprovider',
-         '--ignore=tests/test_notebooks.py']
+         '-p', 'experiments.device_check', '--ignore=tests/test_notebooks.py']
   if args.tests_workers > 0:
     cmd += ['-n', str(args.tests_workers)]
   paths = args.tests.split(',')
@@ -645,15 +722,20 @@ def suite_command(args) -> list[str]:
 
 
 def stage_tests(rec: dict, ctx: dict) -> None:
-  """The test suite in a subprocess, stopped at the budget's end."""
+  """The test suite in a subprocess, stopped at the budget's end; its
+  counts from the outcomes its pytest records (:class:`OutcomeRecorder`),
+  its output's last lines kept for a person."""
   a = ctx['args']
   limit = ctx['deadline'] - time.perf_counter()
   if limit < MIN_TESTS_S:
     raise Skip(f'budget: {limit:.0f}s left, too little for the suite')
   cmd = suite_command(a)
+  fd, outcomes = tempfile.mkstemp(prefix='test_outcomes_', suffix='.jsonl',
+                                  dir=ctx.get('workdir'))
+  os.close(fd)
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false',
-             PYTHONUNBUFFERED='1')
-  rec.update(command=' '.join(cmd[1:]), limit_s=limit,
+             PYTHONUNBUFFERED='1', **{OUTCOMES_ENV: outcomes})
+  rec.update(command=' '.join(cmd[1:]), limit_s=limit, outcomes=outcomes,
              env={'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'}, complete=False)
   say(f'tests: {rec["command"]} (limit {limit:.0f}s)')
   t = time.perf_counter()
@@ -673,7 +755,7 @@ def stage_tests(rec: dict, ctx: dict) -> None:
       out, _ = proc.communicate()
   rec['seconds_tests'] = time.perf_counter() - t
   rec['returncode'] = proc.returncode
-  rec.update(parse_pytest(out or ''))
+  rec.update(read_outcomes(outcomes))
   rec['complete'] = rec['summary'] is not None
   rec['tail'] = (out or '').strip().splitlines()[-25:]
   say(f'tests: {rec["summary"] or "stopped"}: {rec["passed"]} passed, '
@@ -853,7 +935,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                   'the budget, leaving it to the suite')
   ap.add_argument('--max_stage_s', type=float, default=240.0,
                   help='recommender, sweep and analysis stop at their next '
-                  'progress line after this')
+                  'epoch or block after this')
   ap.add_argument('--configs', default=None,
                   help='bench_sweep C values in float32 (default '
                   '1,1024,4096; small: 1,8)')

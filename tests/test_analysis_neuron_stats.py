@@ -201,9 +201,9 @@ def test_pipeline_blocks_equal_host_tables(sweep_dir):
       dataset.item_popularity, cfg['ks'], cfg['pop_top'],
       item_decade=dataset.item_decade, era_top=cfg['era_top'])
   per_config = tables.bytes_per_config(view.spec.max_dict_size, len(users))
-  logs = []
+  events = []
   got = pipeline._neuron_tables(view, dataset, dataset.item_concepts,
-                                dataset.concept_names, cfg, logs.append,
+                                dataset.concept_names, cfg, events.append,
                                 max_bytes=3 * per_config)   # blocks 3 + 1
   c = view.num_configs
   idx = np.arange(c)
@@ -216,8 +216,8 @@ def test_pipeline_blocks_equal_host_tables(sweep_dir):
                     cfg['era_top'])
   for g, w in zip(got, want):
     assert_same(g, w)
-  assert c == 4 and [l.split('configs')[0].strip() for l in logs] == [
-      'neurons: 3/4', 'neurons: 4/4']
+  assert c == 4 and [(e.stage, e.done, e.total) for e in events] == [
+      ('neurons', 3, 4), ('neurons', 4, 4)]
 
 
 def test_block_memory_estimate_bounds_xla(sweep_dir):

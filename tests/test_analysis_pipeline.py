@@ -13,6 +13,7 @@ import pytest
 from experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import (figures, interventions, pipeline, planted,
                                   use_cases, workdirs)
+from monosem_jax.analysis.progress import AnalysisProgress, AnalysisStopped
 from monosem_jax.data import synthetic
 from monosem_jax.data.protocol import make_split
 from monosem_jax.errors import ConfigError
@@ -476,6 +477,46 @@ def test_outputs_are_one_set_never_mixed_and_orphans_are_removed(
   left = [n for n in os.listdir(sweep) + os.listdir(out)
           if '.tmp-' in n or '.old-' in n]
   assert not left
+
+
+def test_typed_progress_reaches_the_hooks_and_a_stop_writes_nothing(
+    sweep_dir, tmp_path):
+  """Issue 18: the analysis reports typed progress to its hooks (no log line
+  to parse); its text lines are one subscriber of the same events; a hook
+  returning True stops it before anything is written."""
+  view = workdirs.open_sweep(str(sweep_dir / 'sweep'))
+  dataset = workdirs.open_dataset(view.artifact)
+  case = [use_cases.UseCase('suppress', 'action', levels=(None, -1.0))]
+  quick = pipeline.AnalysisOptions(k=10, max_users=50, threads=1,
+                                   use_cases=case, out=str(tmp_path))
+  events, lines = [], []
+  first = pipeline.analyze_sweep(view, dataset, quick, log=lines.append,
+                                 on_progress=[events.append])
+  assert all(isinstance(e, AnalysisProgress) for e in events)
+  assert [e.stage for e in events if e.last] == [
+      'fidelity', 'neurons', 'interventions']     # one seed: no 'seeds'
+  neurons = [e for e in events if e.stage == 'neurons']
+  assert [e.total for e in neurons] == [4] * len(neurons)
+  assert neurons[-1].done == 4 and all(e.seconds >= 0 for e in events)
+  assert [(e.done, e.total) for e in events if e.stage != 'neurons'] == [
+      (4, 4), (1, 1)]
+  assert [l.split('configs')[0].strip() for l in lines
+          if 'neurons:' in l] == ['neurons: 4/4']   # AnalysisLog's line
+  out = os.path.dirname(first.report_path)
+  before = _outputs(out)
+  seen = []
+
+  def stop(p):
+    return p.stage == 'neurons'
+
+  other = (first.chosen + 1) % view.num_configs
+  with pytest.raises(AnalysisStopped, match='neurons'):
+    pipeline.analyze_sweep(view, dataset,
+                           dataclasses.replace(quick, chosen=other),
+                           log=lambda _: None, on_progress=[stop, seen.append])
+  assert seen[-1].stage == 'neurons'      # every hook of the call ran
+  assert _outputs(out) == before          # the previous set, untouched
+  assert sorted(os.listdir(tmp_path)) == ['analysis']
 
 
 def test_analyze_launcher_recodes_by_pursuit(sweep_dir, tmp_path):

@@ -267,3 +267,15 @@ def test_at_most_two_functions_run_an_epoch():
       names += [f'{path.relative_to(ROOT)}: {n}' for n in found
                 if 'run_epoch' in n]
   assert len(names) <= 2, '\n'.join(sorted(names))
+
+
+def test_no_launcher_parses_log_text():
+  """Issue 18: log text is no API. The launchers' regular expressions read
+  command lines (launch.py) only; progress, budgets and counts come from
+  typed hooks and records (device_check: the analysis's ``on_progress``
+  hook, the tests stage's pytest plugin), never from a run's output."""
+  roots = [EXPERIMENTS, PACKAGE / 'experiments']
+  users = sorted(_module_name(p) for root in roots if root.is_dir()
+                 for p in root.rglob('*.py')
+                 if any(m == 're' for m, _ in _imports(p)))
+  assert all(u.endswith('.launch') for u in users), users

@@ -11,6 +11,8 @@ import time
 import pytest
 
 from experiments import device_check
+from monosem_jax.analysis import pipeline
+from monosem_jax.analysis.progress import AnalysisStopped
 from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import RESULTS_CSV
 
@@ -174,15 +176,24 @@ def test_spent_budget_skips_the_stages_and_still_writes_the_json(tmp_path):
   assert doc['stages']['targets']['mf_required_met'] is False
 
 
-def test_stage_log_stops_at_a_progress_line_past_the_deadline():
-  log = device_check.StageLog('analysis', deadline=time.perf_counter() - 1)
-  log('sweep: 1024 configs')                       # not a progress line
-  log('  neurons: 1024/1024 configs  9.0s')         # the last one: finish
-  with pytest.raises(device_check.BudgetExceeded, match='102/1024'):
-    log('  neurons: 102/1024 configs  9.0s  ETA 80s')
-  later = device_check.StageLog('analysis', deadline=time.perf_counter() + 60)
-  later('  neurons: 102/1024 configs')
-  assert later.lines == ['  neurons: 102/1024 configs']
+def test_the_analysis_stage_is_stopped_by_its_typed_hook(sweep_dir,
+                                                         monkeypatch):
+  """Issue 18: the analysis stage is stopped by its on_progress hook (typed
+  AnalysisProgress, no log line read), after a block of the neuron tables
+  (not the last), before anything is written."""
+  monkeypatch.setattr(pipeline, 'TABLES_BYTES', 1)     # blocks of 1 config
+  sweep = str(sweep_dir / 'sweep')
+  before = sorted(os.listdir(sweep))
+  rec = {}
+  ctx = dict(sweep_dir=sweep, stages={'sweep': {'complete': True}},
+             stage_deadline=time.perf_counter() - 1)     # passed already
+  with pytest.raises(device_check.BudgetExceeded,
+                     match=r'^budget: analysis stopped at 1/4 ') as stop:
+    device_check.stage_analysis(rec, ctx)
+  assert isinstance(stop.value.__cause__, AnalysisStopped)
+  assert stop.value.__cause__.progress.stage == 'neurons'
+  assert sorted(os.listdir(sweep)) == before
+  assert rec['configs'] == 4 and rec['log_tail'][0].startswith('analysis of')
 
 
 def test_epoch_lines_are_not_parsed_the_recommender_stops_by_its_hook(
@@ -190,9 +201,6 @@ def test_epoch_lines_are_not_parsed_the_recommender_stops_by_its_hook(
   """Issue 18: no log text is an API. The recommender's (and the sweep's)
   epoch lines stop nothing; its stage is stopped by a typed hook and frozen
   at that (checkpointed) epoch."""
-  log = device_check.StageLog('recommender', deadline=time.perf_counter() - 1)
-  log('epoch 1/2 loss 0.6931 reg 0.0010 | 0.5s train+eval')
-  log('epoch   3/18  loss median 1.0')
   rec = {}
   ctx = dict(args=device_check.parse_args(['--small']), workdir=str(tmp_path),
              stage_deadline=time.perf_counter() - 1)     # passed already
@@ -276,25 +284,33 @@ def test_h200_targets_are_issue_19s(figures, expect):
   assert {k: rec[k] for k in expect} == expect
 
 
-def test_parse_pytest_counts_a_run_cut_short():
-  out = ('[gw0] [  1%] PASSED tests/test_a.py::test_one\n'
-         '[gw1] [  2%] FAILED tests/test_a.py::test_two[x-1]\n'
-         '[gw0] [  3%] SKIPPED tests/test_b.py::test_three\n'
-         '[gw1] [  4%] ERROR tests/test_b.py::test_four\n')
-  r = device_check.parse_pytest(out)
-  assert (r['passed'], r['failed'], r['skipped'], r['errors']) == (1, 1, 1, 1)
+def test_read_outcomes_counts_a_run_cut_short(tmp_path):
+  path = tmp_path / 'outcomes.jsonl'
+  rows = [('tests/test_a.py::test_one', 'passed'),
+          ('tests/test_a.py::test_two[x-1]', 'failed'),
+          ('tests/test_b.py::test_three', 'skipped'),
+          ('tests/test_b.py::test_four', 'error'),
+          ('tests/test_b.py::test_five', 'xfailed')]
+  path.write_text(''.join(json.dumps(dict(test=t, outcome=o)) + '\n'
+                          for t, o in rows) + '{"test": "tests/te')  # killed
+  r = device_check.read_outcomes(str(path))
+  assert (r['passed'], r['failed'], r['skipped'], r['errors'],
+          r['xfailed']) == (1, 1, 1, 1, 1)
   assert r['failed_ids'] == ['tests/test_a.py::test_two[x-1]',
                              'tests/test_b.py::test_four']
-  assert r['summary'] is None
-  done = device_check.parse_pytest(
-      out + '==== 1 failed, 1 passed, 1 skipped, 1 error in 12.5s ====')
-  assert done['summary'] == '1 failed, 1 passed, 1 skipped, 1 error'
+  assert r['summary'] is None and r['exitstatus'] is None
+  with open(path, 'a') as f:
+    f.write('\n{"exitstatus": 1}\n')
+  done = device_check.read_outcomes(str(path))
+  assert done['summary'] == '1 failed, 1 passed, 1 skipped, 1 xfailed, 1 error'
+  assert done['exitstatus'] == 1
 
 
 def test_suite_command_runs_the_h200_failures_first():
   args = device_check.parse_args(['--out=unused.json'])
   cmd = device_check.suite_command(args)
-  assert cmd[1:] == (['-m', 'pytest', '-v', '-p', 'no:cacheprovider',
+  assert cmd[1:] == (['-m', 'pytest', '-v', '-p', 'no:cacheprovider', '-p',
+                      'experiments.device_check',
                       '--ignore=tests/test_notebooks.py', '-n', '8']
                      + list(device_check.GPU_FAILED_FIRST) + ['tests'])
   small = device_check.suite_command(device_check.parse_args(['--small']))
@@ -302,14 +318,16 @@ def test_suite_command_runs_the_h200_failures_first():
 
 
 def test_tests_stage_stopped_by_the_budget_keeps_what_it_counted(
-    monkeypatch):
+    monkeypatch, tmp_path):
   monkeypatch.setattr(device_check, 'MIN_TESTS_S', 1.0)
   args = device_check.parse_args([
       '--small', '--tests=tests/test_progress.py,tests/test_sweep_runner.py'])
   rec = {}
   t = time.perf_counter()
   with pytest.raises(device_check.BudgetExceeded, match='tests stopped'):
-    device_check.stage_tests(rec, dict(args=args, deadline=t + 20))
+    device_check.stage_tests(rec, dict(args=args, deadline=t + 20,
+                                       workdir=str(tmp_path)))
   assert time.perf_counter() - t < 35          # the process group was ended
   assert rec['complete'] is False and rec['summary'] is None
   assert rec['passed'] >= 1 and rec['failed'] == 0     # test_progress.py's
+  assert os.path.dirname(rec['outcomes']) == str(tmp_path)   # its records

@@ -496,7 +496,7 @@ def test_the_launchers_analyse_with_options_built_in_one_place():
   assert options == device_check.analysis_options('lastfm-2k')
   assert options.pop_top == 50 and 'metal (any)' in options.concept_sets
   assert list(inspect.signature(pipeline.analyze_sweep).parameters) == [
-      'view', 'dataset', 'options', 'log']
+      'view', 'dataset', 'options', 'log', 'on_progress']
   small = pipeline.AnalysisOptions().resolved(15)
   assert (small.k, small.ks) == (15, (10,))   # defaults fit the catalogue
   given = pipeline.AnalysisOptions(k=40, ks=[10, 99]).resolved(15)

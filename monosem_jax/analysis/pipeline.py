@@ -44,7 +44,9 @@ swapped in at the end (:func:`monosem_jax.files.atomic_directory`), so a
 reader sees the previous analysis or the new one, never a mix: a run killed
 mid-write (SIGKILL) or failing (a full disk) leaves the previous set as it
 was, and the next run removes what the killed one left
-(:func:`monosem_jax.files.remove_orphans`). Run it under the sweep folder's
+(:func:`monosem_jax.files.remove_orphans`). A run stopped by one of its
+typed progress hooks (``on_progress``, :mod:`~monosem_jax.analysis.progress`)
+stops before it writes anything. Run it under the sweep folder's
 :class:`~monosem_jax.files.WorkdirLock` (the launchers do). The view's notes
 (:attr:`~monosem_jax.analysis.workdirs.SweepView.notes`: an unfinished
 sweep, inputs that could not be verified) are logged once and written in
@@ -78,6 +80,8 @@ from monosem_jax.analysis import (baselines, concepts, fidelity, figures,
                                   hierarchy, interventions, neuron_stats,
                                   neurons, planted, report, stability,
                                   use_cases, workdirs)
+from monosem_jax.analysis.progress import (AnalysisLog, AnalysisProgress,
+                                           Hook, call_hooks)
 from monosem_jax.sae import model
 from monosem_jax.sweep import memory
 from monosem_jax.sweep.workdir import RESULTS_CSV, SweepWorkdir
@@ -372,7 +376,7 @@ def with_top_items(rows: pd.DataFrame, config: int, acts: np.ndarray,
 TABLES_BYTES = 2 ** 30
 
 
-def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
+def _neuron_tables(view, dataset, item_concepts, names, cfg, progress,
                    threads: int | None = None,
                    max_bytes: float | None = None, per_block=None):
   """Per-config neuron and concept tables, and the per-config summary.
@@ -388,6 +392,9 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
   ``per_block(item_codes, pad, n)``, when given, is called with each
   block's item codes on the device (``(len(pad), N, M)``), the configs
   ``pad`` and the number ``n`` of real ones (e.g. :class:`baselines.Chance`).
+  ``progress`` is called after each block with its
+  :class:`~monosem_jax.analysis.progress.AnalysisProgress` (stage
+  ``'neurons'``, configs done).
   """
   del threads
   art = view.artifact
@@ -405,7 +412,6 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
   dict_size = np.asarray(view.hparams.dict_size)
   n_tab, c_tab, per_config = [], [], []
   t0 = time.perf_counter()
-  every = max(1, c // 10)
   for start in range(0, c, block):  # blocks of configs, each one program
     idx = np.arange(start, min(c, start + block))
     pad = np.concatenate([idx, np.full(block - len(idx), idx[-1])])
@@ -417,11 +423,8 @@ def _neuron_tables(view, dataset, item_concepts, names, cfg, log,
     n_tab.append(nt)
     c_tab.append(ct)
     per_config.append(row)
-    done = int(idx[-1]) + 1
-    if done // every > start // every or done == c:
-      el = time.perf_counter() - t0
-      log(f'  neurons: {done}/{c} configs  {el:.1f}s  '
-          f'ETA {el / done * (c - done):.0f}s')
+    progress(AnalysisProgress('neurons', int(idx[-1]) + 1, c,
+                              time.perf_counter() - t0))
   return (pd.concat(n_tab, ignore_index=True),
           pd.concat(c_tab, ignore_index=True),
           pd.concat(per_config, ignore_index=True))
@@ -457,16 +460,30 @@ def _check_settings(n_items: int, o: AnalysisOptions) -> None:
 
 def analyze_sweep(view: workdirs.SweepView, dataset,
                   options: AnalysisOptions = AnalysisOptions(), *,
-                  log: Callable[[str], None] = print) -> Analysis:
+                  log: Callable[[str], None] = print,
+                  on_progress: Sequence[Hook] = ()) -> Analysis:
   """Analyses every config of a sweep and writes the report (module doc).
 
   Args:
     view, dataset: from ``workdirs.open_sweep`` / ``open_dataset``.
     options: the settings (:class:`AnalysisOptions`; every one is checked
       before any work).
-    log: progress sink.
+    log: progress sink: the lines of
+      :class:`~monosem_jax.analysis.progress.AnalysisLog` and what the
+      analysis does.
+    on_progress: hooks called in order with an
+      :class:`~monosem_jax.analysis.progress.AnalysisProgress` after each
+      block of the neuron tables and at the end of each stage; one that
+      returns True stops the analysis there.
+
+  Raises:
+    ~monosem_jax.analysis.progress.AnalysisStopped: a hook stopped it,
+      before anything was written (the previous ``analysis/`` folder is
+      left as it was).
   """
   t_start = time.perf_counter()
+  hooks = [AnalysisLog(log), *on_progress]
+  progress = functools.partial(call_hooks, hooks)
   out = options.out
   encoder = getattr(view, 'encoder', None)   # workdirs.with_encoder
   if encoder is not None and os.path.abspath(out or view.workdir) == (
@@ -522,6 +539,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset,
   for note in notes:
     log(f'  note: {note}')
   log(f'  fidelity: {time.perf_counter() - t:.1f}s')
+  progress(AnalysisProgress('fidelity', view.num_configs, view.num_configs,
+                            time.perf_counter() - t))
 
   t = time.perf_counter()
   chance = baselines.Chance(item_concepts, art.item_emb, ks[0],
@@ -536,7 +555,7 @@ def analyze_sweep(view: workdirs.SweepView, dataset,
     null_seconds.append(time.perf_counter() - t0)
 
   neuron_rows, concept_rows, per_config = _neuron_tables(
-      view, dataset, item_concepts, names, cfg, log, o.threads,
+      view, dataset, item_concepts, names, cfg, progress, o.threads,
       per_block=score_chance)
   concept_rows = concept_rows.assign(**chance.concept_columns())
   per_config = per_config.assign(**chance.config_columns())
@@ -570,6 +589,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset,
                                'level'])
   log(f'  interventions ({len(cases)} use cases on config {chosen}): '
       f'{time.perf_counter() - t:.1f}s')
+  progress(AnalysisProgress('interventions', len(cases), len(cases),
+                            time.perf_counter() - t))
   seeds = seed_changes = None
   if stability.has_seeds(fid):
     t = time.perf_counter()
@@ -584,6 +605,8 @@ def analyze_sweep(view: workdirs.SweepView, dataset,
     log(f'  seeds: {len(seeds)} settings of {fid.seed.nunique()} seeds, '
         f'stability and the use cases on the other seeds of config '
         f'{chosen}: {time.perf_counter() - t:.1f}s')
+    progress(AnalysisProgress('seeds', len(seeds), len(seeds),
+                              time.perf_counter() - t))
   chance_table = chance.summary(chosen, m)
   hier = hierarchy.hierarchy_table(
       acts, sae.cfg.prefix_sizes or (m,), dataset.item_popularity,
