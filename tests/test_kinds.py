@@ -6,8 +6,8 @@ line instead of being ignored."""
 import jax
 import pytest
 
-from experiments import launch
-from experiments.configs import quickstart, recommender, sweep
+from monosem_jax.experiments import launch
+from monosem_jax.experiments.configs import quickstart, recommender, sweep
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import kinds, ncf
 from monosem_jax.sweep.runner import PlannedRecommender, build_spec
