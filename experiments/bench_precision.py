@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax import files
 from monosem_jax.analysis import workdirs
 from monosem_jax.recommenders.artifact import RecommenderArtifact

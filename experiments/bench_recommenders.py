@@ -22,7 +22,7 @@ import time
 from absl import app, flags
 import jax
 
-from experiments.configs import recommender as rc
+from monosem_jax.experiments.configs import recommender as rc
 from monosem_jax.data.loaders import load_data
 from monosem_jax.recommenders import loop, metrics
 from monosem_jax.recommenders.config import TrainConfig

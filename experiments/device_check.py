@@ -144,9 +144,9 @@ import jax
 import jax.numpy as jnp
 
 from experiments import bench_sweep
-from experiments.configs import analyze as analyze_config
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import analyze as analyze_config
+from monosem_jax.experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax import compilation, files
 from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.analysis.progress import AnalysisStopped

@@ -9,8 +9,8 @@ import re
 import jax
 import pytest
 
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax.recommenders import train
 from monosem_jax.sweep.runner import run_sweep
 
@@ -68,8 +68,8 @@ def atomic_main_job(tmp_path_factory):
   """The main job (experiments.run.run_main_job, in process) on the atomic
   fixture: MF only, 1 epoch, a 2-config grid. ``(workdir, results)``;
   ``workdir/mf/recommender`` is a finished recommender."""
-  from experiments import run  # pylint: disable=import-outside-toplevel
-  from experiments.configs import quickstart  # pylint: disable=import-outside-toplevel
+  from monosem_jax.experiments import run  # pylint: disable=import-outside-toplevel
+  from monosem_jax.experiments.configs import quickstart  # pylint: disable=import-outside-toplevel
   workdir = tmp_path_factory.mktemp('atomic_job')
   cfg = quickstart.get_config('atomic,mf')
   cfg.dataset.data_dir = ATOMIC_FIXTURE

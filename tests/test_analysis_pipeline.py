@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import (figures, interventions, pipeline, planted,
                                   use_cases, workdirs)
 from monosem_jax.analysis.progress import AnalysisProgress, AnalysisStopped
@@ -138,8 +138,8 @@ def test_launcher_help_names_the_figures_and_the_choice_rule():
   # the launcher's docstring is its --help (read, not imported: importing
   # a launcher defines its flags)
   docs = [ast.get_docstring(ast.parse(open(os.path.join(ROOT, path)).read()))
-          for path in ('experiments/analyze.py',
-                       'experiments/configs/analyze.py')]
+          for path in ('monosem_jax/experiments/analyze.py',
+                       'monosem_jax/experiments/configs/analyze.py')]
   for doc in docs:
     for name in ('fidelity_vs_l0', 'concept_heatmap', 'interventions',
                  'hierarchy'):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.configs import quickstart
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import quickstart
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax.analysis import pipeline, stability, use_cases, workdirs
 from monosem_jax.sae import model
 

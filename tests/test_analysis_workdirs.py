@@ -204,7 +204,7 @@ def test_an_unfinished_sweep_is_refused_or_marked_in_every_output(
 
 
 def _ml1m_recommender(tmp_path):
-  from experiments.configs import recommender as rec_configs
+  from monosem_jax.experiments.configs import recommender as rec_configs
   from monosem_jax.recommenders import train
   from conftest import fixture_dir
   data = tmp_path / 'ml-1m'

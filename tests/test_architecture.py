@@ -1,11 +1,14 @@
 """The package's layering, read from its imports (docs/architecture.md).
 
 Data flows one way: data -> recommenders -> sae -> sweep -> analysis, with
-the launchers (experiments/) on top. The SAE package never imports the
+the launchers (monosem_jax/experiments/) on top: they may import everything,
+and nothing else in the package imports them, nor the repository's
+experiments/ (shims and benchmarks, not installed). The SAE package never
+imports the
 recommenders (the scorer reaches it as an argument), training never imports
 analysis, the sweep package is itself layered, there are no import cycles
 and no imports of the package inside functions, neither in the package nor
-in the launchers (experiments/). Every declared dependency is imported
+in the repository's experiments/. Every declared dependency is imported
 somewhere. The analysis reads finished work and imports no orchestrator
 (the runs that write it). The recommender kinds are named in one registry
 (monosem_jax/recommenders/kinds.py): no module of the package outside
@@ -27,7 +30,10 @@ EXPERIMENTS = ROOT / 'experiments'
 #: Rank of each top-level part; a module may import parts of lower or equal rank.
 LAYERS = {'errors': 0, 'files': 0, 'progress': 0, 'compilation': 0,
           'precision': 0, 'data': 1,
-          'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5}
+          'recommenders': 2, 'sae': 3, 'sweep': 4, 'analysis': 5,
+          'experiments': 6}
+#: The launchers and their configs, the top layer (may import everything).
+LAUNCHERS = PACKAGE / 'experiments'
 #: Order inside the sweep package.
 SWEEP = ['spec', 'state', 'batches', 'step', 'memory', 'sharding', 'metrics',
          'checkpoint', 'workdir', 'driver', 'runner']
@@ -121,6 +127,24 @@ def test_layers_point_one_way():
   assert not bad, '\n'.join(sorted(bad))
 
 
+def test_only_the_launchers_import_the_launchers():
+  """``monosem_jax.experiments`` is the top layer: no other module of the
+  package (its ``__init__`` included) imports it, and none imports the
+  repository's ``experiments`` (not installed: a wheel would break)."""
+  bad = []
+  for path in PACKAGE.rglob('*.py'):
+    inside = path.is_relative_to(LAUNCHERS)
+    for m, _ in _imports(path):
+      if m.split('.')[0] == 'experiments':
+        bad.append(f'{path.relative_to(ROOT)} imports {m} (the '
+                   'repository\'s experiments/ is not installed)')
+      elif not inside and (m == 'monosem_jax.experiments'
+                           or m.startswith('monosem_jax.experiments.')):
+        bad.append(f'{path.relative_to(ROOT)} imports {m} (the launchers '
+                   'are the top layer)')
+  assert not bad, '\n'.join(sorted(bad))
+
+
 def test_analysis_imports_no_orchestrator():
   bad = [f'{module} imports {dep}' for module, deps in _graph().items()
          if _part(module) == 'analysis' for dep in deps
@@ -135,9 +159,10 @@ def test_no_package_imports_inside_functions():
   assert not bad, '\n'.join(bad)
 
 
-#: Function-level imports of the project allowed in experiments/, each with
+#: Function-level imports of the project allowed in the launchers
+#: (monosem_jax/experiments/) and the repository's experiments/, each with
 #: its reason: (file, imported module) -> why. Empty: a launcher's ``--help``
-#: already imports jax and the analysis through experiments/launch.py, so a
+#: already imports jax and the analysis through launch.py, so a
 #: lazy import saves a fraction of a second there and hides the launcher's
 #: dependencies; a cycle it would dodge is a bug to fix by moving code down.
 LAZY_IMPORTS_IN_EXPERIMENTS: dict[tuple[str, str], str] = {}
@@ -147,7 +172,8 @@ def test_no_project_imports_inside_functions_of_experiments():
   # Issue 18: the launchers and their configs import the project at the top
   # of the file, as the package does.
   found = {(str(path.relative_to(ROOT)), m)
-           for path in (ROOT / 'experiments').rglob('*.py')
+           for path in list(EXPERIMENTS.rglob('*.py')) + list(
+               LAUNCHERS.rglob('*.py'))
            for m, inside in _imports(path)
            if inside and m.split('.')[0] in ('monosem_jax', 'experiments')}
   bad = sorted(found - set(LAZY_IMPORTS_IN_EXPERIMENTS))

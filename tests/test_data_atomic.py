@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import ATOMIC_FIXTURE
-from experiments.configs import quickstart
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
-from experiments.launch import refuse_without_concepts
+from monosem_jax.experiments.configs import quickstart
+from monosem_jax.experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.launch import refuse_without_concepts
 from monosem_jax.data import DataError, load_data, load_dataset, make_split
 from monosem_jax.errors import ConfigError
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from experiments.configs import sweep as sweep_configs
-from experiments.launch import refusals_in_one_line
+from monosem_jax.experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.launch import refusals_in_one_line
 from monosem_jax import load_sae
 from monosem_jax.analysis import export as sweep_export
 from monosem_jax.analysis import interventions, pipeline, workdirs

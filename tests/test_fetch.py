@@ -254,7 +254,7 @@ def test_unsafe_or_incomplete_archive_is_refused(server, monkeypatch,
 
 
 def test_launcher_prints_the_data_dir_line(server, monkeypatch, tmp_path):
-  """``experiments/fetch.py``'s ``run()`` (the console script) in a
+  """``monosem_jax/experiments/fetch.py``'s ``run()`` (the console script) in a
   subprocess; only the checksum table is patched there, as above."""
   body = serve(server, monkeypatch, 'ml-1m')
   code = ('import dataclasses, os, sys\n'
@@ -262,7 +262,7 @@ def test_launcher_prints_the_data_dir_line(server, monkeypatch, tmp_path):
           "a = fetch.DATASETS['ml-1m']\n"
           "fetch.DATASETS['ml-1m'] = dataclasses.replace(a, "
           "size=int(os.environ['T_SIZE']), sha256=os.environ['T_SHA'])\n"
-          'from experiments.fetch import run\n'
+          'from monosem_jax.experiments.fetch import run\n'
           'run()\n')
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu',
              T_SIZE=str(len(body)), T_SHA=hashlib.sha256(body).hexdigest())

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import ATOMIC_FIXTURE
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax import load_sae
 from monosem_jax.analysis import export as sweep_export
 from monosem_jax.analysis import pipeline, workdirs

@@ -6,8 +6,8 @@ line instead of being ignored."""
 import jax
 import pytest
 
-from experiments import launch
-from experiments.configs import quickstart, recommender, sweep
+from monosem_jax.experiments import launch
+from monosem_jax.experiments.configs import quickstart, recommender, sweep
 from monosem_jax.errors import ConfigError
 from monosem_jax.recommenders import kinds, ncf
 from monosem_jax.sweep.runner import PlannedRecommender, build_spec
@@ -90,3 +90,20 @@ def test_the_configs_take_the_kinds_from_the_registry():
         kinds.get(name).options_for('lastfm-2k').items())
   with pytest.raises(ConfigError, match='unknown recommender kind'):
     kinds.get('gmf')
+
+
+def test_the_main_jobs_cpu_caps_come_from_what_a_kind_is():
+  """quickstart.quick_spec asks the registry (Kind.paired, the option
+  schema) for the settings the main-job config once listed by kind name;
+  the configs are the same: MF batches 64 users on the synthetic world, NCF
+  (paired) epochs are capped at 20 / 200 steps."""
+  assert quickstart.quick_spec('mf', 'synthetic') == dict(batch_users=64)
+  assert quickstart.quick_spec('mf', 'ml-1m') == {}
+  assert quickstart.quick_spec('ncf', 'synthetic') == dict(steps_per_epoch=20)
+  for dataset in ('ml-1m', 'lastfm-2k', 'atomic'):
+    assert quickstart.quick_spec('ncf', dataset) == dict(steps_per_epoch=200)
+  c = quickstart.get_config('ml-1m')
+  assert c.ncf.sweep.spec.steps_per_epoch == 200
+  assert (c.mf.sweep.spec.steps_per_epoch
+          == sweep.get_config('ml-1m,mf').spec.steps_per_epoch)
+  assert quickstart.get_config('ml1m').mf.sweep.spec.batch_users == 64

@@ -20,10 +20,11 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import device_check, launch
-from experiments.configs import analyze as analyze_configs
-from experiments.configs import recommender as rec_configs
-from experiments.configs import sweep as sweep_configs
+from experiments import device_check
+from monosem_jax.experiments import launch
+from monosem_jax.experiments.configs import analyze as analyze_configs
+from monosem_jax.experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax import files
 from monosem_jax.data import DataError
 from monosem_jax.analysis import pipeline
@@ -322,8 +323,8 @@ def test_the_main_job_analyses_under_the_sweep_lock(tmp_path):
   script = textwrap.dedent(f'''
       import os, sys, types
       sys.argv = ['run']
-      from experiments import run
-      from experiments.configs import quickstart
+      from monosem_jax.experiments import run
+      from monosem_jax.experiments.configs import quickstart
       from monosem_jax import files
       from monosem_jax.errors import WorkdirError
       out = {str(tmp_path)!r}
@@ -521,7 +522,7 @@ def test_dicts_on_the_command_line_are_python_literals():
   traceback; ``dict(...)`` use cases were read as one string."""
   def parse(*args):
     argv = ['prog', '--config=' + os.path.join(
-        ROOT, 'experiments/configs/analyze.py'), *args]
+        ROOT, 'monosem_jax/experiments/configs/analyze.py'), *args]
     fv = flags.FlagValues()
     config = config_flags.DEFINE_config_file(
         'config', None, flag_values=fv, lock_config=False, sys_argv=argv)
@@ -546,7 +547,7 @@ def test_dicts_on_the_command_line_are_python_literals():
 def test_bad_command_lines_are_one_line(tmp_path):
   """A missing --workdir and an unparsable value were absl tracebacks; a
   field given twice was concatenated (tuples) or silently overridden. (The
-  launchers share experiments/launch.py; train_recommender starts fastest.)"""
+  launchers share monosem_jax/experiments/launch.py; train_recommender starts fastest.)"""
   cases = [
       (['experiments.analyze'],
        'error: --workdir is required: A sweep workdir'),

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from experiments.configs import quickstart
+from monosem_jax.experiments.configs import quickstart
 from monosem_jax.analysis import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

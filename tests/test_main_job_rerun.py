@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from experiments import run
-from experiments.configs import quickstart
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments import run
+from monosem_jax.experiments.configs import quickstart
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax.errors import WorkdirError
 from monosem_jax.recommenders import train
 from monosem_jax.recommenders.artifact import RecommenderArtifact

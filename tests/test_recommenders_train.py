@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import recommender as rc
+from monosem_jax.experiments.configs import recommender as rc
 from monosem_jax import checkpoints
 from monosem_jax.data import load_data, loaders, protocol, samplers, synthetic
 from monosem_jax.errors import ConfigError

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax import load_sae
 from monosem_jax.analysis import interventions, neurons, pipeline
 from monosem_jax.recommenders import ncf
@@ -367,7 +367,7 @@ def test_describe_names_the_pursuit():
 
 def test_sparse_faithful_config_is_a_valid_pursuit_sweep():
   # pylint: disable=import-outside-toplevel
-  from experiments.configs import sparse_faithful
+  from monosem_jax.experiments.configs import sparse_faithful
   from monosem_jax.errors import ConfigError
   from monosem_jax.sweep.runner import (PlannedRecommender, build_hparams,
                                         build_spec, grid_axes)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.configs import recommender as rec_configs
+from monosem_jax.experiments.configs import recommender as rec_configs
 from monosem_jax.recommenders import train
 from monosem_jax.sweep import checkpoint
 from monosem_jax.sweep.runner import RESULTS_CSV

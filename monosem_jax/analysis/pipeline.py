@@ -124,7 +124,7 @@ class Analysis:
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisOptions:
-  """The settings of :func:`analyze_sweep` (``experiments/configs/analyze.py``
+  """The settings of :func:`analyze_sweep` (``monosem_jax/experiments/configs/analyze.py``
   builds them from the analysis config: ``analysis_options``).
 
   Attributes:

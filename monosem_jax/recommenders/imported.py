@@ -294,7 +294,7 @@ def import_embeddings(config, npz_path: str, workdir: str, *,
   """Makes a finished recommender workdir from embeddings trained elsewhere.
 
   Args:
-    config: a recommender config (``experiments/configs/recommender.py``):
+    config: a recommender config (``monosem_jax/experiments/configs/recommender.py``):
       ``dataset``, ``split``, ``model.kind`` and ``eval`` are used; the
       width (and NCF layers) come from the file.
     npz_path: the embeddings (see the module docstring).

@@ -216,7 +216,7 @@ def run(config, workdir: str, log: Callable[[str], None] | None = None,
   Args:
     config: ConfigDict or nested dict with sections ``dataset``, ``split``,
       ``model``, ``train``, ``eval``, ``checkpoint`` (see
-      ``experiments/configs/recommender.py``).
+      ``monosem_jax/experiments/configs/recommender.py``).
     workdir: output folder (created; resumed when it holds a checkpoint of
       the same configuration; left as it is when its ``frozen/`` already
       holds this very run, so that the sweeps trained on it stay valid).

@@ -43,7 +43,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import parse_dataset_model
+from monosem_jax.experiments.configs import parse_dataset_model
 from monosem_jax.recommenders import kinds
 from monosem_jax.sweep.spec import FIELDS, paper_defaults
 
@@ -68,7 +68,7 @@ HPARAM_HELP = {
     'k': 'active latents of TopK / BatchTopK (0 with ReLU)',
 }
 #: One line per field, listed with its default by ``--help``
-#: (experiments/launch.py config_fields_help).
+#: (monosem_jax/experiments/launch.py config_fields_help).
 FIELD_HELP = {
     'dataset': "the recommender's dataset (checked; chooses the defaults)",
     'kind': f"the recommender's kind, {' | '.join(MODELS)} (checked)",

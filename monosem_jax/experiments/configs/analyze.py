@@ -56,7 +56,7 @@ Fields:
     report says so, and ``out`` is required. Read by the launcher.
 
 On the command line, dicts are Python literals and ``dict(key=value)`` is
-accepted (experiments/launch.py), e.g.
+accepted (monosem_jax/experiments/launch.py), e.g.
 ``--config.use_cases="(dict(kind='suppress', concept='Horror'),)"`` or
 ``--config.concept_sets="{'metal (any)': ('metal', 'heavy_metal')}"``.
 Each field once: a field given twice is refused. Ranges (checked before any
@@ -131,7 +131,7 @@ def defaults_for(dataset: str) -> dict:
 
 
 #: One line per field (the docstring's "Fields:" says more), listed with its
-#: default by ``--help`` (experiments/launch.py config_fields_help).
+#: default by ``--help`` (monosem_jax/experiments/launch.py config_fields_help).
 FIELD_HELP = {
     'k': 'fidelity list length (None: 30, or every item of a smaller '
          'catalogue)',

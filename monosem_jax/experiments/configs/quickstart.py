@@ -53,26 +53,44 @@ recommender resumes: e.g. ``--config.mf.recommender.train.epochs=40
 
 Args (comma-separated): a dataset (synthetic | ml-1m | ml-100k |
 lastfm-2k | atomic), a model (mf | ncf; default both), ``ml1m`` for an ML-1M-sized
-synthetic world. Select models with ``--config.models="('mf',)"``.
+synthetic world. Select models with ``--config.models=mf`` (a tuple of
+names; one name is a tuple of one).
 """
 
 import ml_collections
 
-from experiments.configs import recommender, sweep
+from monosem_jax.experiments.configs import recommender, sweep
 from monosem_jax.recommenders import kinds
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
 MODELS = kinds.NAMES
-#: Sweep settings of each kind on the synthetic world (beside the grid).
-SYNTHETIC_SPEC = {'mf': dict(batch_users=64), 'ncf': dict(steps_per_epoch=20)}
-#: Sweep settings of each kind on real data: a CPU cap on the NCF epochs of
-#: positive pairs (0 = full passes).
-REAL_SPEC = {'ncf': dict(steps_per_epoch=200)}
+#: Steps per epoch of a kind whose batches are (user, item) pairs
+#: (``Kind.paired``; an epoch of positive pairs is a full pass of them, as
+#: ``steps_per_epoch = 0`` says): a CPU cap, on the synthetic world and on
+#: real data.
+PAIRED_STEPS = {'synthetic': 20, 'real': 200}
+#: Users per batch on the synthetic world, of a kind whose batches are a
+#: user batch against an item batch (its option ``batch_users``).
+SYNTHETIC_BATCH_USERS = 64
+
+
+def quick_spec(model: str, dataset: str) -> dict:
+  """The sweep settings the main job sets over ``sweep.get_config``'s for
+  ``model`` on ``dataset`` (beside the grid), asked of the kind registry
+  (monosem_jax/recommenders/kinds.py) rather than listed by kind name."""
+  kind = kinds.get(model)
+  world = 'synthetic' if dataset == 'synthetic' else 'real'
+  if kind.paired:
+    return dict(steps_per_epoch=PAIRED_STEPS[world])
+  if world == 'synthetic' and 'batch_users' in kind.schema:
+    return dict(batch_users=SYNTHETIC_BATCH_USERS)
+  return {}
+
 #: One line per field, listed with its default by ``--help``
-#: (experiments/launch.py config_fields_help): each model's recommender and
+#: (monosem_jax/experiments/launch.py config_fields_help): each model's recommender and
 #: sweep fields as in their configs; one dataset for both models.
 FIELD_HELP = {
-    'models': "the models to run, e.g. ('mf',)",
+    'models': f'the models to run, e.g. ({MODELS[0]!r},)',
     'restart_downstream': 'True: delete sweeps a rerun would make stale '
                           'and redo them, instead of refusing',
     **{k: v for k, v in recommender.FIELD_HELP.items()
@@ -92,7 +110,7 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.sweep = sweep.get_config(f'{dataset},{model}')
   if dataset == 'synthetic':
     c.sweep.epochs = 18
-    c.sweep.spec.update(SYNTHETIC_SPEC.get(model, {}))
+    c.sweep.spec.update(quick_spec(model, dataset))
     # three seeds of every setting (docs/method.md#seeds-and-stability);
     # rho fixed at the value the report chose when it was an axis
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 10.0),
@@ -104,7 +122,7 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
     dicts = (70, 200) if dataset == 'lastfm-2k' else (22, 64)
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
                                      dict_size=dicts, seed=sweep.SEEDS)
-    c.sweep.spec.update(REAL_SPEC.get(model, {}))
+    c.sweep.spec.update(quick_spec(model, dataset))
   return c
 
 
@@ -122,7 +140,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.models = tuple(a for a in args if a in MODELS) or MODELS
   # A rerun that would make a sweep stale deletes it and redoes it (True)
-  # instead of being refused (experiments/run.py, check_stages).
+  # instead of being refused (monosem_jax/experiments/run.py, check_stages).
   c.restart_downstream = False
   for model in MODELS:   # both present, so that either can be overridden
     c[model] = _model_config(dataset, model)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import sweep as sweep_configs
+from monosem_jax.experiments.configs import sweep as sweep_configs
 from monosem_jax.errors import ConfigError
 
 #: The fields are the sweep config's (``--help`` lists them).

@@ -44,7 +44,7 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import parse_dataset_model
+from monosem_jax.experiments.configs import parse_dataset_model
 from monosem_jax.recommenders import kinds
 
 DATASETS = ('synthetic', 'ml-1m', 'ml-100k', 'lastfm-2k', 'atomic')
@@ -56,7 +56,7 @@ ATOMIC_OPTIONS = {'atomic_name': str, 'concept_field': str, 'title_field': str,
 MODELS = kinds.NAMES
 _ATOMIC = 'atomic (monosem_jax/data/atomic.py):'
 #: One line per field, listed with its default by the launchers' ``--help``
-#: (experiments/launch.py config_fields_help).
+#: (monosem_jax/experiments/launch.py config_fields_help).
 FIELD_HELP = {
     'dataset.name': 'synthetic | ml-1m | ml-100k | lastfm-2k | atomic',
     'dataset.data_dir': 'the folder holding the dataset folder, or the '

@@ -26,14 +26,19 @@ status 1, without a traceback.
 
 A config file is found from any working directory
 (:func:`resolve_config_path`): a path that exists wins, then a bare name of
-a shipped config (``--config=recommender.py:ml-1m,mf``), then a path from
-the repository root (``--config=experiments/configs/recommender.py:...``).
+a shipped config (``--config=recommender.py:ml-1m,mf``), then a path
+naming the shipped configs' folder, as the package
+(``monosem_jax/experiments/configs/``) or as the repository did before the
+launchers moved into the package
+(``--config=experiments/configs/recommender.py:...``).
 ``--help`` lists the fields of the config (the one ``--config`` names, else
 the default) with their defaults and one line each, from the config
 module's ``FIELD_HELP`` (:func:`config_fields_help`).
 :func:`console_script` makes a launcher's ``main`` the target of its console
-script (pyproject.toml ``[project.scripts]``: ``monosem-run`` ...), which
-behaves as ``python -m experiments.X`` does, ``--help`` included.
+script (pyproject.toml ``[project.scripts]``: ``monosem-run`` ...) and of
+the repository's shim (``python -m experiments.X``, a module that imports
+``run``), which behave as ``python -m monosem_jax.experiments.X`` does,
+``--help`` included.
 """
 
 from __future__ import annotations
@@ -57,22 +62,30 @@ from monosem_jax.errors import ConfigError, MonosemError
 # flags of that launcher, so that its ``--help`` lists them.
 flags.disclaim_key_flags()
 
-#: The repository root (``experiments/`` lives in it; site-packages in a
-#: wheel install): default config files are found from any working directory.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: The shipped config files (``experiments/configs``).
-CONFIGS = os.path.join(ROOT, 'experiments', 'configs')
+#: The shipped config files (``monosem_jax/experiments/configs``, package
+#: files: a checkout's and an installed wheel's alike).
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+#: The folders a path may name :data:`CONFIGS` by, from any working
+#: directory: the package's, and the repository's from before the launchers
+#: moved into the package (``experiments/configs/``, as the docs write it).
+CONFIGS_PREFIXES = (('monosem_jax', 'experiments', 'configs'),
+                    ('experiments', 'configs'))
 
 
 def resolve_config_path(path: str) -> str:
   """The config file a ``--config`` path names, from any working directory.
 
   In order: ``path`` itself when it exists (absolute, or from the working
-  directory); a bare file name in :data:`CONFIGS`
-  (``recommender.py``); a path from :data:`ROOT`
-  (``experiments/configs/recommender.py``).
+  directory: a user's own config); a bare file name in :data:`CONFIGS`
+  (``recommender.py``); a relative path beginning with one of
+  :data:`CONFIGS_PREFIXES` (``experiments/configs/recommender.py``,
+  ``monosem_jax/experiments/configs/recommender.py``), mapped onto
+  :data:`CONFIGS`.
 
   >>> resolve_config_path('sweep.py') == os.path.join(CONFIGS, 'sweep.py')
+  True
+  >>> (resolve_config_path('experiments/configs/sweep.py')
+  ...  == os.path.join(CONFIGS, 'sweep.py'))
   True
 
   Raises:
@@ -80,9 +93,12 @@ def resolve_config_path(path: str) -> str:
   """
   candidates = [path]
   if not os.path.isabs(path):
-    if os.path.basename(path) == path:
+    parts = tuple(os.path.normpath(path).split(os.sep))
+    if len(parts) == 1:
       candidates.append(os.path.join(CONFIGS, path))
-    candidates.append(os.path.join(ROOT, path))
+    for prefix in CONFIGS_PREFIXES:
+      if parts[:len(prefix)] == prefix and len(parts) > len(prefix):
+        candidates.append(os.path.join(CONFIGS, *parts[len(prefix):]))
   for candidate in candidates:
     if os.path.isfile(candidate):
       return candidate
@@ -369,7 +385,7 @@ def define_config_file(name: str, default: str | None, help_string: str,
   launcher that calls it.
 
   Every value, the default too, is found by :func:`resolve_config_path`, so
-  ``python -m experiments.run`` works from any folder. The help lists the
+  ``python -m monosem_jax.experiments.run`` works from any folder. The help lists the
   fields of the config ``--name`` names on the command line, else of
   ``default``, else of ``fields_of`` (a ``FILE[:ARG]``, for a flag without a
   default). With a default file, ml_collections applies the command line's
@@ -399,15 +415,17 @@ def define_config_file(name: str, default: str | None, help_string: str,
 
 def console_script(main):
   """The entry point of a launcher's console script (pyproject.toml
-  ``[project.scripts]``): a function of no argument that runs the absl
-  ``main`` as ``python -m experiments.X`` does. Each launcher ends with::
+  ``[project.scripts]``) and of the repository's shim
+  (``experiments/X.py``): a function of no argument that runs the absl
+  ``main`` as ``python -m monosem_jax.experiments.X`` does. Each launcher
+  ends with::
 
     run = console_script(main)
 
     if __name__ == '__main__':
       run()
 
-  Under a console script the main module is the generated wrapper, which
+  Under a console script or a shim the main module is the wrapper, which
   absl's ``--help`` would describe (no docstring, no flags): the launcher
   module's docstring and key flags are lent to it first.
   """
