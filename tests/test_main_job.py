@@ -89,6 +89,34 @@ def test_summary_flags_a_suppression_that_goes_the_wrong_way():
   assert '0.890 -> 0.660 at level -1.5' in line
 
 
+def test_summary_shows_the_effect_choice_beside_the_purity_choice():
+  # issue 20, section 5: the main job's summary printed only the purity
+  # choice, so an NCF run headlined a wrong-way suppression and never the
+  # neuron that steers
+  def rows(case, choice, neuron, shares, wrong):
+    return pd.DataFrame({
+        'case': case, 'choice': choice, 'kind': 'suppress', 'neuron': neuron,
+        'mode': 'delta', 'level': ['raw', 'unedited', 0.0, -1.5],
+        'concept_share': shares, 'orig_activation': 0.5,
+        'activation_max': 1.0, 'wrong_sign': wrong, 'inactive': False,
+        'flag': 'wrong direction' if wrong else ''})
+  iv = pd.concat([
+      rows('suppress via action (action users)', 'purity', 1,
+           [.73, .73, .80, .85], True),
+      rows('suppress via action by effect (action users)', 'effect', 30,
+           [.73, .73, .27, .01], False)], ignore_index=True)
+  fid = pd.DataFrame({'config': [0], 'status': 'ok', 'rbo_norm': [.7],
+                      'pure_concepts@10': [3]})
+  result = pipeline.Analysis(fid, None, None, iv, None, None, 0, 'report.md',
+                             1.0)
+  lines = [line for line in pipeline.summary_lines('ncf', result)
+           if 'suppress via' in line]
+  assert len(lines) == 2
+  assert lines[0].startswith('NCF: WRONG DIRECTION') and 'neuron 1,' in lines[0]
+  assert lines[1].startswith('NCF: suppress via action by effect')
+  assert '0.730 -> 0.010 at level -1.5 (neuron 30,' in lines[1]
+
+
 def test_reproduction_configs_name_real_datasets():
   for arg, dataset in (('ml-1m', 'ml-1m'), ('lastfm-2k', 'lastfm-2k'),
                        ('ml-1m,mf', 'ml-1m')):

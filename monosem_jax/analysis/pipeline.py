@@ -745,9 +745,10 @@ def _remove_old_layout(workdir: str, log) -> None:
 
 def summary_lines(name: str, result: Analysis) -> list[str]:
   """A few lines on an analysis, as the main job prints them: the chosen
-  config, planted-concept recovery, and the first suppression in delta mode,
-  led by its flags when it went the wrong way or its neuron is (nearly) off
-  for the users (never headlined as a success)."""
+  config, its chance levels and spread over seeds, planted-concept recovery,
+  and the first suppression in delta mode for each neuron choice (by item
+  purity, by effect), led by its flags when it went the wrong way or its
+  neuron is (nearly) off for the users (never headlined as a success)."""
   fid, m = result.fidelity, name.upper()
   cols = [c for c in ('config', 'status', 'lambda_pred', 'dict_size', 'rho',
                       'l0_items', 'rbo_norm', 'kendall_tau', PURE) if c in fid]
@@ -768,9 +769,15 @@ def summary_lines(name: str, result: Analysis) -> list[str]:
   iv = result.interventions
   if len(iv):
     case = iv[(iv.kind == 'suppress') & (iv['mode'] == 'delta')]
-    if len(case):
-      lines.append(f'{m}: ' + _suppression_line(
-          case[case.case == case.case.iloc[0]]))
+    # the first suppression per neuron choice (item purity, effect): a
+    # purity neuron that steers the wrong way is shown beside the one that
+    # steers (docs/method.md#interventions)
+    groups = (case.groupby('choice', sort=False) if 'choice' in case
+              else [(None, case)])
+    for _, by in groups:
+      if len(by):
+        lines.append(f'{m}: ' + _suppression_line(
+            by[by.case == by.case.iloc[0]]))
   lines.append(f'{m}: report {result.report_path}')
   return lines
 
