@@ -69,6 +69,38 @@ def test_interventions_share_one_numeric_level_axis_with_reference_lines():
   figures.to_png(fig)                          # renders
 
 
+def test_both_neuron_choices_of_a_case_sit_side_by_side():
+  # six use cases (each by purity and by effect) once drew one row of twelve
+  # panels, 30 inches wide; now a row per case, its two choices side by side
+  levels = [1.0, 0.0, -1.5]
+  parts = []
+  for name in ('suppress a', 'nudge b', 'promote c'):
+    kind = name.split()[0]
+    for choice, suffix in (('purity', ''), ('effect', ' by effect')):
+      for mode in ('replace', 'delta'):
+        t = _case(name + suffix, kind, levels, mode, [.5, .5, .4, .3, .2],
+                  [1, .9, .8, .7, .6])
+        parts.append(t.assign(choice=choice))
+  fig = figures.plot_interventions(pd.concat(parts, ignore_index=True))
+  assert fig.get_figwidth() <= 10
+  shown = [ax for ax in fig.axes if ax.get_visible()]
+  assert len(shown) == 12
+  grid = np.asarray(fig.axes).reshape(6, 2)
+  for block, name in enumerate(('suppress a', 'nudge b', 'promote c')):
+    left, right = grid[2 * block, 0], grid[2 * block, 1]
+    assert left.get_title().startswith(name) and 'effect' not in (
+        left.get_title())
+    assert right.get_title().startswith(name + ' by effect')
+  # five cases, three to a row: the sixth slot is hidden
+  five = pd.concat([_case(f'suppress {i}', 'suppress', levels, 'delta',
+                          [.5, .5, .4, .3, .2], [1, .9, .8, .7, .6])
+                    for i in range(5)], ignore_index=True)
+  fig = figures.plot_interventions(five)
+  assert sum(ax.get_visible() for ax in fig.axes) == 10
+  assert len(fig.axes) == 12
+  figures.to_png(fig)
+
+
 def test_levels_read_back_from_the_csv_stay_numeric(tmp_path):
   _table().to_csv(tmp_path / 'iv.csv', index=False)
   fig = figures.plot_interventions(pd.read_csv(tmp_path / 'iv.csv'))

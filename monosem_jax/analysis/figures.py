@@ -398,9 +398,12 @@ def _case_title(t: pd.DataFrame) -> tuple[str, bool]:
 def plot_interventions(table: pd.DataFrame, path: str | None = None):
   """Each use case against one numeric level axis shared by the modes.
 
-  One column per use case; top panel: its measure (concept share, or
-  promotion success rate), bottom panel: the collateral RBO of the rest of
-  the list (steering) or the target's mean rank (promotion). Solid lines:
+  One pair of panels per use case; top panel: its measure (concept share,
+  or promotion success rate), bottom panel: the collateral RBO of the rest
+  of the list (steering) or the target's mean rank (promotion). The pairs
+  wrap into rows of at most three use cases, or of two when the cases come
+  with both neuron choices (``choice``: item purity, effect), so that each
+  row shows one case chosen both ways side by side. Solid lines:
   each mode's edited levels; dotted black: the raw ranking (unedited
   embeddings, which delta mode's no-edit equals); dashed, in the mode's
   colour: a mode's no-edit ranking where it differs from raw (replace mode's
@@ -408,14 +411,22 @@ def plot_interventions(table: pd.DataFrame, path: str | None = None):
   (``flag``: wrong direction, inactive neuron) says so in red in its title.
   """
   cases = list(dict.fromkeys(table['case']))
-  fig, axes = _figure(2, len(cases), figsize=(4.8 * len(cases), 6.8),
-                      squeeze=False, sharex='col')
+  paired = 'choice' in table and table['choice'].nunique() > 1
+  ncols = min(len(cases), 2 if paired else 3)
+  blocks = -(-len(cases) // ncols)
+  fig, axes = _figure(2 * blocks, ncols,
+                      figsize=(4.8 * ncols, 6.2 * blocks), squeeze=False)
+  for i in range(len(cases), blocks * ncols):     # an empty last slot
+    axes[2 * (i // ncols), i % ncols].set_visible(False)
+    axes[2 * (i // ncols) + 1, i % ncols].set_visible(False)
   colors = dict(zip(dict.fromkeys(table['mode']), _MODE_COLORS))
   handles = {}
-  for col, case in enumerate(cases):
+  for i, case in enumerate(cases):
+    top, col = 2 * (i // ncols), i % ncols
     t = table[table['case'] == case]
+    axes[top, col].sharex(axes[top + 1, col])
     for row, measure in enumerate(_MEASURES[t['kind'].iloc[0]]):
-      ax = axes[row, col]
+      ax = axes[top + row, col]
       raw_value = np.nan
       for mode, g in t.groupby('mode', sort=False):
         levels = interventions.numeric_levels(g['level'])
@@ -445,8 +456,8 @@ def plot_interventions(table: pd.DataFrame, path: str | None = None):
         scale = t['scale'].iloc[0] if 'scale' in t else 'absolute'
         ax.set_xlabel(_SCALE_LABEL.get(scale, 'level'), fontsize=8)
     title, flagged = _case_title(t)
-    axes[0, col].set_title(title, fontsize=8,
-                           color='crimson' if flagged else 'black')
+    axes[top, col].set_title(title, fontsize=8,
+                             color='crimson' if flagged else 'black')
   order = sorted(handles)              # edited lines, raw, then no-edit lines
   fig.legend([handles[h] for h in order], [h[1] for h in order],
              loc='outside lower center', ncols=min(4, len(order)), fontsize=8,
