@@ -20,6 +20,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from conftest import truncate_checkpoint_data
+
 from experiments import device_check
 from monosem_jax.experiments import launch
 from monosem_jax.experiments.configs import analyze as analyze_configs
@@ -305,11 +307,7 @@ def test_analysis_takes_the_sweep_lock_before_reading(recs, tmp_path):
 
 def test_a_truncated_checkpoint_is_one_line_from_the_launcher(recs, tmp_path):
   run_sweep(_sweep_config(recs['a']), str(tmp_path), **QUIET)
-  for root, _, names in os.walk(tmp_path / checkpoint.CKPT_DIR):
-    for name in names:
-      if os.path.basename(root) == 'd':             # the array data
-        path = os.path.join(root, name)
-        os.truncate(path, os.path.getsize(path) // 3)
+  truncate_checkpoint_data(tmp_path / checkpoint.CKPT_DIR)
   proc = _launch('experiments.analyze', f'--workdir={tmp_path}')
   assert proc.returncode == 1
   lines = proc.stderr.strip().splitlines()   # no page of orbax tracebacks

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import truncate_checkpoint_data
+
 from monosem_jax.experiments.configs import recommender as rc
 from monosem_jax import checkpoints
 from monosem_jax.data import load_data, loaders, protocol, samplers, synthetic
@@ -269,11 +271,7 @@ def test_hooks_get_typed_epochs_and_one_stops_the_run_checkpointed(tmp_path):
 def test_a_corrupted_checkpoint_refuses_the_resume_in_one_line(tmp_path):
   from monosem_jax.errors import WorkdirError
   train.run(_small_config(1), str(tmp_path), log=lambda s: None)
-  for root, _, names in os.walk(tmp_path / 'checkpoints' / '1'):
-    for name in names:
-      if os.path.basename(root) == 'd':             # the array data
-        path = os.path.join(root, name)
-        os.truncate(path, os.path.getsize(path) // 3)
+  truncate_checkpoint_data(tmp_path / 'checkpoints' / '1')
   with pytest.raises(WorkdirError, match=r'checkpoints/1/state: cannot be '
                      r'read \(.*\); the checkpoint is truncated or corrupt'):
     train.run(_small_config(2), str(tmp_path), log=lambda s: None)

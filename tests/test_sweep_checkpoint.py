@@ -9,6 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import truncate_checkpoint_data
+
 from monosem_jax.sae import model
 from monosem_jax.sweep import checkpoint as ckpt
 from monosem_jax.sweep import spec as spec_lib
@@ -374,11 +376,7 @@ def test_a_truncated_checkpoint_is_refused_in_one_line(tmp_path, data, params):
   from monosem_jax.errors import WorkdirError
   work = str(tmp_path / 'w')
   _train(SPEC, params, data, epochs=1, workdir=work)
-  for root, _, names in os.walk(os.path.join(work, ckpt.CKPT_DIR, '1')):
-    for name in names:
-      if os.path.basename(root) == 'd':                 # the array data
-        path = os.path.join(root, name)
-        os.truncate(path, os.path.getsize(path) // 3)
+  truncate_checkpoint_data(os.path.join(work, ckpt.CKPT_DIR, '1'))
   with pytest.raises(WorkdirError, match=r'checkpoints/1/state: cannot be '
                      r'read \(.*\); the checkpoint is truncated or corrupt'):
     ckpt.restore_sweep(work)
