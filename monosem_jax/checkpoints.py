@@ -74,15 +74,17 @@ def _leaf_dict(state) -> dict[str, Any]:
   return {f'leaf_{j:04d}': x for j, x in enumerate(jax.tree.leaves(state))}
 
 
+def to_host(x: Any) -> np.ndarray:
+  """A numpy copy of ``x``; all-gathers across processes when ``x`` is
+  sharded over several (every process must call this then)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
 def host_leaves(state) -> list[np.ndarray]:
-  """Every leaf of ``state`` as one host numpy array (a leaf sharded over
-  several processes is gathered: every process must call this)."""
-  out = []
-  for x in jax.tree.leaves(state):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      x = multihost_utils.process_allgather(x, tiled=True)
-    out.append(np.asarray(jax.device_get(x)))
-  return out
+  """Every leaf of ``state`` as one host numpy array (:func:`to_host`)."""
+  return [to_host(x) for x in jax.tree.leaves(state)]
 
 
 def leaf_sha256(x: np.ndarray) -> str:

@@ -159,10 +159,7 @@ def _int_column(path: str, df: pd.DataFrame, col: str) -> np.ndarray:
     raise _io.int_field_error(path, row + 2, col, values.iloc[row])
   long = np.flatnonzero(values.str.len().to_numpy() > 18)
   for row in long:                      # at most a few: int64 overflow check
-    if int(values.iloc[row]) > np.iinfo(np.int64).max:
-      raise DataError(f'{path}, line {row + 2}: field {col} = '
-                      f'{_io.quote(values.iloc[row])[1:-1]} is outside the '
-                      '64-bit integer range')
+    _io._check_int(path, row + 2, col, values.iloc[row])
   return values.to_numpy().astype(np.int64)
 
 

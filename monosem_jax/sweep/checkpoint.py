@@ -192,7 +192,13 @@ def read_sweep_json(workdir: str, provenance: bool = False):
 def hparams_sha256(spec: SweepSpec, hparams: SweepHparams) -> str:
   """SHA-256 of a sweep's spec and configs (``hparams``: the real configs,
   as ``sweep.json`` holds them), recorded in every checkpoint."""
-  doc = {'spec': spec.to_json_dict(), 'hparams': hparams.to_json_dict()}
+  return _digest(spec.to_json_dict(), hparams.to_json_dict())
+
+
+def _digest(spec_doc: Mapping[str, Any], hparams_doc: Mapping[str, Any]
+            ) -> str:
+  """SHA-256 of ``sweep.json``'s spec and hparams objects (sorted keys)."""
+  doc = {'spec': spec_doc, 'hparams': hparams_doc}
   return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -208,8 +214,7 @@ def stored_sha256(workdir: str) -> str:
   reads), the digest that version recorded in the sweep's checkpoints. Call
   it after :func:`read_sweep_json` has checked the file."""
   d = _stored(workdir)
-  doc = {'spec': d['spec'], 'hparams': d['hparams']}
-  return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+  return _digest(d['spec'], d['hparams'])
 
 
 def requested_epochs(provenance: Mapping[str, Any] | None) -> int | None:

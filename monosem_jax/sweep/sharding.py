@@ -59,9 +59,9 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from monosem_jax import checkpoints
 from monosem_jax.sweep.spec import SweepConfigError, SweepHparams
 from monosem_jax.sweep.state import SweepState
 
@@ -327,8 +327,6 @@ class Placement:
     return jax.tree.map(assemble, out_flags, *outs)
 
 
-def to_host(x: Any) -> np.ndarray:
-  """A numpy copy of ``x``; all-gathers across processes when needed."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
+#: A numpy copy of an array, all-gathered across processes when needed (the
+#: one definition is the checkpoints'; re-exported for the sweep's readers).
+to_host = checkpoints.to_host
