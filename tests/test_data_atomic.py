@@ -11,7 +11,7 @@ from conftest import ATOMIC_FIXTURE
 from monosem_jax.experiments.configs import quickstart
 from monosem_jax.experiments.configs import recommender as rec_configs
 from monosem_jax.experiments.configs import sweep as sweep_configs
-from monosem_jax.experiments.launch import refuse_without_concepts
+from monosem_jax.analysis.concepts import require_concepts
 from monosem_jax.data import DataError, load_data, load_dataset, make_split
 from monosem_jax.errors import ConfigError
 
@@ -99,7 +99,7 @@ def test_without_item_file_no_concepts_and_the_main_job_refuses(tmp_path):
     ds = load_dataset('atomic', d)
   assert ds.n_concepts == 0 and ds.item_titles[0] == 'm01'
   with pytest.raises(ConfigError, match='no concept labels'):
-    refuse_without_concepts(ds)
+    require_concepts(ds)
   with pytest.raises(DataError, match=r"options\.concept_field='class' but "
                      r'there is no \.item'):
     load_dataset('atomic', d, concept_field='class')

@@ -230,13 +230,16 @@ class Chance:
     """Scores one block of configs: ``codes`` and ``random_codes``
     ``(C, N, M)`` (trained and untrained SAEs), ``dict_size`` ``(C,)``; the
     first ``n`` configs are kept (the others pad the block)."""
-    for out, acts in ((self._trained, codes), (self._random, random_codes)):
-      purity, pure = best_purity(acts, dict_size, self.concepts, self.perms,
+    # the untrained SAE is read under the true labels only (column 0)
+    for out, acts, perms in ((self._trained, codes, self.perms),
+                             (self._random, random_codes, self.perms[:1])):
+      purity, pure = best_purity(acts, dict_size, self.concepts, perms,
                                  self.k)
       out.append((purity[:n], pure[:n]))
 
   def _scores(self, which) -> tuple[np.ndarray, np.ndarray]:
-    """``(C, 1 + R, T)`` purity and pure flags of every config so far."""
+    """``(C, 1 + R, T)`` purity and pure flags of every config so far
+    (``(C, 1, T)`` for the untrained SAE: the true labels only)."""
     return (np.concatenate([p for p, _ in which]),
             np.concatenate([q for _, q in which]))
 

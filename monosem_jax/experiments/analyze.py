@@ -47,7 +47,7 @@ from absl import flags, logging
 
 from monosem_jax.experiments.configs import analyze as analyze_config
 from monosem_jax.experiments.launch import (console_script, define_config_file,
-                                refusals_in_one_line, refuse_without_concepts)
+                                refusals_in_one_line)
 from monosem_jax import files
 from monosem_jax.analysis import pipeline, workdirs
 from monosem_jax.errors import WorkdirError
@@ -83,7 +83,6 @@ def analyze(workdir: str, cfg, log: Callable[[str], None] = print
       view = workdirs.with_encoder(view, cfg.encode_method, cfg.encode_k,
                                    cfg.encode_signed)
     dataset = workdirs.open_dataset(view.artifact)
-    refuse_without_concepts(dataset)
     return pipeline.analyze_sweep(
         view, dataset, analyze_config.analysis_options(cfg, dataset.name),
         log=log)

@@ -55,7 +55,6 @@ from absl import app, flags
 from ml_collections import config_flags
 from ml_collections.config_flags import tuple_parser
 
-from monosem_jax.analysis import concepts
 from monosem_jax.errors import ConfigError, MonosemError
 
 # The flags this module defines for a launcher (the config flag) are key
@@ -453,10 +452,3 @@ def refusals_in_one_line(main):
 
   return wrapped
 
-
-
-def refuse_without_concepts(dataset) -> None:
-  """The analysis matches neurons to item concepts: the launchers that run
-  it refuse, before any work, a dataset that has none
-  (:func:`monosem_jax.analysis.concepts.require_concepts`)."""
-  concepts.require_concepts(dataset)

@@ -51,9 +51,9 @@ from absl import flags, logging
 
 from monosem_jax.experiments.configs import analyze as analyze_config
 from monosem_jax.experiments.launch import (console_script, define_config_file,
-                                refusals_in_one_line, refuse_without_concepts)
+                                refusals_in_one_line)
 from monosem_jax import files
-from monosem_jax.analysis import pipeline, workdirs
+from monosem_jax.analysis import concepts, pipeline, workdirs
 from monosem_jax.analysis.sweep_figures import plot_sweep_workdir
 from monosem_jax.data.loaders import load_data
 from monosem_jax.errors import ConfigError, MonosemError, WorkdirError
@@ -97,7 +97,7 @@ def run_main_job(cfg, workdir: str) -> dict:
   n = len(models) + 2
   log(f'== 1/{n} data: {cfg.dataset.name}')
   dataset, split = load_data(cfg.dataset, cfg[models[0]].recommender.split)
-  refuse_without_concepts(dataset)
+  concepts.require_concepts(dataset)   # before any training
   stats = dataset.summary()
   stats['split'] = {
       'n_train_positives': split.n_train,

@@ -110,7 +110,6 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.sweep = sweep.get_config(f'{dataset},{model}')
   if dataset == 'synthetic':
     c.sweep.epochs = 18
-    c.sweep.spec.update(quick_spec(model, dataset))
     # three seeds of every setting (docs/method.md#seeds-and-stability);
     # rho fixed at the value the report chose when it was an axis
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 10.0),
@@ -122,7 +121,7 @@ def _model_config(dataset: str, model: str) -> ml_collections.ConfigDict:
     dicts = (70, 200) if dataset == 'lastfm-2k' else (22, 64)
     c.sweep.grid = sweep.grid_config(lambda_pred=(0.0, 1.0, 2.0, 5.0, 10.0),
                                      dict_size=dicts, seed=sweep.SEEDS)
-    c.sweep.spec.update(quick_spec(model, dataset))
+  c.sweep.spec.update(quick_spec(model, dataset))
   return c
 
 
