@@ -49,6 +49,7 @@ exactly unchanged):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax
@@ -273,6 +274,28 @@ def concept_user_group(split, users: np.ndarray, item_concept: np.ndarray,
   return users[order[:n]]
 
 
+#: The interventions' device programs are jitted once at module level, every
+#: array an argument, so a program compiles once per shape and setting, not
+#: on every call (a closure over the arrays would be a new function each time).
+@functools.partial(jax.jit,
+                   static_argnames=('neuron', 'levels', 'mode', 'scale', 'k'))
+def _steer_program(codec, scorer, u, items, uidx, iidx, seen, concept, *,
+                   neuron, levels, mode, scale, k):
+  """:func:`steer_users` on the device: per level the group's top-k lists,
+  with and without the concept's items, and the neuron's activations."""
+  edited = jnp.concatenate(
+      [u[None], _stack_levels(codec, u, neuron, levels, mode, scale)])
+
+  def lists(vecs):
+    s = scorer.matrix_logits(vecs, items, uidx, iidx)
+    top = fidelity.top_k_lists(s, seen, k)
+    rest = fidelity.top_k_lists(s, seen | concept[None], k)
+    return top, rest
+  top, rest = jax.lax.map(lists, edited)                      # (L+1, N, k)
+  share = concept[top].mean(-1)                               # (L+1, N)
+  return share, rest, _level_activations(codec, u, neuron, levels, scale)
+
+
 def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
                 seen: np.ndarray, neuron, levels: Sequence[float | None],
                 concept_items: np.ndarray, *, mode: str = 'replace',
@@ -306,21 +329,9 @@ def steer_users(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
   users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
   concept = jnp.asarray(concept_items, bool)
 
-  @jax.jit
-  def run(u):
-    edited = jnp.concatenate(
-        [u[None], _stack_levels(codec, u, neuron, levels, mode, scale)])
-
-    def lists(vecs):
-      s = scorer.matrix_logits(vecs, items, uidx, iidx)
-      top = fidelity.top_k_lists(s, seen, k)
-      rest = fidelity.top_k_lists(s, seen | concept[None], k)
-      return top, rest
-    top, rest = jax.lax.map(lists, edited)                    # (L+1, N, k)
-    share = concept[top].mean(-1)                             # (L+1, N)
-    return share, rest, _level_activations(codec, u, neuron, levels, scale)
-
-  share, rest, act = run(u)
+  share, rest, act = _steer_program(
+      codec, scorer, u, items, uidx, iidx, seen, concept, neuron=neuron,
+      levels=tuple(levels), mode=mode, scale=scale, k=k)
   n_levels = rest.shape[0]
   coll = fidelity.list_agreement(
       jnp.tile(rest[0], (n_levels, 1)), rest.reshape(-1, k), p)['rbo_norm']
@@ -347,6 +358,25 @@ def item_ranks(scores: jax.Array, seen: jax.Array, target: int) -> jax.Array:
   rank = jnp.sum(ahead & ~seen, axis=1) + 1
   rank = jnp.where(t[:, 0] == -jnp.inf, jnp.sum(~seen, axis=1), rank)
   return jnp.where(seen[:, target], 0, rank)
+
+
+@functools.partial(jax.jit, static_argnames=('target', 'neuron', 'levels',
+                                             'mode', 'scale'))
+def _promote_program(codec, scorer, u, items, uidx, iidx, seen, *, target,
+                     neuron, levels, mode, scale):
+  """:func:`promote_item` on the device: per level every user's rank of the
+  edited target, and the target's neuron."""
+  tidx = jnp.asarray([target])
+  base = scorer.matrix_logits(u, items, uidx, iidx)           # (N, n_items)
+  x = items[tidx]
+  edited = jnp.concatenate(
+      [x[None], _stack_levels(codec, x, neuron, levels, mode, scale)])
+
+  def ranks(t_vec):
+    col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
+    return item_ranks(base.at[:, target].set(col), seen, target)
+  return (jax.lax.map(ranks, edited),                         # (L+1, N)
+          _level_activations(codec, x, neuron, levels, scale))
 
 
 def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
@@ -381,22 +411,9 @@ def promote_item(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
   """
   _check(mode, scale)
   users, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
-  tidx = jnp.asarray([target])
-
-  @jax.jit
-  def run(u):
-    base = scorer.matrix_logits(u, items, uidx, iidx)         # (N, n_items)
-    x = items[tidx]
-    edited = jnp.concatenate(
-        [x[None], _stack_levels(codec, x, neuron, levels, mode, scale)])
-
-    def ranks(t_vec):
-      col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
-      return item_ranks(base.at[:, target].set(col), seen, target)
-    return (jax.lax.map(ranks, edited),                       # (L+1, N)
-            _level_activations(codec, x, neuron, levels, scale))
-
-  ranks, act = run(u)
+  ranks, act = _promote_program(
+      codec, scorer, u, items, uidx, iidx, seen, target=int(target),
+      neuron=neuron, levels=tuple(levels), mode=mode, scale=scale)
   ranks = np.asarray(ranks)
   eligible = ranks[0] > threshold
   n = int(eligible.sum())
@@ -512,6 +529,31 @@ def _effect_table(values: dict, base: dict, d_act: np.ndarray,
   return t
 
 
+@functools.partial(jax.jit, static_argnames=(
+    'n', 'level', 'step', 'mode', 'scale', 'k', 'batch_size'))
+def _steer_effects_program(codec, scorer, u, items, uidx, iidx, seen, concept,
+                           *, n, level, step, mode, scale, k, batch_size):
+  """:func:`steer_effects` on the device: per neuron (and ``n``: no edit)
+  the group's concept share, logit gap and change of the neuron."""
+  unseen = ~seen
+  in_c = unseen & concept[None]
+  z, stats = codec.encode(u)
+  edited = _edit_fn(z, level, step, scale)
+
+  def measure(j):
+    z2, dz = edited(j)
+    x = apply_edit(codec, u, z, z2, stats, mode)
+    s = metrics.finite_scores(scorer.matrix_logits(x, items, uidx, iidx))
+    share = concept[fidelity.top_k_lists(s, seen, k)].mean()
+    mean_c = jnp.sum(jnp.where(in_c, s, 0.), 1) / jnp.maximum(
+        in_c.sum(1), 1)
+    mean_all = jnp.sum(jnp.where(unseen, s, 0.), 1) / jnp.maximum(
+        unseen.sum(1), 1)
+    return share, jnp.mean(mean_c - mean_all), dz
+  return jax.lax.map(measure, jnp.arange(n + 1),     # n: no edit
+                     batch_size=batch_size)
+
+
 def steer_effects(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
                   seen: np.ndarray, concept_items: np.ndarray, *,
                   level: float | None = None, step: float | None = None,
@@ -553,31 +595,37 @@ def steer_effects(codec: Codec, scorer, user_emb, item_emb, users: np.ndarray,
   _, u, items, uidx, iidx, seen = _group(user_emb, item_emb, users, seen)
   concept = jnp.asarray(concept_items, bool)
   n = int(model.decoder_weights(codec.params, codec.cfg).shape[0])
-  unseen = ~seen
-  in_c = unseen & concept[None]
-
-  @jax.jit
-  def run(u):
-    z, stats = codec.encode(u)
-    edited = _edit_fn(z, level, step, scale)
-
-    def measure(j):
-      z2, dz = edited(j)
-      x = apply_edit(codec, u, z, z2, stats, mode)
-      s = metrics.finite_scores(scorer.matrix_logits(x, items, uidx, iidx))
-      share = concept[fidelity.top_k_lists(s, seen, k)].mean()
-      mean_c = jnp.sum(jnp.where(in_c, s, 0.), 1) / jnp.maximum(
-          in_c.sum(1), 1)
-      mean_all = jnp.sum(jnp.where(unseen, s, 0.), 1) / jnp.maximum(
-          unseen.sum(1), 1)
-      return share, jnp.mean(mean_c - mean_all), dz
-    return jax.lax.map(measure, jnp.arange(n + 1),   # n: no edit
-                       batch_size=_chunk(u.shape[0], items.shape[0], chunk))
-
-  share, gap, dz = (np.asarray(a, np.float64) for a in run(u))
+  out = _steer_effects_program(
+      codec, scorer, u, items, uidx, iidx, seen, concept, n=n, level=level,
+      step=step, mode=mode, scale=scale, k=k,
+      batch_size=_chunk(u.shape[0], items.shape[0], chunk))
+  share, gap, dz = (np.asarray(a, np.float64) for a in out)
   return _effect_table({'share': share[:n], 'gap': gap[:n]},
                        {'share': share[n], 'gap': gap[n]}, dz[:n],
                        ('share', 'gap'), {'share': goal, 'gap': goal})
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'target', 'n', 'level', 'step', 'mode', 'scale', 'batch_size'))
+def _promote_effects_program(codec, scorer, u, items, uidx, seen, *, target,
+                             n, level, step, mode, scale, batch_size):
+  """:func:`promote_effects` on the device: the raw ranks, and per neuron
+  (and ``n``: no edit) every user's rank and logit of the edited target."""
+  tidx = jnp.asarray([target])
+  base = scorer.matrix_logits(u, items, uidx, jnp.arange(items.shape[0]))
+  raw = item_ranks(base, seen, target)
+  x = items[tidx]
+  z, stats = codec.encode(x)
+  edited = _edit_fn(z, level, step, scale)
+
+  def measure(j):
+    z2, dz = edited(j)
+    t_vec = apply_edit(codec, x, z, z2, stats, mode)
+    col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
+    return item_ranks(base.at[:, target].set(col), seen, target), col, dz
+  ranks, logits, dz = jax.lax.map(measure, jnp.arange(n + 1),
+                                  batch_size=batch_size)
+  return raw, ranks, logits, dz
 
 
 def promote_effects(codec: Codec, scorer, user_emb, item_emb,
@@ -612,28 +660,12 @@ def promote_effects(codec: Codec, scorer, user_emb, item_emb,
   """
   _check(mode, scale)
   _, u, items, uidx, _, seen = _group(user_emb, item_emb, users, seen)
-  tidx = jnp.asarray([target])
   n = int(model.decoder_weights(codec.params, codec.cfg).shape[0])
-
-  @jax.jit
-  def run(u):
-    base = scorer.matrix_logits(u, items, uidx, jnp.arange(items.shape[0]))
-    raw = item_ranks(base, seen, target)
-    x = items[tidx]
-    z, stats = codec.encode(x)
-    edited = _edit_fn(z, level, step, scale)
-
-    def measure(j):
-      z2, dz = edited(j)
-      t_vec = apply_edit(codec, x, z, z2, stats, mode)
-      col = scorer.matrix_logits(u, t_vec, uidx, tidx)[:, 0]
-      return item_ranks(base.at[:, target].set(col), seen, target), col, dz
-    ranks, logits, dz = jax.lax.map(
-        measure, jnp.arange(n + 1),
-        batch_size=_chunk(u.shape[0], items.shape[0], chunk))
-    return raw, ranks, logits, dz
-
-  raw, ranks, logits, dz = (np.asarray(a, np.float64) for a in run(u))
+  out = _promote_effects_program(
+      codec, scorer, u, items, uidx, seen, target=int(target), n=n,
+      level=level, step=step, mode=mode, scale=scale,
+      batch_size=_chunk(u.shape[0], items.shape[0], chunk))
+  raw, ranks, logits, dz = (np.asarray(a, np.float64) for a in out)
   who = raw > threshold
   if not who.any():
     who = raw > 0
