@@ -36,6 +36,7 @@ import concurrent.futures
 import hashlib
 import os
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -135,22 +136,38 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
     manager.wait_until_finished()
 
 
+def _closed_loop(e: BaseException | None) -> bool:
+  return isinstance(e, RuntimeError) and str(e) == 'Event loop is closed'
+
+
 def _drop_closed_loop_noise() -> None:
   """After a failed restore, orbax's other pending reads finish on worker
   threads and report ``RuntimeError('Event loop is closed')`` through
-  ``sys.unraisablehook``, a page of tracebacks after the one-line refusal.
-  From the first failure on, those (and only those) are dropped."""
+  ``sys.unraisablehook``, ``threading.excepthook`` or, printed by native
+  code calling back into Python (``PyErr_Print``), ``sys.excepthook``: a
+  page of tracebacks after the one-line refusal. From the first failure on,
+  those (and only those) are dropped."""
   previous = sys.unraisablehook
-  if getattr(previous, 'drops_closed_loop', False):
-    return
-
-  def hook(unraisable):
-    e = unraisable.exc_value
-    if not (isinstance(e, RuntimeError) and str(e) == 'Event loop is closed'):
-      previous(unraisable)
-
-  hook.drops_closed_loop = True
-  sys.unraisablehook = hook
+  if not getattr(previous, 'drops_closed_loop', False):
+    def hook(unraisable):
+      if not _closed_loop(unraisable.exc_value):
+        previous(unraisable)
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
+  previous_thread = threading.excepthook
+  if not getattr(previous_thread, 'drops_closed_loop', False):
+    def thread_hook(args):
+      if not _closed_loop(args.exc_value):
+        previous_thread(args)
+    thread_hook.drops_closed_loop = True
+    threading.excepthook = thread_hook
+  previous_except = sys.excepthook
+  if not getattr(previous_except, 'drops_closed_loop', False):
+    def except_hook(kind, value, tb):
+      if not _closed_loop(value):
+        previous_except(kind, value, tb)
+    except_hook.drops_closed_loop = True
+    sys.excepthook = except_hook
 
 
 def _unreadable(manager, step, item: str, e: Exception) -> WorkdirError:

@@ -405,3 +405,28 @@ def test_a_checkpoint_without_hashes_restores_unverified(tmp_path):
   state, meta = checkpoints.restore(m, {'w': np.zeros(2)})
   m.close()
   assert state['w'].tolist() == [1.0, 1.0] and not checkpoints.verified(meta)
+
+
+def test_a_failed_restore_silences_only_closed_loop_noise(monkeypatch, capsys):
+  # After a refused restore, orbax's pending reads report 'Event loop is
+  # closed' through any of three hooks (once through sys.excepthook, which
+  # printed a traceback beside the launcher's one-line refusal in CI).
+  import sys
+  import threading
+  from types import SimpleNamespace
+  from monosem_jax import checkpoints
+  for name in ('unraisablehook', 'excepthook'):
+    monkeypatch.setattr(sys, name, getattr(sys, '__' + name + '__'))
+  monkeypatch.setattr(threading, 'excepthook', threading.__excepthook__)
+  checkpoints._drop_closed_loop_noise()
+  checkpoints._drop_closed_loop_noise()        # idempotent
+  noise, other = RuntimeError('Event loop is closed'), RuntimeError('real')
+  sys.excepthook(RuntimeError, noise, None)
+  threading.excepthook(SimpleNamespace(exc_type=RuntimeError, exc_value=noise,
+                                       exc_traceback=None, thread=None))
+  sys.unraisablehook(SimpleNamespace(exc_type=RuntimeError, exc_value=noise,
+                                     exc_traceback=None, err_msg=None,
+                                     object=None))
+  assert capsys.readouterr().err == ''
+  sys.excepthook(RuntimeError, other, None)
+  assert 'real' in capsys.readouterr().err
